@@ -1,0 +1,445 @@
+//! Configuration: built-in defaults, then an optional TOML file, then the environment.
+//!
+//! Every setting has one file key and one environment variable. A bad value is reported as
+//! one line naming where it came from (the variable, or `file:key`) and what is wrong.
+
+use secrecy::SecretString;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Text or JSON log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The whole, typed configuration of a node.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: SocketAddr,
+    /// Folder for the embedded database and local files.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`.
+    pub database_url: String,
+    /// Most connections a node opens to PostgreSQL.
+    pub db_max_connections: u32,
+    /// Optional Redis for shared rate limits and cache.
+    pub redis_url: Option<String>,
+    /// Prefix for every Redis key this node writes.
+    pub redis_prefix: String,
+    /// Public base URL, used in printed links; defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives.
+    pub log_level: String,
+    /// Origins allowed by CORS (exact match); empty means no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// Largest accepted request body in bytes.
+    pub body_limit: usize,
+    /// Requests per minute per API key or user.
+    pub rate_limit_per_minute: u32,
+    /// Burst size of the per-key bucket.
+    pub rate_limit_burst: u32,
+    /// Requests per minute per client IP on `/v1/auth/*` and the dashboard login.
+    pub auth_rate_limit_per_minute: u32,
+    /// Lifetime of JWT access tokens, seconds.
+    pub access_token_ttl_secs: i64,
+    /// Lifetime of refresh tokens, seconds.
+    pub refresh_token_ttl_secs: i64,
+    /// HMAC secret for access tokens; when unset one is generated and kept in the database,
+    /// so every node of a cluster shares it.
+    pub jwt_secret: Option<SecretString>,
+    /// Login of the owner created on first start.
+    pub bootstrap_email: String,
+    /// Password of the owner created on first start (random when unset).
+    pub bootstrap_password: Option<SecretString>,
+    /// API key created on first start (random when unset).
+    pub bootstrap_api_key: Option<SecretString>,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_proxy: bool,
+}
+
+/// A setting that could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{origin}: {message}")]
+pub struct ConfigError {
+    /// Where the value came from: the environment variable or `file:key`.
+    pub origin: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// `(file key, environment variable)` for every setting.
+const KEYS: &[(&str, &str)] = &[
+    ("listen", "SWITCHBOARD_LISTEN"),
+    ("data_dir", "SWITCHBOARD_DATA_DIR"),
+    ("database_url", "DATABASE_URL"),
+    ("db_max_connections", "SWITCHBOARD_DB_MAX_CONNECTIONS"),
+    ("redis_url", "REDIS_URL"),
+    ("redis_prefix", "SWITCHBOARD_REDIS_PREFIX"),
+    ("public_url", "SWITCHBOARD_PUBLIC_URL"),
+    ("log_format", "SWITCHBOARD_LOG_FORMAT"),
+    ("log_level", "SWITCHBOARD_LOG"),
+    ("cors_origins", "SWITCHBOARD_CORS_ORIGINS"),
+    ("body_limit", "SWITCHBOARD_BODY_LIMIT"),
+    ("rate_limit_per_minute", "SWITCHBOARD_RATE_LIMIT_PER_MINUTE"),
+    ("rate_limit_burst", "SWITCHBOARD_RATE_LIMIT_BURST"),
+    ("auth_rate_limit_per_minute", "SWITCHBOARD_AUTH_RATE_LIMIT_PER_MINUTE"),
+    ("access_token_ttl", "SWITCHBOARD_ACCESS_TOKEN_TTL"),
+    ("refresh_token_ttl", "SWITCHBOARD_REFRESH_TOKEN_TTL"),
+    ("jwt_secret", "SWITCHBOARD_JWT_SECRET"),
+    ("bootstrap_email", "SWITCHBOARD_BOOTSTRAP_EMAIL"),
+    ("bootstrap_password", "SWITCHBOARD_BOOTSTRAP_PASSWORD"),
+    ("bootstrap_api_key", "SWITCHBOARD_BOOTSTRAP_API_KEY"),
+    ("trust_proxy", "SWITCHBOARD_TRUST_PROXY"),
+];
+
+/// The environment variable that names the config file.
+pub const CONFIG_FILE_ENV: &str = "SWITCHBOARD_CONFIG";
+
+struct Raw {
+    values: HashMap<&'static str, (String, String)>,
+}
+
+impl Raw {
+    fn get(&self, key: &str) -> Option<(&str, &str)> {
+        self.values
+            .get(key)
+            .map(|(v, origin)| (v.as_str(), origin.as_str()))
+    }
+
+    fn parse<T>(
+        &self,
+        key: &str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(key) {
+            None => Ok(default),
+            Some((value, origin)) => parse(value).map_err(|message| ConfigError {
+                origin: origin.to_owned(),
+                message,
+            }),
+        }
+    }
+
+    fn string(&self, key: &str) -> Option<String> {
+        self.get(key)
+            .map(|(v, _)| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn number<T: std::str::FromStr>(what: &'static str) -> impl Fn(&str) -> Result<T, String> {
+    move |s| {
+        s.trim()
+            .parse::<T>()
+            .map_err(|_| format!("`{s}` is not {what}"))
+    }
+}
+
+fn positive(what: &'static str) -> impl Fn(&str) -> Result<u32, String> {
+    move |s| match number::<u32>(what)(s)? {
+        0 => Err(format!("`{s}` must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("`{s}` is not a boolean (true/false)")),
+    }
+}
+
+fn database_url(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a database URL (expected sqlite://path or postgres://…)"
+        ))
+    }
+}
+
+impl Config {
+    /// Defaults for a node whose data lives in `data_dir` (what tests start from).
+    pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Config {
+        let data_dir = data_dir.into();
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: default_database_url(&data_dir),
+            data_dir,
+            db_max_connections: 20,
+            redis_url: None,
+            redis_prefix: "sb:".into(),
+            public_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            cors_origins: Vec::new(),
+            body_limit: 2 * 1024 * 1024,
+            rate_limit_per_minute: 1200,
+            rate_limit_burst: 200,
+            auth_rate_limit_per_minute: 20,
+            access_token_ttl_secs: 900,
+            refresh_token_ttl_secs: 30 * 24 * 3600,
+            jwt_secret: None,
+            bootstrap_email: "owner@localhost".into(),
+            bootstrap_password: None,
+            bootstrap_api_key: None,
+            trust_proxy: false,
+        }
+    }
+
+    /// Loads defaults < `file` (if any) < `env`.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
+        let mut raw = Raw {
+            values: HashMap::new(),
+        };
+        if let Some(path) = file {
+            read_file(path, &mut raw)?;
+        }
+        for (key, var) in KEYS {
+            if let Some(v) = env.get(*var) {
+                raw.values.insert(key, (v.clone(), (*var).to_owned()));
+            }
+        }
+
+        let data_dir = raw
+            .string("data_dir")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let d = Config::with_data_dir(data_dir);
+        let log_format = raw.parse("log_format", d.log_format, |s| {
+            match s.trim().to_ascii_lowercase().as_str() {
+                "text" | "" => Ok(LogFormat::Text),
+                "json" => Ok(LogFormat::Json),
+                _ => Err(format!("`{s}` is not a log format (text or json)")),
+            }
+        })?;
+        let redis_url = raw.parse("redis_url", None, |s| {
+            let s = s.trim();
+            if s.is_empty() {
+                Ok(None)
+            } else if s.starts_with("redis://") || s.starts_with("rediss://") {
+                Ok(Some(s.to_owned()))
+            } else {
+                Err(format!("`{s}` is not a Redis URL (expected redis://host:port)"))
+            }
+        })?;
+        let public_url = raw.parse("public_url", None, |s| {
+            let s = s.trim().trim_end_matches('/');
+            if s.is_empty() {
+                return Ok(None);
+            }
+            url::Url::parse(s)
+                .map(|_| Some(s.to_owned()))
+                .map_err(|e| format!("`{s}` is not a URL ({e})"))
+        })?;
+        let secret = |s: &str| -> Result<Option<SecretString>, String> {
+            Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty()).map(SecretString::from))
+        };
+        let jwt_secret = raw.parse("jwt_secret", None, |s| match secret(s)? {
+            Some(_) if s.trim().len() < 32 => Err("must be at least 32 characters".into()),
+            other => Ok(other),
+        })?;
+        Ok(Config {
+            listen: raw.parse("listen", d.listen, |s| {
+                s.trim()
+                    .parse()
+                    .map_err(|_| format!("`{s}` is not a socket address (expected host:port)"))
+            })?,
+            database_url: raw.parse("database_url", d.database_url.clone(), database_url)?,
+            db_max_connections: raw.parse(
+                "db_max_connections",
+                d.db_max_connections,
+                positive("a number of connections"),
+            )?,
+            redis_url,
+            redis_prefix: raw.string("redis_prefix").unwrap_or(d.redis_prefix),
+            public_url,
+            log_format,
+            log_level: raw.string("log_level").unwrap_or(d.log_level),
+            cors_origins: raw.parse("cors_origins", Vec::new(), |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|o| !o.is_empty())
+                    .map(|o| match url::Url::parse(o) {
+                        Ok(u) if u.path() == "/" && o.starts_with(u.scheme()) => {
+                            Ok(o.trim_end_matches('/').to_owned())
+                        }
+                        _ => Err(format!("`{o}` is not an origin (expected scheme://host[:port])")),
+                    })
+                    .collect()
+            })?,
+            body_limit: raw.parse("body_limit", d.body_limit, number("a size in bytes"))?,
+            rate_limit_per_minute: raw.parse(
+                "rate_limit_per_minute",
+                d.rate_limit_per_minute,
+                positive("a number of requests"),
+            )?,
+            rate_limit_burst: raw.parse(
+                "rate_limit_burst",
+                d.rate_limit_burst,
+                positive("a number of requests"),
+            )?,
+            auth_rate_limit_per_minute: raw.parse(
+                "auth_rate_limit_per_minute",
+                d.auth_rate_limit_per_minute,
+                positive("a number of requests"),
+            )?,
+            access_token_ttl_secs: raw.parse(
+                "access_token_ttl",
+                d.access_token_ttl_secs,
+                |s| match number::<i64>("a number of seconds")(s)? {
+                    n if n >= 10 => Ok(n),
+                    _ => Err(format!("`{s}` must be at least 10 seconds")),
+                },
+            )?,
+            refresh_token_ttl_secs: raw.parse(
+                "refresh_token_ttl",
+                d.refresh_token_ttl_secs,
+                |s| match number::<i64>("a number of seconds")(s)? {
+                    n if n >= 60 => Ok(n),
+                    _ => Err(format!("`{s}` must be at least 60 seconds")),
+                },
+            )?,
+            jwt_secret,
+            bootstrap_email: raw.parse("bootstrap_email", d.bootstrap_email, |s| {
+                let s = s.trim();
+                if s.contains('@') && !s.contains(char::is_whitespace) {
+                    Ok(s.to_ascii_lowercase())
+                } else {
+                    Err(format!("`{s}` is not an e-mail address"))
+                }
+            })?,
+            bootstrap_password: raw.parse("bootstrap_password", None, |s| match secret(s)? {
+                Some(_) if s.trim().chars().count() < 8 => {
+                    Err("must be at least 8 characters".into())
+                }
+                other => Ok(other),
+            })?,
+            bootstrap_api_key: raw.parse("bootstrap_api_key", None, |s| match secret(s)? {
+                Some(_) if s.trim().len() < 24 || s.contains(char::is_whitespace) => {
+                    Err("must be at least 24 characters without spaces".into())
+                }
+                other => Ok(other),
+            })?,
+            trust_proxy: raw.parse("trust_proxy", d.trust_proxy, boolean)?,
+            data_dir: d.data_dir,
+        })
+    }
+
+    /// The URL printed for people: the public URL, or one built from the listen address.
+    pub fn base_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+fn default_database_url(data_dir: &Path) -> String {
+    format!("sqlite://{}", data_dir.join("switchboard.db").display())
+}
+
+fn read_file(path: &Path, raw: &mut Raw) -> Result<(), ConfigError> {
+    let file_origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        origin: file_origin.clone(),
+        message: format!("cannot read config file ({e})"),
+    })?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
+        origin: file_origin.clone(),
+        message: format!("invalid TOML: {}", e.message()),
+    })?;
+    for (key, value) in table {
+        let origin = format!("{file_origin}:{key}");
+        let Some((known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
+            return Err(ConfigError {
+                origin,
+                message: "unknown setting".into(),
+            });
+        };
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => {
+                return Err(ConfigError {
+                    origin,
+                    message: format!("unsupported value `{other}`"),
+                })
+            }
+        };
+        raw.values.insert(known, (text, origin));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_put_sqlite_in_the_data_dir() {
+        let c = Config::load(None, &env(&[("SWITCHBOARD_DATA_DIR", "/tmp/sb")])).unwrap();
+        assert_eq!(c.database_url, "sqlite:///tmp/sb/switchboard.db");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert!(c.redis_url.is_none());
+    }
+
+    #[test]
+    fn environment_overrides_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(
+            &path,
+            "listen = \"0.0.0.0:9000\"\nrate_limit_per_minute = 60\ncors_origins = [\"https://app.example.com\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&path),
+            &env(&[("SWITCHBOARD_LISTEN", "127.0.0.1:7000")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.rate_limit_per_minute, 60);
+        assert_eq!(c.cors_origins, vec!["https://app.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn bad_values_name_their_origin() {
+        let e = Config::load(None, &env(&[("SWITCHBOARD_LISTEN", "nope")])).unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_LISTEN");
+        assert!(e.to_string().contains("not a socket address"), "{e}");
+        let e = Config::load(None, &env(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(e.origin, "DATABASE_URL");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, "lisen = \"x\"\n").unwrap();
+        let e = Config::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert!(e.origin.ends_with(":lisen"), "{e}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Switchboard core: the pieces every capability shares.
+//!
+//! - [`id`]: prefixed TypeIDs (`proj_01h…`).
+//! - [`money`]: `i64` minor units with an ISO-4217 currency.
+//! - [`time`]: UTC timestamps, stored as microseconds since the Unix epoch.
+//! - [`config`]: layered, typed configuration.
+//! - [`db`]: the [`db::Db`] handle over SQLite or PostgreSQL and the migrations.
+//! - [`audit`]: the append-only, hash-chained audit trail.
+//! - [`ratelimit`]: token buckets, in-process or shared through Redis.
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod id;
+pub mod money;
+pub mod ratelimit;
+pub mod secret;
+pub mod time;

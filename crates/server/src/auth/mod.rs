@@ -1,0 +1,323 @@
+//! Authentication and authorisation.
+//!
+//! The [`authenticate`] middleware turns an `Authorization: Bearer …` header (an API key or a
+//! JWT access token) into a [`Principal`] for every `/v1` route; handlers then take
+//! [`Authed<S>`], which refuses with 403 unless the principal holds scope `S` before the
+//! handler body runs. A handler that compiles is authenticated, authorised and project-scoped.
+
+pub mod jwt;
+pub mod password;
+
+use crate::error::ApiError;
+use crate::platform::{api_keys, users};
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
+use switchboard_core::audit::{Actor, AuditContext};
+use switchboard_core::id::ProjectId;
+
+/// Every scope an API key can carry. Later capabilities add theirs here.
+pub const SCOPES: &[&str] = &[
+    "projects:read",
+    "projects:write",
+    "keys:read",
+    "keys:write",
+    "users:read",
+    "users:write",
+    "audit:read",
+];
+
+/// The scope that grants everything.
+pub const ALL: &str = "*";
+
+/// A validated set of scopes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+#[schema(value_type = Vec<String>, example = json!(["keys:read", "audit:read"]))]
+pub struct Scopes(Vec<String>);
+
+impl TryFrom<Vec<String>> for Scopes {
+    type Error = String;
+
+    fn try_from(list: Vec<String>) -> Result<Self, String> {
+        if list.is_empty() {
+            return Err("at least one scope is required".into());
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for s in list {
+            let s = s.trim().to_owned();
+            if s != ALL && !SCOPES.contains(&s.as_str()) {
+                return Err(format!(
+                    "unknown scope `{s}` (known: *, {})",
+                    SCOPES.join(", ")
+                ));
+            }
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        Ok(Scopes(out))
+    }
+}
+
+impl From<Scopes> for Vec<String> {
+    fn from(s: Scopes) -> Self {
+        s.0
+    }
+}
+
+impl Scopes {
+    /// Every scope.
+    pub fn all() -> Scopes {
+        Scopes(vec![ALL.to_owned()])
+    }
+
+    /// Whether this set grants `required`; a `:write` scope also grants its `:read`.
+    pub fn allows(&self, required: &str) -> bool {
+        self.0.iter().any(|s| {
+            s == ALL
+                || s == required
+                || required
+                    .strip_suffix(":read")
+                    .is_some_and(|res| s.strip_suffix(":write") == Some(res))
+        })
+    }
+
+    /// Stored form: comma-separated.
+    pub fn to_db(&self) -> String {
+        self.0.join(",")
+    }
+
+    /// Reads the stored form back (unknown entries from newer versions are kept as-is).
+    pub fn from_db(s: &str) -> Scopes {
+        Scopes(s.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+    }
+}
+
+/// A user's role within a project.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything, including managing admins and owners.
+    Owner,
+    /// Everything but managing owners.
+    Admin,
+    /// Reads everything, operates queues and jobs.
+    Operator,
+    /// Reads everything.
+    Viewer,
+}
+
+impl Role {
+    /// Stored / wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Operator => "operator",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Owner, Role::Admin, Role::Operator, Role::Viewer]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+
+    /// The scopes a user with this role holds.
+    pub fn scopes(self) -> Scopes {
+        match self {
+            Role::Owner | Role::Admin => Scopes::all(),
+            Role::Operator | Role::Viewer => Scopes(
+                SCOPES
+                    .iter()
+                    .filter(|s| s.ends_with(":read"))
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Who is calling: resolved once per request by [`authenticate`].
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The only project this caller can see.
+    pub project_id: ProjectId,
+    /// For the audit trail.
+    pub actor: Actor,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// Set for users, not for API keys.
+    pub role: Option<Role>,
+}
+
+/// Where a request came from, recorded with every audit event it causes.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    /// Client IP.
+    pub ip: Option<String>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// `X-Request-Id`.
+    pub request_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<ClientInfo>().cloned().unwrap_or_default())
+    }
+}
+
+/// A scope a handler requires, as a type.
+pub trait RequiredScope {
+    /// The scope string.
+    const SCOPE: &'static str;
+}
+
+/// Scope marker types for [`Authed`].
+pub mod scope {
+    use super::RequiredScope;
+
+    macro_rules! markers {
+        ($($(#[$m:meta])* $name:ident => $s:literal),* $(,)?) => {
+            $($(#[$m])* pub struct $name;
+            impl RequiredScope for $name {
+                const SCOPE: &'static str = $s;
+            })*
+        };
+    }
+
+    markers! {
+        /// `projects:read`
+        ProjectsRead => "projects:read",
+        /// `projects:write`
+        ProjectsWrite => "projects:write",
+        /// `keys:read`
+        KeysRead => "keys:read",
+        /// `keys:write`
+        KeysWrite => "keys:write",
+        /// `users:read`
+        UsersRead => "users:read",
+        /// `users:write`
+        UsersWrite => "users:write",
+        /// `audit:read`
+        AuditRead => "audit:read",
+    }
+}
+
+/// An authenticated caller holding scope `S`.
+pub struct Authed<S> {
+    /// The caller.
+    pub principal: Principal,
+    /// Request origin, for audit events.
+    pub client: ClientInfo,
+    _scope: PhantomData<S>,
+}
+
+impl<S> Authed<S> {
+    /// The caller's project.
+    pub fn project(&self) -> &ProjectId {
+        &self.principal.project_id
+    }
+
+    /// Context stamped on the audit events this request writes.
+    pub fn audit(&self) -> AuditContext {
+        AuditContext {
+            project_id: self.principal.project_id.clone(),
+            actor: self.principal.actor.clone(),
+            ip: self.client.ip.clone(),
+            user_agent: self.client.user_agent.clone(),
+            request_id: self.client.request_id.clone(),
+        }
+    }
+}
+
+impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authed<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &St) -> Result<Self, Self::Rejection> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| ApiError::unauthorized("missing API key or access token"))?;
+        if !principal.scopes.allows(S::SCOPE) {
+            return Err(ApiError::forbidden(format!(
+                "this credential lacks the `{}` scope",
+                S::SCOPE
+            )));
+        }
+        Ok(Authed {
+            principal,
+            client: parts.extensions.get::<ClientInfo>().cloned().unwrap_or_default(),
+            _scope: PhantomData,
+        })
+    }
+}
+
+/// The bearer token of a request, if any.
+fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
+    let value = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// Resolves the caller of every protected route, or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(token) = bearer(req.headers()) else {
+        return ApiError::unauthorized("missing API key or access token").into_response();
+    };
+    let principal = if token.starts_with(api_keys::KEY_PREFIX) {
+        api_keys::repo::authenticate(&state.db, token).await
+    } else {
+        match state.jwt.verify(token) {
+            Ok(claims) => users::repo::principal_for_token(&state.db, &claims).await,
+            Err(_) => Ok(None),
+        }
+    };
+    match principal {
+        Ok(Some(p)) => {
+            req.extensions_mut().insert(p);
+            next.run(req).await
+        }
+        Ok(None) => {
+            ApiError::unauthorized("invalid, expired or revoked credential").into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_implies_read_and_star_implies_all() {
+        let s = Scopes::try_from(vec!["keys:write".to_owned()]).unwrap();
+        assert!(s.allows("keys:read"));
+        assert!(s.allows("keys:write"));
+        assert!(!s.allows("audit:read"));
+        assert!(Scopes::all().allows("users:write"));
+        assert!(Scopes::try_from(vec!["keys:eat".to_owned()]).is_err());
+        assert!(Scopes::try_from(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn viewer_reads_only() {
+        let s = Role::Viewer.scopes();
+        assert!(s.allows("audit:read") && !s.allows("keys:write"));
+        assert!(Role::Admin.scopes().allows("keys:write"));
+    }
+}
