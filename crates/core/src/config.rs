@@ -329,8 +329,12 @@ impl Config {
                 other => Ok(other),
             })?,
             bootstrap_api_key: raw.parse("bootstrap_api_key", None, |s| match secret(s)? {
-                Some(_) if s.trim().len() < 24 || s.contains(char::is_whitespace) => {
-                    Err("must be at least 24 characters without spaces".into())
+                Some(_)
+                    if s.trim().len() < 24
+                        || !s.trim().starts_with("sb_")
+                        || s.trim().contains(char::is_whitespace) =>
+                {
+                    Err("must start with `sb_` and be at least 24 characters without spaces".into())
                 }
                 other => Ok(other),
             })?,

@@ -3,9 +3,10 @@
 
 pub use jiff::Timestamp;
 
-/// The current instant.
+/// The current instant, truncated to the microsecond precision of storage (so a value
+/// returned at creation is identical to the one read back later).
 pub fn now() -> Timestamp {
-    Timestamp::now()
+    from_db(Timestamp::now().as_microsecond())
 }
 
 /// A timestamp as stored in the database.

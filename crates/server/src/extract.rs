@@ -13,14 +13,10 @@ pub struct Json<T>(pub T);
 /// Parses a JSON body, mapping every failure to the right problem.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de).and_then(|v| {
-        de.end()
-            .map_err(|e| serde_path_to_error::Error::new(serde_path_to_error::Path::empty(), e))
-            .map(|()| v)
-    });
-    value.map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
+    let value = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| (e.path().to_string(), e.into_inner()))
+        .and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_owned(), e)));
+    value.map_err(|(path, inner)| {
         match inner.classify() {
             serde_json::error::Category::Data => ApiError::invalid(vec![FieldError {
                 field: if path == "." { String::new() } else { path },
@@ -117,5 +113,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
             .await
             .map(|axum::extract::Path(v)| Path(v))
             .map_err(|_| ApiError::not_found("resource"))
+    }
+}
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
     }
 }

@@ -1,1 +1,19 @@
-pub fn x(){}
+//! Switchboard's HTTP API, dashboard and command line.
+//!
+//! [`app::Application`] is the whole server; `main.rs` only parses the command line.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod cli;
+pub mod dashboard;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod middleware;
+pub mod openapi;
+pub mod page;
+pub mod platform;
+pub mod state;
+pub mod telemetry;

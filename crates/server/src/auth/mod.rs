@@ -87,6 +87,15 @@ impl Scopes {
         })
     }
 
+    /// Whether a credential with these scopes may hand out `wanted` (never more than it has).
+    pub fn can_grant(&self, wanted: &str) -> bool {
+        if wanted == ALL {
+            self.0.iter().any(|s| s == ALL)
+        } else {
+            self.allows(wanted)
+        }
+    }
+
     /// Stored form: comma-separated.
     pub fn to_db(&self) -> String {
         self.0.join(",")

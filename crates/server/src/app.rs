@@ -1,0 +1,214 @@
+//! Startup: [`Application::build`] connects, migrates, bootstraps and binds;
+//! [`Application::run_until_stopped`] serves until the shutdown future resolves, then drains
+//! in-flight requests.
+
+use crate::auth::{authenticate, jwt::JwtKeys};
+use crate::bootstrap::{self, Credentials};
+use crate::middleware as mw;
+use crate::openapi::ApiDoc;
+use crate::platform::{api_keys, audit, health, login, projects, users};
+use crate::state::{AppState, Inner};
+use crate::{dashboard, idempotency, telemetry};
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::Router;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+use switchboard_core::config::Config;
+use switchboard_core::db::Db;
+use switchboard_core::ratelimit::RateLimiter;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// A built node, listening but not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+    /// Credentials created by this start, if it was the first.
+    pub bootstrap: Option<Credentials>,
+}
+
+/// Connects to the database and Redis named by `config` and brings the schema up to date.
+pub async fn connect(config: &Config) -> anyhow::Result<(Db, Option<redis::aio::ConnectionManager>)> {
+    let db = Db::connect(&config.database_url, config.db_max_connections)
+        .await
+        .with_context(|| format!("cannot open database {}", redact(&config.database_url)))?;
+    db.migrate().await.context("cannot migrate the database")?;
+    let redis = match &config.redis_url {
+        None => None,
+        Some(url) => {
+            let client = redis::Client::open(url.as_str())
+                .with_context(|| format!("invalid REDIS_URL {}", redact(url)))?;
+            Some(
+                redis::aio::ConnectionManager::new(client)
+                    .await
+                    .with_context(|| format!("cannot connect to Redis at {}", redact(url)))?,
+            )
+        }
+    };
+    Ok((db, redis))
+}
+
+/// A URL with its password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Application {
+    /// Connects, migrates, bootstraps an empty database and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let (db, redis) = connect(&config).await?;
+        let bootstrap = bootstrap::bootstrap(&db, &config).await?;
+        let secret = bootstrap::jwt_secret(&db, &config).await?;
+        let limiter = match &redis {
+            Some(conn) => RateLimiter::redis(conn.clone(), &config.redis_prefix),
+            None => RateLimiter::memory(),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let state = AppState::new(Inner {
+            jwt: JwtKeys::new(&secret, config.access_token_ttl_secs),
+            metrics: telemetry::metrics_handle(),
+            config,
+            db,
+            redis,
+            limiter,
+        });
+        let router = router(state.clone());
+        Ok(Application {
+            listener,
+            state,
+            router,
+            bootstrap,
+        })
+    }
+
+    /// The bound port (tests bind port 0).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Shared state (tests reach the database through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let maintenance = tokio::spawn(maintenance(self.state.clone()));
+        let result = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        maintenance.abort();
+        self.state.db.close().await;
+        result.context("server error")
+    }
+}
+
+/// Periodic housekeeping of this node (the queue engine's maintenance jobs take this over).
+async fn maintenance(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        match idempotency::prune(&state.db).await {
+            Ok(n) if n > 0 => tracing::info!(pruned = n, "expired idempotency keys removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "idempotency pruning failed"),
+        }
+    }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routers().1
+}
+
+fn api_routers() -> (OpenApiRouter<AppState>, utoipa::openapi::OpenApi) {
+    let protected = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(projects::http::router())
+        .merge(api_keys::http::router())
+        .merge(users::http::router())
+        .merge(audit::router())
+        .merge(login::http::router());
+    let (_, mut doc) = protected.clone().split_for_parts();
+    let (_, public) = login::http::public_router().split_for_parts();
+    let (_, health) = health::router().split_for_parts();
+    doc.merge(public);
+    doc.merge(health);
+    (protected, doc)
+}
+
+/// Every route with every layer.
+pub fn router(state: AppState) -> Router {
+    let (protected, doc) = api_routers();
+    let protected: Router<AppState> = Router::from(protected)
+        .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn_with_state(state.clone(), mw::rate_limit_principal))
+        .layer(from_fn_with_state(state.clone(), authenticate));
+    let public: Router<AppState> = Router::from(login::http::public_router())
+        .layer(from_fn_with_state(state.clone(), mw::rate_limit_ip));
+    let health: Router<AppState> = health::router().into();
+
+    let mut app = Router::new()
+        .merge(protected)
+        .merge(public)
+        .merge(health)
+        .merge(dashboard::router(state.clone()))
+        .fallback(mw::not_found)
+        .method_not_allowed_fallback(mw::method_not_allowed)
+        .with_state(state.clone())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .layer(from_fn(mw::record_metrics))
+        .layer(DefaultBodyLimit::max(state.config.body_limit));
+    if !state.config.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = state
+            .config
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("idempotency-key"),
+                    mw::REQUEST_ID.clone(),
+                ])
+                .expose_headers([
+                    mw::REQUEST_ID.clone(),
+                    HeaderName::from_static("idempotent-replayed"),
+                    HeaderName::from_static("ratelimit-limit"),
+                    HeaderName::from_static("ratelimit-remaining"),
+                    HeaderName::from_static("ratelimit-reset"),
+                    header::RETRY_AFTER,
+                ])
+                .max_age(Duration::from_secs(3600)),
+        );
+    }
+    app.layer(from_fn_with_state(state.clone(), mw::security_headers))
+        .layer(from_fn(mw::problem_errors))
+        .layer(from_fn_with_state(state, mw::client_info))
+        .layer(CatchPanicLayer::new())
+}

@@ -1,0 +1,357 @@
+//! The command line: `serve`, `migrate`, `keys`, `users`, `doctor`.
+
+use crate::app::{self, Application};
+use crate::auth::{password, Role, Scopes};
+use crate::platform::{api_keys, users};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sqlx::Row;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use switchboard_core::audit::{Actor, AuditContext};
+use switchboard_core::config::{Config, CONFIG_FILE_ENV};
+use switchboard_core::db::Db;
+use switchboard_core::id::ProjectId;
+use switchboard_core::{on_db, time};
+
+/// Durable jobs, notifications, payments, storage and webhooks behind one HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub struct Cli {
+    /// TOML configuration file (also `SWITCHBOARD_CONFIG`); the environment overrides it.
+    #[arg(long, global = true, env = CONFIG_FILE_ENV)]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API, dashboard and background work.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Check configuration, database, Redis and storage; exit 1 if anything fails.
+    Doctor,
+}
+
+/// `switchboard keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its secret (shown once).
+    Create {
+        /// What the key is for.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes, `*` for all.
+        #[arg(long, default_value = "*")]
+        scopes: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// List keys.
+    List {
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Revoke a key.
+    Revoke {
+        /// Key id.
+        id: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+/// `switchboard users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create a user; prints a random password unless one is given.
+    Create {
+        /// Login e-mail.
+        #[arg(long)]
+        email: String,
+        /// owner, admin, operator or viewer.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Password (also `SWITCHBOARD_NEW_USER_PASSWORD`); random when absent.
+        #[arg(long, env = "SWITCHBOARD_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+/// Runs the command; configuration errors exit with 2, other failures with 1.
+pub fn run(cli: Cli) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match Config::load(cli.config.as_deref(), &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    crate::telemetry::init_logs(config.log_format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("switchboard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => serve(config).await.map(|()| ExitCode::SUCCESS),
+            Command::Migrate => migrate(&config).await.map(|()| ExitCode::SUCCESS),
+            Command::Keys(k) => keys(&config, k).await.map(|()| ExitCode::SUCCESS),
+            Command::Users(u) => users_cmd(&config, u).await.map(|()| ExitCode::SUCCESS),
+            Command::Doctor => Ok(doctor(&config).await),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("switchboard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let base = config.base_url();
+    let app = Application::build(config).await?;
+    if let Some(c) = &app.bootstrap {
+        println!(
+            "\nSwitchboard is set up (shown once; store these now):\n  \
+             dashboard  {base}/dashboard\n  login      {}\n  password   {}\n  API key    {}\n  project    {}\n",
+            c.email, c.password, c.api_key, c.project
+        );
+    }
+    tracing::info!(url = %base, port = app.port(), "listening");
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let (db, _) = app::connect(config).await?;
+    println!("migrations applied ({})", db.backend().name());
+    db.close().await;
+    Ok(())
+}
+
+async fn project_for(db: &Db, given: Option<String>) -> anyhow::Result<ProjectId> {
+    if let Some(p) = given {
+        return ProjectId::parse(&p).map_err(|e| anyhow::anyhow!("--project: {e}"));
+    }
+    let mut conn = db.read().await?;
+    let first: Option<String> = on_db!(conn.ex(), c => sqlx::query("SELECT id FROM projects ORDER BY id LIMIT 1")
+        .fetch_optional(c)
+        .await?
+        .map(|r| r.try_get("id"))
+        .transpose()?);
+    first
+        .map(ProjectId::from_db)
+        .context("no project yet: run `switchboard serve` once to create the default project")
+}
+
+fn cli_actor(project: &ProjectId) -> AuditContext {
+    AuditContext {
+        project_id: project.clone(),
+        actor: Actor::system("cli"),
+        ip: None,
+        user_agent: None,
+        request_id: None,
+    }
+}
+
+async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
+    let (db, _) = app::connect(config).await?;
+    match cmd {
+        KeysCommand::Create { name, scopes, project } => {
+            let project = project_for(&db, project).await?;
+            let scopes = Scopes::try_from(scopes.split(',').map(str::to_owned).collect::<Vec<_>>())
+                .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
+            let mut tx = db.begin().await?;
+            let created =
+                api_keys::create_in_tx(&mut tx, &cli_actor(&project), &project, &name, scopes, None, None)
+                    .await?;
+            tx.commit().await?;
+            println!("{}\t{}", created.key.id, created.secret);
+        }
+        KeysCommand::List { project } => {
+            let project = project_for(&db, project).await?;
+            let mut conn = db.read().await?;
+            for k in api_keys::repo::list(conn.ex(), &project, None, 10_000).await? {
+                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{}\t{}", k.id, k.name, k.prefix, k.scopes.to_db(), status);
+            }
+        }
+        KeysCommand::Revoke { id, project } => {
+            let project = project_for(&db, project).await?;
+            let mut tx = db.begin().await?;
+            let before = api_keys::repo::get(tx.ex(), &project, &id)
+                .await?
+                .with_context(|| format!("no API key {id} in project {project}"))?;
+            let now = time::now();
+            if api_keys::repo::revoke(tx.ex(), &project, &id, now).await? {
+                let after = api_keys::ApiKey {
+                    revoked_at: Some(now),
+                    ..before.clone()
+                };
+                switchboard_core::audit::record(
+                    &mut tx,
+                    &cli_actor(&project),
+                    switchboard_core::audit::Change {
+                        action: "api_key.revoke",
+                        entity_type: "api_key",
+                        entity_id: &id,
+                        before: serde_json::to_value(&before).ok(),
+                        after: serde_json::to_value(&after).ok(),
+                    },
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            println!("revoked {id}");
+        }
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let (db, _) = app::connect(config).await?;
+    let UsersCommand::Create { email, role, password: pw, name, project } = cmd;
+    let project = project_for(&db, project).await?;
+    let role = Role::parse(&role).with_context(|| format!("--role: `{role}` is not owner, admin, operator or viewer"))?;
+    let email = users::parse_email(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let (pw, generated) = match pw {
+        Some(p) => (p, false),
+        None => (switchboard_core::secret::random_token("").chars().take(20).collect(), true),
+    };
+    password::check_strength(&pw).map_err(|m| anyhow::anyhow!("--password {m}"))?;
+    let user = users::User {
+        id: switchboard_core::id::UserId::generate(),
+        email,
+        name,
+        role,
+        created_at: time::now(),
+        disabled_at: None,
+    };
+    let hash = password::hash(&pw).map_err(|e| anyhow::anyhow!("hash: {e}"))?;
+    let mut tx = db.begin().await?;
+    users::repo::insert(tx.ex(), &project, &user, &hash)
+        .await
+        .map_err(|e| if switchboard_core::db::is_unique_violation(&e) {
+            anyhow::anyhow!("a user with e-mail {} already exists", user.email)
+        } else {
+            e.into()
+        })?;
+    switchboard_core::audit::record(
+        &mut tx,
+        &cli_actor(&project),
+        switchboard_core::audit::Change {
+            action: "user.create",
+            entity_type: "user",
+            entity_id: user.id.as_str(),
+            before: None,
+            after: serde_json::to_value(&user).ok(),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if generated {
+        println!("{}\t{}\tpassword: {pw}", user.id, user.email);
+    } else {
+        println!("{}\t{}", user.id, user.email);
+    }
+    db.close().await;
+    Ok(())
+}
+
+/// Prints one line per check; the exit code is 1 if any failed.
+pub async fn doctor(config: &Config) -> ExitCode {
+    let mut failed = false;
+    let mut line = |ok: bool, name: &str, detail: &str| {
+        failed |= !ok;
+        println!("{:<4} {name:<9} {detail}", if ok { "ok" } else { "FAIL" });
+    };
+    line(true, "config", &format!("listen {}, data dir {}", config.listen, config.data_dir.display()));
+    match Db::connect(&config.database_url, 2).await {
+        Ok(db) => {
+            match db.ping().await {
+                Ok(()) => line(true, "database", &format!("{} {}", db.backend().name(), app::redact(&config.database_url))),
+                Err(e) => line(false, "database", &e.to_string()),
+            }
+            db.close().await;
+        }
+        Err(e) => line(false, "database", &format!("{}: {e}", app::redact(&config.database_url))),
+    }
+    match &config.redis_url {
+        None => line(true, "redis", "not configured (in-process rate limits and cache)"),
+        Some(url) => {
+            let ping = async {
+                let client = redis::Client::open(url.as_str())?;
+                let mut conn = client.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut conn).await
+            };
+            match tokio::time::timeout(std::time::Duration::from_secs(5), ping).await {
+                Ok(Ok(_)) => line(true, "redis", &app::redact(url)),
+                Ok(Err(e)) => line(false, "redis", &format!("{}: {e}", app::redact(url))),
+                Err(_) => line(false, "redis", &format!("{}: timed out", app::redact(url))),
+            }
+        }
+    }
+    let probe = config.data_dir.join(".doctor-probe");
+    let storage = std::fs::create_dir_all(&config.data_dir)
+        .and_then(|()| std::fs::write(&probe, b"ok"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    match storage {
+        Ok(()) => line(true, "storage", &format!("{} writable", config.data_dir.display())),
+        Err(e) => line(false, "storage", &format!("{}: {e}", config.data_dir.display())),
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

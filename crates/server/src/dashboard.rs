@@ -1,0 +1,278 @@
+//! The server-rendered dashboard at `/dashboard`: password login with a session cookie,
+//! then pages an operator reads. No JavaScript is needed; the CSP forbids inline scripts.
+
+use crate::error::ApiError;
+use crate::middleware as mw;
+use crate::platform::login::{self, repo as sessions};
+use crate::platform::users::repo::{self as users, UserRecord};
+use crate::platform::{api_keys, projects};
+use crate::state::AppState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::middleware::from_fn_with_state;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use serde::Deserialize;
+use std::fmt::Write;
+use switchboard_core::audit::{self, Filter};
+use switchboard_core::{secret, time};
+
+const COOKIE: &str = "sb_session";
+const SESSION_SECS: i64 = 12 * 3600;
+
+/// The dashboard's routes.
+pub fn router(state: AppState) -> Router<AppState> {
+    let login_post = Router::new()
+        .route("/dashboard/login", post(login_submit))
+        .layer(from_fn_with_state(state, mw::rate_limit_ip));
+    Router::new()
+        .route("/dashboard", get(overview))
+        .route("/dashboard/login", get(login_form))
+        .route("/dashboard/logout", post(logout))
+        .route("/dashboard/keys", get(keys_page))
+        .route("/dashboard/audit", get(audit_page))
+        .merge(login_post)
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;background:#f6f7f9}\
+header{background:#1f2937;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}\
+header a{color:#d1d5db;text-decoration:none}header a:hover{color:#fff}\
+header form{margin-left:auto}main{padding:1.2rem;max-width:1200px}\
+table{border-collapse:collapse;width:100%;background:#fff}\
+th,td{border-bottom:1px solid #e5e7eb;padding:.4rem .6rem;text-align:left;font-size:.9rem;vertical-align:top}\
+th{background:#f3f4f6}code{font-size:.85rem}.card{background:#fff;padding:1rem;margin-bottom:1rem;border:1px solid #e5e7eb}\
+.error{color:#b91c1c}input{padding:.4rem;margin:.2rem 0 .6rem;width:100%;box-sizing:border-box}\
+button{padding:.4rem .9rem}";
+
+/// Wraps a page body in the common layout.
+pub fn layout(title: &str, user: Option<&UserRecord>, body: &str) -> Html<String> {
+    let nav = match user {
+        Some(u) => format!(
+            "<a href=\"/dashboard\">Overview</a><a href=\"/dashboard/keys\">API keys</a>\
+             <a href=\"/dashboard/audit\">Audit log</a><a href=\"/docs/\">API docs</a>\
+             <form method=\"post\" action=\"/dashboard/logout\"><span>{} ({})</span> \
+             <button type=\"submit\">Log out</button></form>",
+            esc(&u.user.email),
+            u.user.role.as_str()
+        ),
+        None => String::new(),
+    };
+    Html(format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · Switchboard</title><style>{STYLE}</style></head>\
+         <body><header><strong>Switchboard</strong>{nav}</header><main><h1>{}</h1>{body}</main></body></html>",
+        esc(title),
+        esc(title)
+    ))
+}
+
+/// A logged-in dashboard user; anything else is sent to the login page.
+pub struct DashboardUser(pub UserRecord);
+
+impl FromRequestParts<AppState> for DashboardUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/dashboard/login").into_response();
+        let jar = CookieJar::from_headers(&parts.headers);
+        let Some(token) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
+            return Err(to_login());
+        };
+        let lookup = async {
+            let mut conn = state.db.read().await?;
+            let Some(user_id) =
+                sessions::find_session(conn.ex(), &secret::digest(&token), time::now()).await?
+            else {
+                return Ok(None);
+            };
+            users::find_by_id(conn.ex(), &user_id).await
+        };
+        match lookup.await {
+            Ok(Some(rec)) if rec.user.disabled_at.is_none() => Ok(DashboardUser(rec)),
+            Ok(_) => Err(to_login()),
+            Err(e) => Err(ApiError::from(e).into_response()),
+        }
+    }
+}
+
+async fn login_form() -> Html<String> {
+    login_page(None)
+}
+
+fn login_page(error: Option<&str>) -> Html<String> {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    layout(
+        "Log in",
+        None,
+        &format!(
+            "<div class=\"card\" style=\"max-width:360px\">{error}\
+             <form method=\"post\" action=\"/dashboard/login\">\
+             <label>E-mail<input name=\"email\" type=\"email\" autocomplete=\"username\" required></label>\
+             <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">Log in</button></form></div>"
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+}
+
+async fn login_submit(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    let rec = match login::http::check_password(&state, &form.email, &form.password).await {
+        Ok(r) => r,
+        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let mut resp = login_page(Some("Wrong e-mail or password.")).into_response();
+            *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+            return Ok(resp);
+        }
+        Err(e) => return Err(e),
+    };
+    let token = secret::random_token("sbs_");
+    let now = time::now();
+    let mut tx = state.db.begin().await?;
+    sessions::insert_session(
+        tx.ex(),
+        &secret::digest(&token),
+        rec.user.id.as_str(),
+        rec.project_id.as_str(),
+        now,
+        time::add_secs(now, SESSION_SECS),
+    )
+    .await?;
+    tx.commit().await?;
+    let cookie = Cookie::build((COOKIE, token))
+        .path("/dashboard")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.config.base_url().starts_with("https://"));
+    Ok((jar.add(cookie), Redirect::to("/dashboard")).into_response())
+}
+
+async fn logout(State(state): State<AppState>, jar: CookieJar) -> Result<Response, ApiError> {
+    if let Some(c) = jar.get(COOKIE) {
+        let mut tx = state.db.begin().await?;
+        sessions::delete_session(tx.ex(), &secret::digest(c.value())).await?;
+        tx.commit().await?;
+    }
+    let jar = jar.remove(Cookie::build(COOKIE).path("/dashboard"));
+    Ok((jar, Redirect::to("/dashboard/login")).into_response())
+}
+
+async fn overview(State(state): State<AppState>, DashboardUser(me): DashboardUser) -> Result<Html<String>, ApiError> {
+    let mut conn = state.db.read().await?;
+    let project = projects::repo::get(conn.ex(), &me.project_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project"))?;
+    let keys = api_keys::repo::list(conn.ex(), &me.project_id, None, 1000).await?;
+    let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
+    let chain = audit::verify(conn.ex(), &me.project_id).await?;
+    let body = format!(
+        "<div class=\"card\"><p>Project <strong>{}</strong> <code>{}</code></p>\
+         <p>Active API keys: <strong id=\"active-keys\">{active}</strong></p>\
+         <p>Audit trail: <strong id=\"audit-status\">{}</strong> ({} events checked)</p>\
+         <p>Database: {}</p></div>",
+        esc(&project.name),
+        esc(project.id.as_str()),
+        if chain.ok { "intact" } else { "BROKEN" },
+        chain.checked,
+        state.db.backend().name(),
+    );
+    Ok(layout("Overview", Some(&me), &body))
+}
+
+fn ts(t: Option<time::Timestamp>) -> String {
+    t.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| "—".into())
+}
+
+async fn keys_page(State(state): State<AppState>, DashboardUser(me): DashboardUser) -> Result<Html<String>, ApiError> {
+    let mut conn = state.db.read().await?;
+    let keys = api_keys::repo::list(conn.ex(), &me.project_id, None, 1000).await?;
+    let mut rows = String::new();
+    for k in &keys {
+        let _ = write!(
+            rows,
+            "<tr><td><code>{}</code></td><td>{}</td><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(k.id.as_str()),
+            esc(&k.name),
+            esc(&k.prefix),
+            esc(&k.scopes.to_db()),
+            ts(Some(k.created_at)),
+            ts(k.last_used_at),
+            if k.revoked_at.is_some() { "revoked" } else { "active" },
+        );
+    }
+    let body = format!(
+        "<table id=\"keys\"><thead><tr><th>Id</th><th>Name</th><th>Prefix</th><th>Scopes</th>\
+         <th>Created</th><th>Last used</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>"
+    );
+    Ok(layout("API keys", Some(&me), &body))
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    action: Option<String>,
+}
+
+async fn audit_page(
+    State(state): State<AppState>,
+    DashboardUser(me): DashboardUser,
+    axum::extract::Query(q): axum::extract::Query<AuditParams>,
+) -> Result<Html<String>, ApiError> {
+    let filter = Filter {
+        action: q.action.filter(|a| !a.is_empty()),
+        ..Filter::default()
+    };
+    let mut conn = state.db.read().await?;
+    let events = audit::list(conn.ex(), &me.project_id, &filter, 200).await?;
+    let mut rows = String::new();
+    for e in &events {
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}:{}</td><td><code>{}</code></td><td>{} <code>{}</code></td><td>{}</td></tr>",
+            e.seq,
+            ts(Some(e.created_at)),
+            esc(&e.actor.kind),
+            esc(&e.actor.id),
+            esc(&e.action),
+            esc(&e.entity_type),
+            esc(&e.entity_id),
+            esc(e.ip.as_deref().unwrap_or("—")),
+        );
+    }
+    let body = format!(
+        "<form method=\"get\"><label>Action <input name=\"action\" placeholder=\"e.g. api_key.create\" style=\"width:auto\"></label> \
+         <button type=\"submit\">Filter</button></form>\
+         <table id=\"audit\"><thead><tr><th>#</th><th>When</th><th>Actor</th><th>Action</th><th>Entity</th><th>IP</th></tr></thead>\
+         <tbody>{rows}</tbody></table>"
+    );
+    Ok(layout("Audit log", Some(&me), &body))
+}

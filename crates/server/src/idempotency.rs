@@ -1,0 +1,229 @@
+//! `Idempotency-Key` on creating POSTs, with Stripe's semantics, stored in the database so
+//! it holds across nodes: a replay returns the first response with `Idempotent-Replayed:
+//! true`; the same key with a different request is 422; the same key while the first
+//! request still runs is 409. Only successful (2xx) responses are kept — a failed request
+//! wrote nothing, so retrying it with the same key runs it again. Keys live 24 hours.
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use switchboard_core::db::Db;
+use switchboard_core::id::ProjectId;
+use switchboard_core::on_db;
+use switchboard_core::time::{self, Timestamp};
+
+/// How long a key is remembered.
+pub const TTL_SECS: i64 = 24 * 3600;
+/// A request still marked running after this long is taken as abandoned (its node died).
+const ABANDONED_SECS: i64 = 300;
+
+struct Record {
+    request_hash: String,
+    state: String,
+    status: Option<i32>,
+    body: Option<Vec<u8>>,
+    created_at: Timestamp,
+}
+
+async fn try_start(db: &Db, project: &ProjectId, key: &str, hash: &str) -> Result<bool, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let inserted = on_db!(tx.ex(), c => sqlx::query(
+        "INSERT INTO idempotency_keys (project_id, idem_key, request_hash, state, created_at) \
+         VALUES ($1, $2, $3, 'running', $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(project.as_str())
+    .bind(key)
+    .bind(hash)
+    .bind(time::to_db(time::now()))
+    .execute(c)
+    .await?
+    .rows_affected() == 1);
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+async fn load(db: &Db, project: &ProjectId, key: &str) -> Result<Option<Record>, sqlx::Error> {
+    let mut conn = db.read().await?;
+    on_db!(conn.ex(), c => {
+        let row = sqlx::query(
+            "SELECT request_hash, state, response_status, response_body, created_at \
+             FROM idempotency_keys WHERE project_id = $1 AND idem_key = $2",
+        )
+        .bind(project.as_str())
+        .bind(key)
+        .fetch_optional(c)
+        .await?;
+        row.map(|r| Ok(Record {
+            request_hash: r.try_get("request_hash")?,
+            state: r.try_get("state")?,
+            status: r.try_get("response_status")?,
+            body: r.try_get("response_body")?,
+            created_at: time::from_db(r.try_get("created_at")?),
+        }))
+        .transpose()
+    })
+}
+
+async fn finish(db: &Db, project: &ProjectId, key: &str, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
+         WHERE project_id = $1 AND idem_key = $2",
+    )
+    .bind(project.as_str())
+    .bind(key)
+    .bind(i32::from(status))
+    .bind(body)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    tx.commit().await
+}
+
+async fn forget(db: &Db, project: &ProjectId, key: &str) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    on_db!(tx.ex(), c => sqlx::query("DELETE FROM idempotency_keys WHERE project_id = $1 AND idem_key = $2")
+        .bind(project.as_str())
+        .bind(key)
+        .execute(c)
+        .await
+        .map(|_| ()))?;
+    tx.commit().await
+}
+
+/// Deletes keys older than [`TTL_SECS`]; returns how many.
+pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
+    let cutoff = time::to_db(time::add_secs(time::now(), -TTL_SECS));
+    let mut tx = db.begin().await?;
+    let n = on_db!(tx.ex(), c => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(cutoff)
+        .execute(c)
+        .await?
+        .rows_affected());
+    tx.commit().await?;
+    Ok(n)
+}
+
+fn request_hash(req: &axum::http::request::Parts, body: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update(req.method.as_str());
+    h.update([0]);
+    h.update(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or(""));
+    h.update([0]);
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+/// The middleware; it runs after authentication (keys are per project).
+pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return next.run(req).await;
+    };
+    let Some(key) = raw
+        .to_str()
+        .ok()
+        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+    else {
+        return ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
+            .into_response();
+    };
+    let Some(project) = req.extensions().get::<Principal>().map(|p| p.project_id.clone()) else {
+        return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "the request body is larger than this server accepts",
+            )
+            .into_response()
+        }
+    };
+    let hash = request_hash(&parts, &bytes);
+    let db = &state.db;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match try_start(db, &project, &key, &hash).await {
+            Ok(true) => break,
+            Ok(false) => {}
+            Err(e) => return ApiError::from(e).into_response(),
+        }
+        let record = match load(db, &project, &key).await {
+            Ok(Some(r)) => r,
+            Ok(None) if attempts < 3 => continue,
+            Ok(None) => return ApiError::conflict("idempotency-key-in-use", "try again").into_response(),
+            Err(e) => return ApiError::from(e).into_response(),
+        };
+        let age = time::to_db(time::now()) - time::to_db(record.created_at);
+        let expired = age > TTL_SECS * 1_000_000
+            || (record.state == "running" && age > ABANDONED_SECS * 1_000_000);
+        if expired && attempts < 3 {
+            if let Err(e) = forget(db, &project, &key).await {
+                return ApiError::from(e).into_response();
+            }
+            continue;
+        }
+        if record.request_hash != hash {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
+                "this Idempotency-Key was used with a different request",
+            )
+            .into_response();
+        }
+        if record.state != "done" {
+            return ApiError::conflict(
+                "idempotency-key-in-use",
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .into_response();
+        }
+        let status = record
+            .status
+            .and_then(|s| u16::try_from(s).ok())
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::OK);
+        return (
+            status,
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (
+                    header::HeaderName::from_static("idempotent-replayed"),
+                    HeaderValue::from_static("true"),
+                ),
+            ],
+            record.body.unwrap_or_default(),
+        )
+            .into_response();
+    }
+
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    if !resp.status().is_success() {
+        if let Err(e) = forget(db, &project, &key).await {
+            tracing::error!(error = %e, "could not release idempotency key");
+        }
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if let Err(e) = finish(db, &project, &key, parts.status.as_u16(), &body).await {
+        // The change is committed; only the replay record is missing. Say so, keep the answer.
+        tracing::error!(error = %e, "could not store idempotent response");
+    }
+    Response::from_parts(parts, Body::from(body))
+}

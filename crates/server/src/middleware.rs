@@ -1,0 +1,241 @@
+//! Cross-cutting HTTP behaviour: client info and request ids, security headers, metrics,
+//! problem+json for every error, and rate limits.
+
+use crate::auth::{ClientInfo, Principal};
+use crate::error::{problem, problem_response, ApiError, PROBLEM_JSON};
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::time::Instant;
+use switchboard_core::ratelimit::{Decision, Rate};
+
+/// The request-id header.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Accepts a sane incoming `X-Request-Id` or makes one; records client IP and user agent.
+pub async fn client_info(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let incoming = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let request_id = incoming.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let forwarded = state
+        .config
+        .trust_proxy
+        .then(|| {
+            req.headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .map(|v| v.trim().to_owned())
+        })
+        .flatten();
+    let ip = forwarded.or_else(|| {
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+    });
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(512).collect());
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        req.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    req.extensions_mut().insert(ClientInfo {
+        ip,
+        user_agent,
+        request_id: Some(request_id.clone()),
+    });
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    let mut resp = {
+        let _enter = span.enter();
+        tracing::debug!("started");
+        drop(_enter);
+        tracing::Instrument::instrument(next.run(req), span.clone()).await
+    };
+    let _enter = span.enter();
+    tracing::info!(status = resp.status().as_u16(), "finished");
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    resp
+}
+
+/// `nosniff`, referrer policy, no framing, a CSP (strict for HTML, `default-src 'none'` for
+/// everything else), HSTS when served over HTTPS.
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let is_html = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(if is_html {
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; \
+             script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; \
+             form-action 'self'"
+        } else {
+            "default-src 'none'; frame-ancestors 'none'"
+        }),
+    );
+    if state.config.base_url().starts_with("https://") {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        );
+    }
+    resp
+}
+
+/// Counts requests and times them by route template, method and status.
+pub async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", resp.status().as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    metrics::histogram!("http_request_duration_seconds", &labels)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}
+
+/// Rewrites any error response that is not yet problem+json (rejections from layers and
+/// the framework: 405, 413, timeouts…) into one, keeping its status and headers.
+pub async fn problem_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if status.as_u16() < 400 || is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let detail = match String::from_utf8_lossy(&text).trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        t => t.to_owned(),
+    };
+    let code = match status {
+        StatusCode::NOT_FOUND => "not-found",
+        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        s if s.is_server_error() => "internal",
+        _ => "bad-request",
+    };
+    let fresh = problem_response(&problem(status, code, &detail, Vec::new()));
+    let (fresh_parts, fresh_body) = fresh.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        fresh_parts.headers[header::CONTENT_TYPE].clone(),
+    );
+    Response::from_parts(parts, Body::new(fresh_body))
+}
+
+/// 404 for every unknown route.
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no route for {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// 405 for a known route with the wrong method.
+pub async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+fn apply_headers(resp: &mut Response, d: &Decision) {
+    let h = resp.headers_mut();
+    let num = |n: u64| HeaderValue::from_str(&n.to_string()).unwrap_or(HeaderValue::from_static("0"));
+    h.insert("ratelimit-limit", num(u64::from(d.limit)));
+    h.insert("ratelimit-remaining", num(u64::from(d.remaining)));
+    h.insert("ratelimit-reset", num(d.reset_secs));
+    if !d.allowed {
+        h.insert(header::RETRY_AFTER, num(d.retry_after_secs));
+    }
+}
+
+async fn limited(state: &AppState, key: String, rate: Rate, req: Request, next: Next) -> Response {
+    let decision = state.limiter.take(&key, rate).await;
+    let mut resp = if decision.allowed {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!(
+                "too many requests; retry in {} s",
+                decision.retry_after_secs
+            ),
+        )
+        .into_response()
+    };
+    apply_headers(&mut resp, &decision);
+    resp
+}
+
+/// Per-credential token bucket on authenticated routes.
+pub async fn rate_limit_principal(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(p) = req.extensions().get::<Principal>() else {
+        return next.run(req).await;
+    };
+    let key = format!("{}:{}", p.actor.kind, p.actor.id);
+    let rate = Rate {
+        capacity: state.config.rate_limit_burst,
+        per_minute: state.config.rate_limit_per_minute,
+    };
+    limited(&state, key, rate, req, next).await
+}
+
+/// Per-client-IP token bucket on login endpoints.
+pub async fn rate_limit_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<ClientInfo>()
+        .and_then(|c| c.ip.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let per_minute = state.config.auth_rate_limit_per_minute;
+    let rate = Rate {
+        capacity: per_minute,
+        per_minute,
+    };
+    limited(&state, format!("ip:{ip}"), rate, req, next).await
+}

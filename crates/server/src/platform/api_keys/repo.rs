@@ -1,0 +1,137 @@
+//! SQL for API keys.
+
+use super::ApiKey;
+use crate::auth::{Principal, Scopes};
+use sqlx::Row;
+use switchboard_core::audit::Actor;
+use switchboard_core::db::{Db, Exec};
+use switchboard_core::id::{ApiKeyId, ProjectId};
+use switchboard_core::time::{self, Timestamp};
+use switchboard_core::{on_db, secret};
+
+const COLUMNS: &str =
+    "id, project_id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at";
+
+macro_rules! key_from_row {
+    ($r:expr) => {
+        ApiKey {
+            id: ApiKeyId::from_db($r.try_get("id")?),
+            name: $r.try_get("name")?,
+            prefix: $r.try_get("prefix")?,
+            scopes: Scopes::from_db(&$r.try_get::<String, _>("scopes")?),
+            created_at: time::from_db($r.try_get("created_at")?),
+            last_used_at: $r.try_get::<Option<i64>, _>("last_used_at")?.map(time::from_db),
+            expires_at: $r.try_get::<Option<i64>, _>("expires_at")?.map(time::from_db),
+            revoked_at: $r.try_get::<Option<i64>, _>("revoked_at")?.map(time::from_db),
+        }
+    };
+}
+
+/// Inserts a key with the digest of its secret.
+pub async fn insert(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    k: &ApiKey,
+    secret_hash: &str,
+) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "INSERT INTO api_keys (id, project_id, name, prefix, secret_hash, scopes, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(k.id.as_str())
+    .bind(project.as_str())
+    .bind(&k.name)
+    .bind(&k.prefix)
+    .bind(secret_hash)
+    .bind(k.scopes.to_db())
+    .bind(time::to_db(k.created_at))
+    .bind(k.expires_at.map(time::to_db))
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// One key of the project.
+pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<ApiKey>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE project_id = $1 AND id = $2");
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;
+        row.map(|r| Ok(key_from_row!(r))).transpose()
+    })
+}
+
+/// The project's keys in id order, after `after`, `limit` at most.
+pub async fn list(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ApiKey>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE project_id = $1 AND ($2 IS NULL OR id > $2) \
+         ORDER BY id LIMIT $3"
+    );
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql).bind(project.as_str()).bind(after).bind(limit).fetch_all(c).await?;
+        rows.iter().map(|r| Ok(key_from_row!(r))).collect()
+    })
+}
+
+/// Marks a key revoked; false when it was not active.
+pub async fn revoke(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    id: &str,
+    at: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "UPDATE api_keys SET revoked_at = $3 WHERE project_id = $1 AND id = $2 AND revoked_at IS NULL",
+    )
+    .bind(project.as_str())
+    .bind(id)
+    .bind(time::to_db(at))
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Resolves a bearer API key to its principal, or `None` when unknown, revoked or expired.
+pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, sqlx::Error> {
+    let digest = secret::digest(token);
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1");
+    let mut conn = db.read().await?;
+    let found: Option<(ApiKey, String)> = on_db!(conn.ex(), c => {
+        let row = sqlx::query(&sql).bind(&digest).fetch_optional(c).await?;
+        row.map(|r| Ok::<_, sqlx::Error>((key_from_row!(r), r.try_get("project_id")?))).transpose()?
+    });
+    drop(conn);
+    let Some((key, project)) = found else {
+        return Ok(None);
+    };
+    let now = time::now();
+    if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
+        return Ok(None);
+    }
+    let stale = key
+        .last_used_at
+        .is_none_or(|t| time::to_db(now) - time::to_db(t) > 60_000_000);
+    if stale {
+        let mut tx = db.begin().await?;
+        on_db!(tx.ex(), c => sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(key.id.as_str())
+            .bind(time::to_db(now))
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+        tx.commit().await?;
+    }
+    Ok(Some(Principal {
+        project_id: ProjectId::from_db(project),
+        actor: Actor {
+            kind: "api_key".into(),
+            id: key.id.to_string(),
+        },
+        scopes: key.scopes,
+        role: None,
+    }))
+}

@@ -1,0 +1,289 @@
+//! `/v1/auth/login|refresh|logout` (public, rate-limited per client IP) and `/v1/me`.
+
+use super::repo;
+use crate::auth::{password, ClientInfo, Principal, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Json;
+use crate::platform::users::{self, repo::UserRecord};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Extension;
+use serde::{Deserialize, Serialize};
+use switchboard_core::audit::{self, Actor, AuditContext, Change};
+use switchboard_core::db::Tx;
+use switchboard_core::id::{ProjectId, TokenFamilyId};
+use switchboard_core::secret;
+use switchboard_core::time;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Login, refresh and logout: no credential needed.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(logout))
+}
+
+/// `/v1/me`: needs a credential.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me))
+}
+
+/// Body of `POST /v1/auth/login`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginIn {
+    /// Login e-mail.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Body of `POST /v1/auth/refresh` and `/v1/auth/logout`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshIn {
+    /// The refresh token from the last login or refresh.
+    pub refresh_token: String,
+}
+
+/// Tokens for an API client.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenPair {
+    /// JWT to send as `Authorization: Bearer …`.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds the access token lives.
+    pub expires_in: i64,
+    /// Single-use token that buys the next pair.
+    pub refresh_token: String,
+    /// Seconds the refresh token lives.
+    pub refresh_expires_in: i64,
+}
+
+/// Who the caller is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// The caller's project.
+    #[schema(value_type = String)]
+    pub project_id: ProjectId,
+    /// `user` or `api_key`, with its id.
+    #[schema(value_type = Object)]
+    pub actor: Actor,
+    /// What it may do.
+    pub scopes: crate::auth::Scopes,
+    /// Role, for users.
+    pub role: Option<Role>,
+}
+
+const REFRESH_PREFIX: &str = "sbr_";
+
+fn audit_ctx(rec: &UserRecord, client: &ClientInfo) -> AuditContext {
+    AuditContext {
+        project_id: rec.project_id.clone(),
+        actor: Actor {
+            kind: "user".into(),
+            id: rec.user.id.to_string(),
+        },
+        ip: client.ip.clone(),
+        user_agent: client.user_agent.clone(),
+        request_id: client.request_id.clone(),
+    }
+}
+
+/// Issues an access token and stores a new refresh token of `family` inside `tx`.
+async fn issue(
+    state: &AppState,
+    tx: &mut Tx,
+    rec: &UserRecord,
+    family: &str,
+) -> ApiResult<TokenPair> {
+    let now = time::now();
+    let ttl = state.config.refresh_token_ttl_secs;
+    let refresh_token = secret::random_token(REFRESH_PREFIX);
+    repo::insert_refresh(
+        tx.ex(),
+        &secret::digest(&refresh_token),
+        family,
+        rec.user.id.as_str(),
+        rec.project_id.as_str(),
+        now,
+        time::add_secs(now, ttl),
+    )
+    .await?;
+    let access_token = state
+        .jwt
+        .issue(rec.user.id.as_str(), rec.project_id.as_str())
+        .map_err(|e| ApiError::internal(&e))?;
+    Ok(TokenPair {
+        access_token,
+        token_type: "Bearer",
+        expires_in: state.jwt.ttl_secs(),
+        refresh_token,
+        refresh_expires_in: ttl,
+    })
+}
+
+/// Checks an e-mail and password; the same 401 for an unknown e-mail, a wrong password
+/// and a disabled user, after the same amount of hashing work.
+pub async fn check_password(state: &AppState, email: &str, pw: &str) -> ApiResult<UserRecord> {
+    let email = email.trim().to_ascii_lowercase();
+    let mut conn = state.db.read().await?;
+    let rec = users::repo::find_by_email(conn.ex(), &email).await?;
+    drop(conn);
+    let stored = rec
+        .as_ref()
+        .map(|r| r.password_hash.clone())
+        .unwrap_or_else(|| password::decoy_hash().to_owned());
+    let pw = pw.to_owned();
+    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
+        .await
+        .unwrap_or(false);
+    match rec {
+        Some(r) if ok && r.user.disabled_at.is_none() => Ok(r),
+        _ => {
+            tracing::info!(email = %email, "failed login");
+            Err(ApiError::unauthorized("wrong e-mail or password"))
+        }
+    }
+}
+
+/// Exchanges an e-mail and password for tokens.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
+    request_body = LoginIn,
+    responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem)))]
+async fn login(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(input): Json<LoginIn>,
+) -> ApiResult<Json<TokenPair>> {
+    let rec = check_password(&state, &input.email, &input.password).await?;
+    let family = TokenFamilyId::generate();
+    let mut tx = state.db.begin().await?;
+    let pair = issue(&state, &mut tx, &rec, family.as_str()).await?;
+    audit::record(
+        &mut tx,
+        &audit_ctx(&rec, &client),
+        Change {
+            action: "auth.login",
+            entity_type: "user",
+            entity_id: rec.user.id.as_str(),
+            before: None,
+            after: Some(serde_json::json!({ "token_family": family })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(pair))
+}
+
+/// Rotates a refresh token. Reusing a rotated token revokes its whole family.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    request_body = RefreshIn,
+    responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem)))]
+async fn refresh(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(input): Json<RefreshIn>,
+) -> ApiResult<Json<TokenPair>> {
+    let digest = secret::digest(input.refresh_token.trim());
+    let now = time::now();
+    let mut tx = state.db.begin().await?;
+    let won = repo::consume_refresh(tx.ex(), &digest, now).await?;
+    let Some(token) = repo::find_refresh(tx.ex(), &digest).await? else {
+        return Err(ApiError::unauthorized("unknown refresh token"));
+    };
+    let rec = users::repo::find_by_id(tx.ex(), &token.user_id).await?;
+    let Some(rec) = rec.filter(|r| r.user.disabled_at.is_none()) else {
+        return Err(ApiError::unauthorized("the user is disabled"));
+    };
+    if !won {
+        if token.used_at.is_some() && token.revoked_at.is_none() {
+            // A token that was already rotated came back: someone holds a copy.
+            repo::revoke_family(tx.ex(), &token.family_id, now).await?;
+            audit::record(
+                &mut tx,
+                &audit_ctx(&rec, &client),
+                Change {
+                    action: "auth.refresh_reuse",
+                    entity_type: "user",
+                    entity_id: rec.user.id.as_str(),
+                    before: None,
+                    after: Some(serde_json::json!({ "revoked_family": token.family_id })),
+                },
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(user = %rec.user.id, "refresh token reuse; family revoked");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "refresh-token-reused",
+                "this refresh token was already used; every session of this login is revoked",
+            ));
+        }
+        let why = if token.revoked_at.is_some() {
+            "the refresh token was revoked"
+        } else if token.expires_at <= time::to_db(now) {
+            "the refresh token expired"
+        } else {
+            "the refresh token is not valid"
+        };
+        return Err(ApiError::unauthorized(why));
+    }
+    debug_assert_eq!(token.project_id, rec.project_id.as_str());
+    let pair = issue(&state, &mut tx, &rec, &token.family_id).await?;
+    tx.commit().await?;
+    Ok(Json(pair))
+}
+
+/// Ends a login: its refresh-token family is revoked.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
+    request_body = RefreshIn,
+    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+async fn logout(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    Json(input): Json<RefreshIn>,
+) -> ApiResult<StatusCode> {
+    let digest = secret::digest(input.refresh_token.trim());
+    let mut tx = state.db.begin().await?;
+    let Some(token) = repo::find_refresh(tx.ex(), &digest).await? else {
+        return Err(ApiError::unauthorized("unknown refresh token"));
+    };
+    let revoked = repo::revoke_family(tx.ex(), &token.family_id, time::now()).await?;
+    if revoked > 0 {
+        if let Some(rec) = users::repo::find_by_id(tx.ex(), &token.user_id).await? {
+            audit::record(
+                &mut tx,
+                &audit_ctx(&rec, &client),
+                Change {
+                    action: "auth.logout",
+                    entity_type: "user",
+                    entity_id: rec.user.id.as_str(),
+                    before: None,
+                    after: Some(serde_json::json!({ "revoked_family": token.family_id })),
+                },
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's identity, project and scopes.
+#[utoipa::path(get, path = "/v1/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn me(Extension(p): Extension<Principal>) -> Json<Me> {
+    Json(Me {
+        project_id: p.project_id,
+        actor: p.actor,
+        scopes: p.scopes,
+        role: p.role,
+    })
+}

@@ -1,0 +1,54 @@
+//! SQL for projects.
+
+use super::Project;
+use sqlx::Row;
+use switchboard_core::db::Exec;
+use switchboard_core::id::ProjectId;
+use switchboard_core::{on_db, time};
+
+/// Inserts a project.
+pub async fn insert(ex: Exec<'_>, p: &Project) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query("INSERT INTO projects (id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(p.id.as_str())
+        .bind(&p.name)
+        .bind(time::to_db(p.created_at))
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// One project by id.
+pub async fn get(ex: Exec<'_>, id: &ProjectId) -> Result<Option<Project>, sqlx::Error> {
+    on_db!(ex, c => {
+        let row = sqlx::query("SELECT id, name, created_at FROM projects WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(c)
+            .await?;
+        row.map(|r| {
+            Ok(Project {
+                id: ProjectId::from_db(r.try_get("id")?),
+                name: r.try_get("name")?,
+                created_at: time::from_db(r.try_get("created_at")?),
+            })
+        })
+        .transpose()
+    })
+}
+
+/// Renames a project; false when it does not exist.
+pub async fn rename(ex: Exec<'_>, id: &ProjectId, name: &str) -> Result<bool, sqlx::Error> {
+    on_db!(ex, c => sqlx::query("UPDATE projects SET name = $2 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(name)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected() == 1))
+}
+
+/// Whether any project exists yet.
+pub async fn any_exists(ex: Exec<'_>) -> Result<bool, sqlx::Error> {
+    on_db!(ex, c => sqlx::query("SELECT id FROM projects LIMIT 1")
+        .fetch_optional(c)
+        .await
+        .map(|r| r.is_some()))
+}

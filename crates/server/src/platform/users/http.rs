@@ -1,0 +1,234 @@
+//! `/v1/users`. Only an owner (or an API key with `users:write`) may create, change or
+//! disable owners; the last active owner can be neither demoted nor disabled.
+
+use super::{parse_email, repo, User};
+use crate::auth::{password, scope, Authed, Role};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::extract::{Json, Path, Query};
+use crate::page::{Page, PageParams};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use switchboard_core::audit::{self, Change};
+use switchboard_core::db::is_unique_violation;
+use switchboard_core::id::UserId;
+use switchboard_core::time;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Routes of this capability.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(get_user, update_user))
+}
+
+/// Body of `POST /v1/users`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserIn {
+    /// Login e-mail.
+    pub email: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// Role in the project.
+    pub role: Role,
+    /// Initial password, 8–256 characters.
+    pub password: String,
+}
+
+/// Body of `PATCH /v1/users/{id}`; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// New display name.
+    pub name: Option<String>,
+    /// New role.
+    pub role: Option<Role>,
+    /// New password.
+    pub password: Option<String>,
+    /// Disable (true) or re-enable (false).
+    pub disabled: Option<bool>,
+}
+
+fn may_manage(auth_role: Option<Role>, target: Role) -> bool {
+    // API keys have no role: their scope already decided. Users: only owners touch owners.
+    auth_role.is_none_or(|r| r == Role::Owner || target != Role::Owner)
+}
+
+/// Lists the project's users.
+#[utoipa::path(get, path = "/v1/users", tag = "users",
+    params(PageParams),
+    responses((status = 200, body = Page<User>)),
+    security(("bearer" = [])))]
+async fn list_users(
+    State(state): State<AppState>,
+    auth: Authed<scope::UsersRead>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Page<User>>> {
+    let limit = page.limit()?;
+    let mut conn = state.db.read().await?;
+    let users = repo::list(conn.ex(), auth.project(), page.after.as_deref(), limit + 1).await?;
+    Ok(Json(Page::from_overfetch(users, limit, |u| u.id.to_string())))
+}
+
+/// Creates a user.
+#[utoipa::path(post, path = "/v1/users", tag = "users",
+    request_body = UserIn,
+    responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn create_user(
+    State(state): State<AppState>,
+    auth: Authed<scope::UsersWrite>,
+    Json(input): Json<UserIn>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let mut errors = Vec::new();
+    let email = parse_email(&input.email).map_err(|m| errors.push(field("email", m)));
+    if let Err(m) = password::check_strength(&input.password) {
+        errors.push(field("password", m));
+    }
+    if input.name.chars().count() > 100 {
+        errors.push(field("name", "must be at most 100 characters"));
+    }
+    if !may_manage(auth.principal.role, input.role) {
+        errors.push(field("role", "only an owner can create owners"));
+    }
+    let email = match email {
+        Ok(e) if errors.is_empty() => e,
+        _ => return Err(ApiError::invalid(errors)),
+    };
+    let user = User {
+        id: UserId::generate(),
+        email,
+        name: input.name.trim().to_owned(),
+        role: input.role,
+        created_at: time::now(),
+        disabled_at: None,
+    };
+    let hash = password::hash(&input.password).map_err(|e| ApiError::internal(&e))?;
+    let mut tx = state.db.begin().await?;
+    if let Err(e) = repo::insert(tx.ex(), auth.project(), &user, &hash).await {
+        return Err(if is_unique_violation(&e) {
+            ApiError::conflict("email-taken", "a user with this e-mail already exists")
+        } else {
+            e.into()
+        });
+    }
+    record(&mut tx, &auth, "user.create", &user, None).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+fn field(name: &str, message: &str) -> FieldError {
+    FieldError {
+        field: name.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+async fn record(
+    tx: &mut switchboard_core::db::Tx,
+    auth: &Authed<scope::UsersWrite>,
+    action: &str,
+    after: &User,
+    before: Option<&User>,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        tx,
+        &auth.audit(),
+        Change {
+            action,
+            entity_type: "user",
+            entity_id: after.id.as_str(),
+            before: before.and_then(|b| serde_json::to_value(b).ok()),
+            after: serde_json::to_value(after).ok(),
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// One user.
+#[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    responses((status = 200, body = User), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn get_user(
+    State(state): State<AppState>,
+    auth: Authed<scope::UsersRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<User>> {
+    let mut conn = state.db.read().await?;
+    repo::get(conn.ex(), auth.project(), &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("user"))
+}
+
+/// Changes a user's name, role, password or disabled state.
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id")),
+    request_body = UserPatch,
+    responses((status = 200, body = User), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn update_user(
+    State(state): State<AppState>,
+    auth: Authed<scope::UsersWrite>,
+    Path(id): Path<String>,
+    Json(patch): Json<UserPatch>,
+) -> ApiResult<Json<User>> {
+    let mut errors = Vec::new();
+    if let Some(Err(m)) = patch.password.as_deref().map(password::check_strength) {
+        errors.push(field("password", m));
+    }
+    if patch.name.as_ref().is_some_and(|n| n.chars().count() > 100) {
+        errors.push(field("name", "must be at most 100 characters"));
+    }
+    let mut tx = state.db.begin().await?;
+    let before = repo::get(tx.ex(), auth.project(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let role = patch.role.unwrap_or(before.role);
+    if !may_manage(auth.principal.role, before.role) || !may_manage(auth.principal.role, role) {
+        errors.push(field("role", "only an owner can change owners"));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let now = time::now();
+    let after = User {
+        name: patch.name.map(|n| n.trim().to_owned()).unwrap_or(before.name.clone()),
+        role,
+        disabled_at: match patch.disabled {
+            Some(true) => before.disabled_at.or(Some(now)),
+            Some(false) => None,
+            None => before.disabled_at,
+        },
+        ..before.clone()
+    };
+    let loses_owner = before.role == Role::Owner
+        && before.disabled_at.is_none()
+        && (after.role != Role::Owner || after.disabled_at.is_some());
+    if loses_owner && repo::count_active_owners(tx.ex(), auth.project()).await? <= 1 {
+        return Err(ApiError::conflict(
+            "last-owner",
+            "the project's last active owner cannot be demoted or disabled",
+        ));
+    }
+    let hash = match patch.password.as_deref() {
+        Some(p) => Some(password::hash(p).map_err(|e| ApiError::internal(&e))?),
+        None => None,
+    };
+    repo::update(tx.ex(), auth.project(), &after, hash.as_deref()).await?;
+    if after.disabled_at.is_some() || hash.is_some() {
+        // Disabling or a new password ends every refresh-token family and dashboard session.
+        crate::platform::login::repo::revoke_all_for_user(tx.ex(), after.id.as_str(), now).await?;
+    }
+    record(&mut tx, &auth, "user.update", &after, Some(&before)).await?;
+    tx.commit().await?;
+    Ok(Json(after))
+}

@@ -1,0 +1,171 @@
+//! SQL for users.
+
+use super::User;
+use crate::auth::jwt::Claims;
+use crate::auth::{Principal, Role};
+use sqlx::Row;
+use switchboard_core::audit::Actor;
+use switchboard_core::db::{Db, Exec};
+use switchboard_core::id::{ProjectId, UserId};
+use switchboard_core::on_db;
+use switchboard_core::time;
+
+const COLUMNS: &str = "id, project_id, email, name, role, created_at, disabled_at, password_hash";
+
+/// A user row with the fields the API does not show.
+pub struct UserRecord {
+    /// The user.
+    pub user: User,
+    /// Its project.
+    pub project_id: ProjectId,
+    /// argon2id PHC string.
+    pub password_hash: String,
+}
+
+macro_rules! record_from_row {
+    ($r:expr) => {
+        UserRecord {
+            user: User {
+                id: UserId::from_db($r.try_get("id")?),
+                email: $r.try_get("email")?,
+                name: $r.try_get("name")?,
+                role: Role::parse(&$r.try_get::<String, _>("role")?).unwrap_or(Role::Viewer),
+                created_at: time::from_db($r.try_get("created_at")?),
+                disabled_at: $r.try_get::<Option<i64>, _>("disabled_at")?.map(time::from_db),
+            },
+            project_id: ProjectId::from_db($r.try_get("project_id")?),
+            password_hash: $r.try_get("password_hash")?,
+        }
+    };
+}
+
+/// Inserts a user.
+pub async fn insert(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    u: &User,
+    password_hash: &str,
+) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "INSERT INTO users (id, project_id, email, name, role, password_hash, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(u.id.as_str())
+    .bind(project.as_str())
+    .bind(&u.email)
+    .bind(&u.name)
+    .bind(u.role.as_str())
+    .bind(password_hash)
+    .bind(time::to_db(u.created_at))
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+async fn fetch_one_where(
+    ex: Exec<'_>,
+    condition: &str,
+    binds: &[&str],
+) -> Result<Option<UserRecord>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM users WHERE {condition}");
+    on_db!(ex, c => {
+        let mut q = sqlx::query(&sql);
+        for b in binds {
+            q = q.bind(*b);
+        }
+        let row = q.fetch_optional(c).await?;
+        row.map(|r| Ok(record_from_row!(r))).transpose()
+    })
+}
+
+/// A user of the project by id.
+pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<User>, sqlx::Error> {
+    Ok(fetch_one_where(ex, "project_id = $1 AND id = $2", &[project.as_str(), id])
+        .await?
+        .map(|r| r.user))
+}
+
+/// A user by login e-mail, any project.
+pub async fn find_by_email(ex: Exec<'_>, email: &str) -> Result<Option<UserRecord>, sqlx::Error> {
+    fetch_one_where(ex, "email = $1", &[email]).await
+}
+
+/// A user by id, any project (for token checks).
+pub async fn find_by_id(ex: Exec<'_>, id: &str) -> Result<Option<UserRecord>, sqlx::Error> {
+    fetch_one_where(ex, "id = $1", &[id]).await
+}
+
+/// The project's users in id order.
+pub async fn list(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<User>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE project_id = $1 AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+    );
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql).bind(project.as_str()).bind(after).bind(limit).fetch_all(c).await?;
+        rows.iter().map(|r| Ok(record_from_row!(r).user)).collect()
+    })
+}
+
+/// Writes name, role and disabled state; the password too when given.
+pub async fn update(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    u: &User,
+    password_hash: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "UPDATE users SET name = $3, role = $4, disabled_at = $5, \
+         password_hash = COALESCE($6, password_hash) WHERE project_id = $1 AND id = $2",
+    )
+    .bind(project.as_str())
+    .bind(u.id.as_str())
+    .bind(&u.name)
+    .bind(u.role.as_str())
+    .bind(u.disabled_at.map(time::to_db))
+    .bind(password_hash)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// How many active owners the project has.
+pub async fn count_active_owners(ex: Exec<'_>, project: &ProjectId) -> Result<i64, sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "SELECT COUNT(*) AS n FROM users WHERE project_id = $1 AND role = 'owner' AND disabled_at IS NULL",
+    )
+    .bind(project.as_str())
+    .fetch_one(c)
+    .await?
+    .try_get("n"))
+}
+
+/// Resolves a verified access token to its principal, if the user is still active. The role
+/// is read fresh, so demotions and disabling take effect on the next request.
+pub async fn principal_for_token(db: &Db, claims: &Claims) -> Result<Option<Principal>, sqlx::Error> {
+    let mut conn = db.read().await?;
+    let Some(rec) = find_by_id(conn.ex(), &claims.sub).await? else {
+        return Ok(None);
+    };
+    if rec.user.disabled_at.is_some() || rec.project_id.as_str() != claims.pid {
+        return Ok(None);
+    }
+    Ok(Some(principal_for_user(&rec)))
+}
+
+/// The principal a user acts as.
+pub fn principal_for_user(rec: &UserRecord) -> Principal {
+    Principal {
+        project_id: rec.project_id.clone(),
+        actor: Actor {
+            kind: "user".into(),
+            id: rec.user.id.to_string(),
+        },
+        scopes: rec.user.role.scopes(),
+        role: Some(rec.user.role),
+    }
+}
