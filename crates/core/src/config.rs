@@ -90,7 +90,10 @@ const KEYS: &[(&str, &str)] = &[
     ("body_limit", "SWITCHBOARD_BODY_LIMIT"),
     ("rate_limit_per_minute", "SWITCHBOARD_RATE_LIMIT_PER_MINUTE"),
     ("rate_limit_burst", "SWITCHBOARD_RATE_LIMIT_BURST"),
-    ("auth_rate_limit_per_minute", "SWITCHBOARD_AUTH_RATE_LIMIT_PER_MINUTE"),
+    (
+        "auth_rate_limit_per_minute",
+        "SWITCHBOARD_AUTH_RATE_LIMIT_PER_MINUTE",
+    ),
     ("access_token_ttl", "SWITCHBOARD_ACCESS_TOKEN_TTL"),
     ("refresh_token_ttl", "SWITCHBOARD_REFRESH_TOKEN_TTL"),
     ("jwt_secret", "SWITCHBOARD_JWT_SECRET"),
@@ -161,8 +164,7 @@ fn boolean(s: &str) -> Result<bool, String> {
 
 fn database_url(s: &str) -> Result<String, String> {
     let s = s.trim();
-    if s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://")
-    {
+    if s.starts_with("sqlite:") || s.starts_with("postgres://") || s.starts_with("postgresql://") {
         Ok(s.to_owned())
     } else {
         Err(format!(
@@ -233,7 +235,9 @@ impl Config {
             } else if s.starts_with("redis://") || s.starts_with("rediss://") {
                 Ok(Some(s.to_owned()))
             } else {
-                Err(format!("`{s}` is not a Redis URL (expected redis://host:port)"))
+                Err(format!(
+                    "`{s}` is not a Redis URL (expected redis://host:port)"
+                ))
             }
         })?;
         let public_url = raw.parse("public_url", None, |s| {
@@ -246,7 +250,9 @@ impl Config {
                 .map_err(|e| format!("`{s}` is not a URL ({e})"))
         })?;
         let secret = |s: &str| -> Result<Option<SecretString>, String> {
-            Ok(Some(s.trim().to_owned()).filter(|s| !s.is_empty()).map(SecretString::from))
+            Ok(Some(s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .map(SecretString::from))
         };
         let jwt_secret = raw.parse("jwt_secret", None, |s| match secret(s)? {
             Some(_) if s.trim().len() < 32 => Err("must be at least 32 characters".into()),
@@ -277,7 +283,9 @@ impl Config {
                         Ok(u) if u.path() == "/" && o.starts_with(u.scheme()) => {
                             Ok(o.trim_end_matches('/').to_owned())
                         }
-                        _ => Err(format!("`{o}` is not an origin (expected scheme://host[:port])")),
+                        _ => Err(format!(
+                            "`{o}` is not an origin (expected scheme://host[:port])"
+                        )),
                     })
                     .collect()
             })?,
@@ -297,14 +305,12 @@ impl Config {
                 d.auth_rate_limit_per_minute,
                 positive("a number of requests"),
             )?,
-            access_token_ttl_secs: raw.parse(
-                "access_token_ttl",
-                d.access_token_ttl_secs,
-                |s| match number::<i64>("a number of seconds")(s)? {
+            access_token_ttl_secs: raw.parse("access_token_ttl", d.access_token_ttl_secs, |s| {
+                match number::<i64>("a number of seconds")(s)? {
                     n if n >= 10 => Ok(n),
                     _ => Err(format!("`{s}` must be at least 10 seconds")),
-                },
-            )?,
+                }
+            })?,
             refresh_token_ttl_secs: raw.parse(
                 "refresh_token_ttl",
                 d.refresh_token_ttl_secs,
@@ -379,7 +385,11 @@ fn read_file(path: &Path, raw: &mut Raw) -> Result<(), ConfigError> {
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Array(items) => items
                 .iter()
-                .map(|i| i.as_str().map(str::to_owned).unwrap_or_else(|| i.to_string()))
+                .map(|i| {
+                    i.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| i.to_string())
+                })
                 .collect::<Vec<_>>()
                 .join(","),
             other => {

@@ -181,8 +181,8 @@ impl Db {
                 .await?;
             return Ok(Db::Postgres(pool));
         }
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| DbError::InvalidUrl(e.to_string()))?;
+        let options =
+            SqliteConnectOptions::from_str(url).map_err(|e| DbError::InvalidUrl(e.to_string()))?;
         if let Some(parent) = options.get_filename().parent() {
             if !parent.as_os_str().is_empty() {
                 std::fs::create_dir_all(parent).map_err(|source| DbError::DataDir {

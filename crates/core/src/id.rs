@@ -138,7 +138,12 @@ mod tests {
 
     #[test]
     fn suffix_round_trips_extremes() {
-        for v in [0u128, 1, u128::MAX, 0x0123_4567_89ab_cdef_0123_4567_89ab_cdef] {
+        for v in [
+            0u128,
+            1,
+            u128::MAX,
+            0x0123_4567_89ab_cdef_0123_4567_89ab_cdef,
+        ] {
             let s = encode_suffix(v);
             assert_eq!(s.len(), 26);
             assert_eq!(decode_suffix(&s), Ok(v));
@@ -148,8 +153,14 @@ mod tests {
 
     #[test]
     fn rejects_overflow_and_bad_chars() {
-        assert_eq!(decode_suffix("8zzzzzzzzzzzzzzzzzzzzzzzzz"), Err(IdError::Malformed));
-        assert_eq!(decode_suffix("0000000000000000000000000u"), Err(IdError::Malformed));
+        assert_eq!(
+            decode_suffix("8zzzzzzzzzzzzzzzzzzzzzzzzz"),
+            Err(IdError::Malformed)
+        );
+        assert_eq!(
+            decode_suffix("0000000000000000000000000u"),
+            Err(IdError::Malformed)
+        );
         assert_eq!(decode_suffix("short"), Err(IdError::Malformed));
     }
 

@@ -157,13 +157,19 @@ mod tests {
     fn formats_minor_units_exactly() {
         let usd = Currency::parse("usd").unwrap();
         assert_eq!(Money::new(-1005, usd).to_string(), "-10.05 USD");
-        assert_eq!(Money::new(7, Currency::parse("JPY").unwrap()).to_string(), "7 JPY");
+        assert_eq!(
+            Money::new(7, Currency::parse("JPY").unwrap()).to_string(),
+            "7 JPY"
+        );
     }
 
     #[test]
     fn commission_rounds_half_away_from_zero() {
         let usd = Currency::parse("USD").unwrap();
-        assert_eq!(Money::new(1250, usd).basis_points(1000).unwrap().amount, 125);
+        assert_eq!(
+            Money::new(1250, usd).basis_points(1000).unwrap().amount,
+            125
+        );
         assert_eq!(Money::new(5, usd).basis_points(1000).unwrap().amount, 1);
         assert_eq!(Money::new(-5, usd).basis_points(1000).unwrap().amount, -1);
     }

@@ -37,7 +37,9 @@ pub struct Application {
 }
 
 /// Connects to the database and Redis named by `config` and brings the schema up to date.
-pub async fn connect(config: &Config) -> anyhow::Result<(Db, Option<redis::aio::ConnectionManager>)> {
+pub async fn connect(
+    config: &Config,
+) -> anyhow::Result<(Db, Option<redis::aio::ConnectionManager>)> {
     let db = Db::connect(&config.database_url, config.db_max_connections)
         .await
         .with_context(|| format!("cannot open database {}", redact(&config.database_url)))?;
@@ -109,7 +111,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let maintenance = tokio::spawn(maintenance(self.state.clone()));
         let result = axum::serve(
             self.listener,
@@ -189,7 +194,13 @@ pub fn router(state: AppState) -> Router {
         app = app.layer(
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
-                .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::PUT, Method::DELETE])
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PATCH,
+                    Method::PUT,
+                    Method::DELETE,
+                ])
                 .allow_headers([
                     header::AUTHORIZATION,
                     header::CONTENT_TYPE,

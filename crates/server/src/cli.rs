@@ -109,7 +109,10 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     crate::telemetry::init_logs(config.log_format, &config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("switchboard: cannot start the runtime: {e}");
@@ -206,14 +209,25 @@ fn cli_actor(project: &ProjectId) -> AuditContext {
 async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
     let (db, _) = app::connect(config).await?;
     match cmd {
-        KeysCommand::Create { name, scopes, project } => {
+        KeysCommand::Create {
+            name,
+            scopes,
+            project,
+        } => {
             let project = project_for(&db, project).await?;
             let scopes = Scopes::try_from(scopes.split(',').map(str::to_owned).collect::<Vec<_>>())
                 .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
             let mut tx = db.begin().await?;
-            let created =
-                api_keys::create_in_tx(&mut tx, &cli_actor(&project), &project, &name, scopes, None, None)
-                    .await?;
+            let created = api_keys::create_in_tx(
+                &mut tx,
+                &cli_actor(&project),
+                &project,
+                &name,
+                scopes,
+                None,
+                None,
+            )
+            .await?;
             tx.commit().await?;
             println!("{}\t{}", created.key.id, created.secret);
         }
@@ -221,8 +235,19 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             let project = project_for(&db, project).await?;
             let mut conn = db.read().await?;
             for k in api_keys::repo::list(conn.ex(), &project, None, 10_000).await? {
-                let status = if k.revoked_at.is_some() { "revoked" } else { "active" };
-                println!("{}\t{}\t{}\t{}\t{}", k.id, k.name, k.prefix, k.scopes.to_db(), status);
+                let status = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    k.id,
+                    k.name,
+                    k.prefix,
+                    k.scopes.to_db(),
+                    status
+                );
             }
         }
         KeysCommand::Revoke { id, project } => {
@@ -260,13 +285,26 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
 
 async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let (db, _) = app::connect(config).await?;
-    let UsersCommand::Create { email, role, password: pw, name, project } = cmd;
+    let UsersCommand::Create {
+        email,
+        role,
+        password: pw,
+        name,
+        project,
+    } = cmd;
     let project = project_for(&db, project).await?;
-    let role = Role::parse(&role).with_context(|| format!("--role: `{role}` is not owner, admin, operator or viewer"))?;
+    let role = Role::parse(&role)
+        .with_context(|| format!("--role: `{role}` is not owner, admin, operator or viewer"))?;
     let email = users::parse_email(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
     let (pw, generated) = match pw {
         Some(p) => (p, false),
-        None => (switchboard_core::secret::random_token("").chars().take(20).collect(), true),
+        None => (
+            switchboard_core::secret::random_token("")
+                .chars()
+                .take(20)
+                .collect(),
+            true,
+        ),
     };
     password::check_strength(&pw).map_err(|m| anyhow::anyhow!("--password {m}"))?;
     let user = users::User {
@@ -281,10 +319,12 @@ async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let mut tx = db.begin().await?;
     users::repo::insert(tx.ex(), &project, &user, &hash)
         .await
-        .map_err(|e| if switchboard_core::db::is_unique_violation(&e) {
-            anyhow::anyhow!("a user with e-mail {} already exists", user.email)
-        } else {
-            e.into()
+        .map_err(|e| {
+            if switchboard_core::db::is_unique_violation(&e) {
+                anyhow::anyhow!("a user with e-mail {} already exists", user.email)
+            } else {
+                e.into()
+            }
         })?;
     switchboard_core::audit::record(
         &mut tx,
@@ -315,19 +355,43 @@ pub async fn doctor(config: &Config) -> ExitCode {
         failed |= !ok;
         println!("{:<4} {name:<9} {detail}", if ok { "ok" } else { "FAIL" });
     };
-    line(true, "config", &format!("listen {}, data dir {}", config.listen, config.data_dir.display()));
+    line(
+        true,
+        "config",
+        &format!(
+            "listen {}, data dir {}",
+            config.listen,
+            config.data_dir.display()
+        ),
+    );
     match Db::connect(&config.database_url, 2).await {
         Ok(db) => {
             match db.ping().await {
-                Ok(()) => line(true, "database", &format!("{} {}", db.backend().name(), app::redact(&config.database_url))),
+                Ok(()) => line(
+                    true,
+                    "database",
+                    &format!(
+                        "{} {}",
+                        db.backend().name(),
+                        app::redact(&config.database_url)
+                    ),
+                ),
                 Err(e) => line(false, "database", &e.to_string()),
             }
             db.close().await;
         }
-        Err(e) => line(false, "database", &format!("{}: {e}", app::redact(&config.database_url))),
+        Err(e) => line(
+            false,
+            "database",
+            &format!("{}: {e}", app::redact(&config.database_url)),
+        ),
     }
     match &config.redis_url {
-        None => line(true, "redis", "not configured (in-process rate limits and cache)"),
+        None => line(
+            true,
+            "redis",
+            "not configured (in-process rate limits and cache)",
+        ),
         Some(url) => {
             let ping = async {
                 let client = redis::Client::open(url.as_str())?;
@@ -346,8 +410,16 @@ pub async fn doctor(config: &Config) -> ExitCode {
         .and_then(|()| std::fs::write(&probe, b"ok"))
         .and_then(|()| std::fs::remove_file(&probe));
     match storage {
-        Ok(()) => line(true, "storage", &format!("{} writable", config.data_dir.display())),
-        Err(e) => line(false, "storage", &format!("{}: {e}", config.data_dir.display())),
+        Ok(()) => line(
+            true,
+            "storage",
+            &format!("{} writable", config.data_dir.display()),
+        ),
+        Err(e) => line(
+            false,
+            "storage",
+            &format!("{}: {e}", config.data_dir.display()),
+        ),
     }
     if failed {
         ExitCode::FAILURE

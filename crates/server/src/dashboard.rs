@@ -91,7 +91,10 @@ pub struct DashboardUser(pub UserRecord);
 impl FromRequestParts<AppState> for DashboardUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let to_login = || Redirect::to("/dashboard/login").into_response();
         let jar = CookieJar::from_headers(&parts.headers);
         let Some(token) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
@@ -186,7 +189,10 @@ async fn logout(State(state): State<AppState>, jar: CookieJar) -> Result<Respons
     Ok((jar, Redirect::to("/dashboard/login")).into_response())
 }
 
-async fn overview(State(state): State<AppState>, DashboardUser(me): DashboardUser) -> Result<Html<String>, ApiError> {
+async fn overview(
+    State(state): State<AppState>,
+    DashboardUser(me): DashboardUser,
+) -> Result<Html<String>, ApiError> {
     let mut conn = state.db.read().await?;
     let project = projects::repo::get(conn.ex(), &me.project_id)
         .await?
@@ -213,7 +219,10 @@ fn ts(t: Option<time::Timestamp>) -> String {
         .unwrap_or_else(|| "—".into())
 }
 
-async fn keys_page(State(state): State<AppState>, DashboardUser(me): DashboardUser) -> Result<Html<String>, ApiError> {
+async fn keys_page(
+    State(state): State<AppState>,
+    DashboardUser(me): DashboardUser,
+) -> Result<Html<String>, ApiError> {
     let mut conn = state.db.read().await?;
     let keys = api_keys::repo::list(conn.ex(), &me.project_id, None, 1000).await?;
     let mut rows = String::new();

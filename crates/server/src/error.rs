@@ -69,7 +69,11 @@ impl ApiError {
 
     /// 404: the thing does not exist *for this caller* (other projects' data included).
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} not found"),
+        )
     }
 
     /// 401.
@@ -105,7 +109,11 @@ impl ApiError {
             .join("; ");
         ApiError {
             errors,
-            ..Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", detail)
+            ..Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                detail,
+            )
         }
     }
 

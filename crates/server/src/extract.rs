@@ -16,23 +16,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut de)
         .map_err(|e| (e.path().to_string(), e.into_inner()))
         .and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_owned(), e)));
-    value.map_err(|(path, inner)| {
-        match inner.classify() {
-            serde_json::error::Category::Data => ApiError::invalid(vec![FieldError {
-                field: if path == "." { String::new() } else { path },
-                message: strip_position(&inner.to_string()),
-            }]),
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed-json",
-                format!(
-                    "malformed JSON at line {} column {}: {}",
-                    inner.line(),
-                    inner.column(),
-                    strip_position(&inner.to_string())
-                ),
+    value.map_err(|(path, inner)| match inner.classify() {
+        serde_json::error::Category::Data => ApiError::invalid(vec![FieldError {
+            field: if path == "." { String::new() } else { path },
+            message: strip_position(&inner.to_string()),
+        }]),
+        _ => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            format!(
+                "malformed JSON at line {} column {}: {}",
+                inner.line(),
+                inner.column(),
+                strip_position(&inner.to_string())
             ),
-        }
+        ),
     })
 }
 
@@ -64,19 +62,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
                 "expected a body with `Content-Type: application/json`",
             ));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "body-too-large",
-                        "the request body is larger than this server accepts",
-                    )
-                } else {
-                    ApiError::bad_request(rejection.body_text())
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body-too-large",
+                    "the request body is larger than this server accepts",
+                )
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -90,14 +86,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let q = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(q.as_bytes()));
-        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                format!("query parameter `{path}`: {}", e.into_inner()),
-            )
-        })
+        serde_path_to_error::deserialize(de)
+            .map(Query)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-query",
+                    format!("query parameter `{path}`: {}", e.into_inner()),
+                )
+            })
     }
 }
 

@@ -32,7 +32,12 @@ struct Record {
     created_at: Timestamp,
 }
 
-async fn try_start(db: &Db, project: &ProjectId, key: &str, hash: &str) -> Result<bool, sqlx::Error> {
+async fn try_start(
+    db: &Db,
+    project: &ProjectId,
+    key: &str,
+    hash: &str,
+) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let inserted = on_db!(tx.ex(), c => sqlx::query(
         "INSERT INTO idempotency_keys (project_id, idem_key, request_hash, state, created_at) \
@@ -71,7 +76,13 @@ async fn load(db: &Db, project: &ProjectId, key: &str) -> Result<Option<Record>,
     })
 }
 
-async fn finish(db: &Db, project: &ProjectId, key: &str, status: u16, body: &[u8]) -> Result<(), sqlx::Error> {
+async fn finish(
+    db: &Db,
+    project: &ProjectId,
+    key: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     on_db!(tx.ex(), c => sqlx::query(
         "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
@@ -138,7 +149,11 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         return ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
             .into_response();
     };
-    let Some(project) = req.extensions().get::<Principal>().map(|p| p.project_id.clone()) else {
+    let Some(project) = req
+        .extensions()
+        .get::<Principal>()
+        .map(|p| p.project_id.clone())
+    else {
         return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
@@ -166,7 +181,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         let record = match load(db, &project, &key).await {
             Ok(Some(r)) => r,
             Ok(None) if attempts < 3 => continue,
-            Ok(None) => return ApiError::conflict("idempotency-key-in-use", "try again").into_response(),
+            Ok(None) => {
+                return ApiError::conflict("idempotency-key-in-use", "try again").into_response()
+            }
             Err(e) => return ApiError::from(e).into_response(),
         };
         let age = time::to_db(time::now()) - time::to_db(record.created_at);
@@ -178,18 +195,18 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             }
             continue;
         }
+        if record.state != "done" {
+            return ApiError::conflict(
+                "idempotency-key-in-use",
+                "a request with this Idempotency-Key is still being processed",
+            )
+            .into_response();
+        }
         if record.request_hash != hash {
             return ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
                 "this Idempotency-Key was used with a different request",
-            )
-            .into_response();
-        }
-        if record.state != "done" {
-            return ApiError::conflict(
-                "idempotency-key-in-use",
-                "a request with this Idempotency-Key is still being processed",
             )
             .into_response();
         }
@@ -201,7 +218,10 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         return (
             status,
             [
-                (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                (
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                ),
                 (
                     header::HeaderName::from_static("idempotent-replayed"),
                     HeaderValue::from_static("true"),
@@ -212,7 +232,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .into_response();
     }
 
-    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     if !resp.status().is_success() {
         if let Err(e) = forget(db, &project, &key).await {
             tracing::error!(error = %e, "could not release idempotency key");
@@ -220,7 +242,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         return resp;
     }
     let (parts, body) = resp.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
     if let Err(e) = finish(db, &project, &key, parts.status.as_u16(), &body).await {
         // The change is committed; only the replay record is missing. Say so, keep the answer.
         tracing::error!(error = %e, "could not store idempotent response");

@@ -84,8 +84,14 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
     let h = resp.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -127,20 +133,24 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Rewrites any error response that is not yet problem+json (rejections from layers and
-/// the framework: 405, 413, timeouts…) into one, keeping its status and headers.
+/// Rewrites any error response that is not JSON (plain-text rejections from layers and the
+/// framework: 413 from a body limit, a path that fails to parse…) into problem+json,
+/// keeping its status and headers.
 pub async fn problem_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
-    let is_problem = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if status.as_u16() < 400 || is_problem {
+    // Problem documents and deliberate JSON bodies (such as `/readyz`'s 503) stay as they are.
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
+            || v.as_bytes().starts_with(b"application/json")
+    });
+    if status.as_u16() < 400 || is_json {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
     let detail = match String::from_utf8_lossy(&text).trim() {
         "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
         t => t.to_owned(),
@@ -184,7 +194,8 @@ pub async fn method_not_allowed(req: Request) -> ApiError {
 
 fn apply_headers(resp: &mut Response, d: &Decision) {
     let h = resp.headers_mut();
-    let num = |n: u64| HeaderValue::from_str(&n.to_string()).unwrap_or(HeaderValue::from_static("0"));
+    let num =
+        |n: u64| HeaderValue::from_str(&n.to_string()).unwrap_or(HeaderValue::from_static("0"));
     h.insert("ratelimit-limit", num(u64::from(d.limit)));
     h.insert("ratelimit-remaining", num(u64::from(d.remaining)));
     h.insert("ratelimit-reset", num(d.reset_secs));
@@ -213,7 +224,11 @@ async fn limited(state: &AppState, key: String, rate: Rate, req: Request, next: 
 }
 
 /// Per-credential token bucket on authenticated routes.
-pub async fn rate_limit_principal(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn rate_limit_principal(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let Some(p) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };

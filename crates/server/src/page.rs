@@ -49,7 +49,11 @@ impl<T> Page<T> {
     pub fn from_overfetch(mut items: Vec<T>, limit: i64, cursor: impl Fn(&T) -> String) -> Page<T> {
         let has_more = items.len() as i64 > limit;
         items.truncate(limit.max(0) as usize);
-        let next_cursor = if has_more { items.last().map(cursor) } else { None };
+        let next_cursor = if has_more {
+            items.last().map(cursor)
+        } else {
+            None
+        };
         Page {
             data: items,
             has_more,

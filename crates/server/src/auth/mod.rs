@@ -103,7 +103,12 @@ impl Scopes {
 
     /// Reads the stored form back (unknown entries from newer versions are kept as-is).
     pub fn from_db(s: &str) -> Scopes {
-        Scopes(s.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        Scopes(
+            s.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
     }
 }
 
@@ -182,7 +187,11 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientInfo {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<ClientInfo>().cloned().unwrap_or_default())
+        Ok(parts
+            .extensions
+            .get::<ClientInfo>()
+            .cloned()
+            .unwrap_or_default())
     }
 }
 
@@ -267,7 +276,11 @@ impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authed<S> {
         }
         Ok(Authed {
             principal,
-            client: parts.extensions.get::<ClientInfo>().cloned().unwrap_or_default(),
+            client: parts
+                .extensions
+                .get::<ClientInfo>()
+                .cloned()
+                .unwrap_or_default(),
             _scope: PhantomData,
         })
     }

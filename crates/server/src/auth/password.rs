@@ -1,6 +1,8 @@
 //! Password hashing with argon2id (the crate's recommended parameters).
 
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{
+    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
+};
 use argon2::Argon2;
 
 /// Hashing failed (only on misconfiguration of the algorithm).
@@ -20,7 +22,11 @@ pub fn hash(password: &str) -> Result<String, HashError> {
 /// Checks a password against a stored PHC string; malformed hashes never verify.
 pub fn verify(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored)
-        .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+        .map(|h| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &h)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 

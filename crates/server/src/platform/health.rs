@@ -62,11 +62,8 @@ pub async fn run_checks(state: &AppState) -> Vec<Check> {
     });
     if let Some(conn) = &state.redis {
         let mut conn = conn.clone();
-        let ping = tokio::time::timeout(
-            limit,
-            redis::cmd("PING").query_async::<String>(&mut conn),
-        )
-        .await;
+        let ping =
+            tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut conn)).await;
         let (ok, detail) = match ping {
             Ok(Ok(_)) => (true, "PONG".to_owned()),
             Ok(Err(e)) => (false, e.to_string()),

@@ -47,7 +47,9 @@ async fn list_keys(
     let limit = page.limit()?;
     let mut conn = state.db.read().await?;
     let keys = repo::list(conn.ex(), auth.project(), page.after.as_deref(), limit + 1).await?;
-    Ok(Json(Page::from_overfetch(keys, limit, |k| k.id.to_string())))
+    Ok(Json(Page::from_overfetch(keys, limit, |k| {
+        k.id.to_string()
+    })))
 }
 
 /// Creates a key; its secret is in this response only.

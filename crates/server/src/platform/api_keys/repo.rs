@@ -20,9 +20,15 @@ macro_rules! key_from_row {
             prefix: $r.try_get("prefix")?,
             scopes: Scopes::from_db(&$r.try_get::<String, _>("scopes")?),
             created_at: time::from_db($r.try_get("created_at")?),
-            last_used_at: $r.try_get::<Option<i64>, _>("last_used_at")?.map(time::from_db),
-            expires_at: $r.try_get::<Option<i64>, _>("expires_at")?.map(time::from_db),
-            revoked_at: $r.try_get::<Option<i64>, _>("revoked_at")?.map(time::from_db),
+            last_used_at: $r
+                .try_get::<Option<i64>, _>("last_used_at")?
+                .map(time::from_db),
+            expires_at: $r
+                .try_get::<Option<i64>, _>("expires_at")?
+                .map(time::from_db),
+            revoked_at: $r
+                .try_get::<Option<i64>, _>("revoked_at")?
+                .map(time::from_db),
         }
     };
 }
@@ -52,7 +58,11 @@ pub async fn insert(
 }
 
 /// One key of the project.
-pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<ApiKey>, sqlx::Error> {
+pub async fn get(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    id: &str,
+) -> Result<Option<ApiKey>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE project_id = $1 AND id = $2");
     on_db!(ex, c => {
         let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;

@@ -75,8 +75,16 @@ async fn list_events(
         before_seq,
     };
     let mut conn = state.db.read().await?;
-    let events = audit::list(conn.ex(), auth.project(), &filter, (limit + 1).min(MAX_LIMIT + 1)).await?;
-    Ok(Json(Page::from_overfetch(events, limit, |e| e.seq.to_string())))
+    let events = audit::list(
+        conn.ex(),
+        auth.project(),
+        &filter,
+        (limit + 1).min(MAX_LIMIT + 1),
+    )
+    .await?;
+    Ok(Json(Page::from_overfetch(events, limit, |e| {
+        e.seq.to_string()
+    })))
 }
 
 /// Recomputes the project's hash chain and reports the first broken link, if any.

@@ -47,7 +47,11 @@ pub async fn insert_refresh(
 }
 
 /// Marks a live token used, atomically: true only for the one caller that wins.
-pub async fn consume_refresh(ex: Exec<'_>, token_hash: &str, now: Timestamp) -> Result<bool, sqlx::Error> {
+pub async fn consume_refresh(
+    ex: Exec<'_>,
+    token_hash: &str,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
     on_db!(ex, c => sqlx::query(
         "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 \
          AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
@@ -60,7 +64,10 @@ pub async fn consume_refresh(ex: Exec<'_>, token_hash: &str, now: Timestamp) -> 
 }
 
 /// A refresh token by digest.
-pub async fn find_refresh(ex: Exec<'_>, token_hash: &str) -> Result<Option<RefreshToken>, sqlx::Error> {
+pub async fn find_refresh(
+    ex: Exec<'_>,
+    token_hash: &str,
+) -> Result<Option<RefreshToken>, sqlx::Error> {
     on_db!(ex, c => {
         let row = sqlx::query(
             "SELECT family_id, user_id, project_id, expires_at, used_at, revoked_at \
@@ -96,7 +103,11 @@ pub async fn revoke_family(ex: Exec<'_>, family: &str, now: Timestamp) -> Result
 }
 
 /// Ends every refresh token and dashboard session of a user.
-pub async fn revoke_all_for_user(ex: Exec<'_>, user: &str, now: Timestamp) -> Result<(), sqlx::Error> {
+pub async fn revoke_all_for_user(
+    ex: Exec<'_>,
+    user: &str,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
     on_db!(ex, c => {
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
             .bind(user)
@@ -134,7 +145,11 @@ pub async fn insert_session(
 }
 
 /// The user id of a live session.
-pub async fn find_session(ex: Exec<'_>, token_hash: &str, now: Timestamp) -> Result<Option<String>, sqlx::Error> {
+pub async fn find_session(
+    ex: Exec<'_>,
+    token_hash: &str,
+    now: Timestamp,
+) -> Result<Option<String>, sqlx::Error> {
     on_db!(ex, c => {
         let row = sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(token_hash)

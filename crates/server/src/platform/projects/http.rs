@@ -112,7 +112,10 @@ async fn create_project(
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(ProjectCreated { project, api_key })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ProjectCreated { project, api_key }),
+    ))
 }
 
 /// One project (404 unless it is the caller's).

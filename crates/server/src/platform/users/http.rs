@@ -71,7 +71,9 @@ async fn list_users(
     let limit = page.limit()?;
     let mut conn = state.db.read().await?;
     let users = repo::list(conn.ex(), auth.project(), page.after.as_deref(), limit + 1).await?;
-    Ok(Json(Page::from_overfetch(users, limit, |u| u.id.to_string())))
+    Ok(Json(Page::from_overfetch(users, limit, |u| {
+        u.id.to_string()
+    })))
 }
 
 /// Creates a user.
@@ -201,7 +203,10 @@ async fn update_user(
     }
     let now = time::now();
     let after = User {
-        name: patch.name.map(|n| n.trim().to_owned()).unwrap_or(before.name.clone()),
+        name: patch
+            .name
+            .map(|n| n.trim().to_owned())
+            .unwrap_or(before.name.clone()),
         role,
         disabled_at: match patch.disabled {
             Some(true) => before.disabled_at.or(Some(now)),

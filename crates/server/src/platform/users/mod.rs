@@ -35,9 +35,9 @@ pub fn parse_email(email: &str) -> Result<String, &'static str> {
     let e = email.trim().to_ascii_lowercase();
     let valid = e.len() <= 254
         && !e.contains(char::is_whitespace)
-        && e
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+        && e.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+        });
     if valid {
         Ok(e)
     } else {

@@ -31,7 +31,9 @@ macro_rules! record_from_row {
                 name: $r.try_get("name")?,
                 role: Role::parse(&$r.try_get::<String, _>("role")?).unwrap_or(Role::Viewer),
                 created_at: time::from_db($r.try_get("created_at")?),
-                disabled_at: $r.try_get::<Option<i64>, _>("disabled_at")?.map(time::from_db),
+                disabled_at: $r
+                    .try_get::<Option<i64>, _>("disabled_at")?
+                    .map(time::from_db),
             },
             project_id: ProjectId::from_db($r.try_get("project_id")?),
             password_hash: $r.try_get("password_hash")?,
@@ -80,9 +82,11 @@ async fn fetch_one_where(
 
 /// A user of the project by id.
 pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<User>, sqlx::Error> {
-    Ok(fetch_one_where(ex, "project_id = $1 AND id = $2", &[project.as_str(), id])
-        .await?
-        .map(|r| r.user))
+    Ok(
+        fetch_one_where(ex, "project_id = $1 AND id = $2", &[project.as_str(), id])
+            .await?
+            .map(|r| r.user),
+    )
 }
 
 /// A user by login e-mail, any project.
@@ -146,7 +150,10 @@ pub async fn count_active_owners(ex: Exec<'_>, project: &ProjectId) -> Result<i6
 
 /// Resolves a verified access token to its principal, if the user is still active. The role
 /// is read fresh, so demotions and disabling take effect on the next request.
-pub async fn principal_for_token(db: &Db, claims: &Claims) -> Result<Option<Principal>, sqlx::Error> {
+pub async fn principal_for_token(
+    db: &Db,
+    claims: &Claims,
+) -> Result<Option<Principal>, sqlx::Error> {
     let mut conn = db.read().await?;
     let Some(rec) = find_by_id(conn.ex(), &claims.sub).await? else {
         return Ok(None);

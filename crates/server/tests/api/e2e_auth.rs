@@ -1,0 +1,259 @@
+//! Password login, JWT access tokens, refresh rotation with reuse detection, logout,
+//! per-IP login rate limits, dashboard session cookies.
+
+use crate::both;
+use crate::helpers::{json_of, problem, spawn_app, spawn_with, OWNER_EMAIL, OWNER_PASSWORD};
+use reqwest::Method;
+use serde_json::{json, Value};
+use switchboard_core::db::Backend;
+
+both!(
+    login_refresh_rotation_and_reuse,
+    logout_revokes_family,
+    login_is_rate_limited_per_ip,
+    dashboard_session_cookie
+);
+
+async fn login(app: &crate::helpers::TestApp, email: &str, password: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn refresh(app: &crate::helpers::TestApp, token: &str) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/auth/refresh"))
+        .json(&json!({"refresh_token": token}))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn login_refresh_rotation_and_reuse(b: Backend) {
+    let app = spawn_app(b).await;
+    problem(
+        login(&app, OWNER_EMAIL, "wrong-password").await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    problem(
+        login(&app, "nobody@localhost", OWNER_PASSWORD).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+
+    let first: Value = json_of(login(&app, "Owner@Localhost", OWNER_PASSWORD).await, 200).await;
+    assert_eq!(first["token_type"], "Bearer");
+    assert_eq!(first["expires_in"], 900);
+    let access = first["access_token"].as_str().unwrap();
+    let me = json_of(
+        app.req_as(Method::GET, "/v1/me", access)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(me["role"], "owner");
+    assert_eq!(me["actor"]["type"], "user");
+
+    // Rotation: the old refresh token buys a new pair and is then spent.
+    let old = first["refresh_token"].as_str().unwrap().to_owned();
+    let second = json_of(refresh(&app, &old).await, 200).await;
+    let newer = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(newer, old);
+    let access2 = second["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.req_as(Method::GET, "/v1/me", access2)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // Reuse of the spent token revokes the whole family, the newer token included.
+    problem(refresh(&app, &old).await, 401, "refresh-token-reused").await;
+    problem(refresh(&app, &newer).await, 401, "unauthorized").await;
+    let events = json_of(
+        app.get("/v1/audit-events?action=auth.refresh_reuse").await,
+        200,
+    )
+    .await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1);
+
+    // A separate login is a separate family and keeps working.
+    let other = json_of(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await, 200).await;
+    assert_eq!(
+        refresh(&app, other["refresh_token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    problem(refresh(&app, "sbr_unknown").await, 401, "unauthorized").await;
+    let r = app
+        .req_as(Method::GET, "/v1/me", "eyJhbGciOiJIUzI1NiJ9.e30.bad")
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401, "unauthorized").await;
+}
+
+async fn logout_revokes_family(b: Backend) {
+    let app = spawn_app(b).await;
+    let pair = json_of(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await, 200).await;
+    let token = pair["refresh_token"].as_str().unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/auth/logout"))
+        .json(&json!({"refresh_token": token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    problem(refresh(&app, token).await, 401, "unauthorized").await;
+    let events = json_of(app.get("/v1/audit-events?action=auth.logout").await, 200).await;
+    assert_eq!(events["data"][0]["actor"]["type"], "user");
+
+    // Disabling a user ends its access tokens at once.
+    let pair = json_of(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await, 200).await;
+    let access = pair["access_token"].as_str().unwrap();
+    let r = app
+        .post(
+            "/v1/users",
+            &json!({"email": "op@example.com", "role": "admin", "password": "op-password-1"}),
+        )
+        .await;
+    let admin = json_of(r, 201).await;
+    let admin_pair = json_of(login(&app, "op@example.com", "op-password-1").await, 200).await;
+    let admin_access = admin_pair["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.req_as(Method::GET, "/v1/me", admin_access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = app
+        .req_as(
+            Method::PATCH,
+            &format!("/v1/users/{}", admin["id"].as_str().unwrap()),
+            access,
+        )
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        app.req_as(Method::GET, "/v1/me", admin_access)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    problem(
+        refresh(&app, admin_pair["refresh_token"].as_str().unwrap()).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    problem(
+        login(&app, "op@example.com", "op-password-1").await,
+        401,
+        "unauthorized",
+    )
+    .await;
+}
+
+async fn login_is_rate_limited_per_ip(b: Backend) {
+    let app = spawn_with(b, |c| c.auth_rate_limit_per_minute = 3).await;
+    for _ in 0..3 {
+        assert_eq!(
+            login(&app, OWNER_EMAIL, "wrong-password").await.status(),
+            401
+        );
+    }
+    let r = login(&app, OWNER_EMAIL, OWNER_PASSWORD).await;
+    assert_eq!(r.headers()["ratelimit-limit"], "3");
+    assert_eq!(r.headers()["ratelimit-remaining"], "0");
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "retry-after {retry}");
+    problem(r, 429, "rate-limited").await;
+    // API-key traffic is limited separately, per key.
+    assert_eq!(app.get("/v1/me").await.status(), 200);
+}
+
+async fn dashboard_session_cookie(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app.client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/dashboard/login");
+    let r = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .form(&[("email", OWNER_EMAIL), ("password", "nope-nope")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("Wrong e-mail or password"));
+    let r = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .form(&[("email", OWNER_EMAIL), ("password", OWNER_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let page = app
+        .client
+        .get(app.url("/dashboard"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("script-src 'self'"));
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains(OWNER_EMAIL) && html.contains("id=\"audit-status\">intact"),
+        "{html}"
+    );
+    let r = app
+        .client
+        .post(app.url("/dashboard/logout"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = app
+        .client
+        .get(app.url("/dashboard"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "session ended");
+}

@@ -1,0 +1,198 @@
+//! Health, readiness, metrics, OpenAPI, docs, security headers, CORS.
+
+use crate::both;
+use crate::helpers::{json_of, redis_url, spawn_app, spawn_with};
+use reqwest::Method;
+use switchboard_core::db::Backend;
+
+both!(
+    health_metrics_and_docs,
+    readyz_reports_redis_outage,
+    cors_and_security_headers
+);
+
+async fn health_metrics_and_docs(b: Backend) {
+    let app = spawn_app(b).await;
+    assert_eq!(
+        json_of(
+            app.client.get(app.url("/healthz")).send().await.unwrap(),
+            200
+        )
+        .await["status"],
+        "ok"
+    );
+    let ready = json_of(
+        app.client.get(app.url("/readyz")).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(ready["checks"][0]["name"], "database");
+    assert_eq!(ready["checks"][0]["detail"], b.name());
+
+    let (id, _) = app.create_key(&["keys:read"]).await;
+    app.get(&format!("/v1/api-keys/{id}")).await;
+    app.get("/v1/api-keys/key_missing").await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "http_requests_total{method=\"GET\",route=\"/v1/api-keys/{id}\",status=\"200\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("route=\"/v1/api-keys/{id}\",status=\"404\""));
+    assert!(metrics.contains("http_request_duration_seconds_bucket{"));
+    assert!(
+        metrics.contains("process_resident_memory_bytes"),
+        "process metrics"
+    );
+
+    let spec = json_of(
+        app.client
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/v1/api-keys",
+        "/v1/api-keys/{id}",
+        "/v1/users",
+        "/v1/projects",
+        "/v1/auth/login",
+        "/v1/auth/refresh",
+        "/v1/auth/logout",
+        "/v1/audit-events",
+        "/v1/audit-events/verify",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
+        assert!(
+            spec["paths"].get(path).is_some(),
+            "{path} missing from the spec"
+        );
+    }
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger-ui"));
+    let js = app
+        .client
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), 200, "assets are embedded in the binary");
+}
+
+async fn readyz_reports_redis_outage(b: Backend) {
+    if redis_url().is_none() {
+        return;
+    }
+    // A Redis of our own that we can stop.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server");
+    let url = format!("redis://127.0.0.1:{port}");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let app = spawn_with(b, |c| c.redis_url = Some(url)).await;
+    let ready = json_of(
+        app.client.get(app.url("/readyz")).send().await.unwrap(),
+        200,
+    )
+    .await;
+    assert_eq!(ready["checks"][1]["name"], "redis");
+    assert_eq!(ready["checks"][1]["ok"], true);
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = json_of(r, 503).await;
+    assert_eq!(ready["status"], "unavailable");
+    assert_eq!(ready["checks"][0]["ok"], true);
+    assert_eq!(ready["checks"][1]["name"], "redis");
+    assert_eq!(ready["checks"][1]["ok"], false);
+    // The API keeps answering: rate limiting fails open while Redis is away.
+    assert_eq!(app.get("/v1/me").await.status(), 200);
+}
+
+async fn cors_and_security_headers(b: Backend) {
+    let app = spawn_with(b, |c| {
+        c.cors_origins = vec!["https://app.example.com".into()]
+    })
+    .await;
+    let r = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/api-keys"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,idempotency-key",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let r = app
+        .client
+        .request(Method::OPTIONS, app.url("/v1/api-keys"))
+        .header("origin", "https://evil.example.com")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    let r = app
+        .req(Method::GET, "/v1/me")
+        .header("origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+}

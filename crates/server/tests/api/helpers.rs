@@ -1,0 +1,244 @@
+//! Test harness: `spawn_app(backend)` gives a running node with its own database.
+
+use reqwest::{Client, Method, RequestBuilder, Response};
+use serde_json::Value;
+use sqlx::Connection;
+use switchboard_core::config::Config;
+use switchboard_core::db::Backend;
+use switchboard_server::app::Application;
+use switchboard_server::state::AppState;
+use tokio::sync::oneshot;
+
+/// Runs `async fn $name(backend: Backend)` once per backend.
+#[macro_export]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(switchboard_core::db::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_available() {
+                    super::$name(switchboard_core::db::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// The owner password every test node is bootstrapped with.
+pub const OWNER_PASSWORD: &str = "owner-password-1";
+/// The owner login.
+pub const OWNER_EMAIL: &str = "owner@localhost";
+
+/// Whether PostgreSQL tests can run; with `SWITCHBOARD_TEST_REQUIRE_POSTGRES` set a missing
+/// URL is a failure, not a skip.
+pub fn postgres_available() -> bool {
+    if std::env::var("SWITCHBOARD_TEST_DATABASE_URL").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("SWITCHBOARD_TEST_REQUIRE_POSTGRES").is_err(),
+        "SWITCHBOARD_TEST_DATABASE_URL is not set but PostgreSQL tests are required"
+    );
+    eprintln!("skipping PostgreSQL variant: SWITCHBOARD_TEST_DATABASE_URL not set");
+    false
+}
+
+/// The Redis URL for tests, if any.
+pub fn redis_url() -> Option<String> {
+    let url = std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok();
+    if url.is_none() {
+        assert!(
+            std::env::var("SWITCHBOARD_TEST_REQUIRE_REDIS").is_err(),
+            "SWITCHBOARD_TEST_REDIS_URL is not set but Redis tests are required"
+        );
+        eprintln!("skipping Redis test: SWITCHBOARD_TEST_REDIS_URL not set");
+    }
+    url
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres() -> String {
+    let admin = std::env::var("SWITCHBOARD_TEST_DATABASE_URL").expect("postgres url");
+    let name = format!("sbtest_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to SWITCHBOARD_TEST_DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("valid postgres url");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// A base configuration for `backend` in a fresh temporary folder.
+pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
+    let mut c = Config::with_data_dir(dir);
+    c.listen = "127.0.0.1:0".parse().expect("addr");
+    c.bootstrap_password = Some(OWNER_PASSWORD.to_owned().into());
+    c.bootstrap_api_key = Some(format!("sb_test_{}", uuid::Uuid::now_v7().simple()).into());
+    c.rate_limit_per_minute = 100_000;
+    c.rate_limit_burst = 100_000;
+    c.auth_rate_limit_per_minute = 10_000;
+    c.redis_prefix = format!("sbtest:{}:", uuid::Uuid::now_v7().simple());
+    if backend == Backend::Postgres {
+        c.database_url = fresh_postgres().await;
+        c.db_max_connections = 5;
+    }
+    c
+}
+
+/// A running node.
+pub struct TestApp {
+    /// `http://127.0.0.1:port`
+    pub addr: String,
+    /// The bootstrap API key (every scope).
+    pub key: String,
+    /// Shared state (direct database access for assertions).
+    pub state: AppState,
+    /// The config it runs with.
+    pub config: Config,
+    /// HTTP client.
+    pub client: Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Starts a node on `backend` with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_with(backend, |_| {}).await
+}
+
+/// Starts a node after letting the test adjust its configuration.
+pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(backend, dir.path()).await;
+    adjust(&mut config);
+    spawn_config(config, Some(dir)).await
+}
+
+/// Starts a node with exactly this configuration.
+pub async fn spawn_config(config: Config, dir: Option<tempfile::TempDir>) -> TestApp {
+    use secrecy::ExposeSecret;
+    let key = config
+        .bootstrap_api_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
+        .unwrap_or_default();
+    let app = Application::build(config.clone()).await.expect("build app");
+    let addr = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let (tx, rx) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        key,
+        state,
+        config,
+        client: Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        shutdown: Some(tx),
+        _dir: dir,
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestApp {
+    /// Full URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.addr)
+    }
+
+    /// A request authorised with `token`.
+    pub fn req_as(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// A request authorised with the bootstrap key.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.req_as(method, path, &self.key)
+    }
+
+    /// GET with the bootstrap key.
+    pub async fn get(&self, path: &str) -> Response {
+        self.req(Method::GET, path).send().await.expect("send")
+    }
+
+    /// POST JSON with the bootstrap key.
+    pub async fn post(&self, path: &str, body: &Value) -> Response {
+        self.req(Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .expect("send")
+    }
+
+    /// Creates an API key with `scopes` and returns `(id, secret)`.
+    pub async fn create_key(&self, scopes: &[&str]) -> (String, String) {
+        let r = self
+            .post(
+                "/v1/api-keys",
+                &serde_json::json!({ "name": "test", "scopes": scopes }),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.expect("json");
+        (
+            v["id"].as_str().expect("id").to_owned(),
+            v["secret"].as_str().expect("secret").to_owned(),
+        )
+    }
+
+    /// Number of audit events in the caller's project.
+    pub async fn audit_count(&self) -> usize {
+        let v: Value = self
+            .get("/v1/audit-events?limit=200")
+            .await
+            .json()
+            .await
+            .expect("json");
+        v["data"].as_array().expect("data").len()
+    }
+}
+
+/// Reads a body as JSON, asserting the status first.
+pub async fn json_of(r: Response, status: u16) -> Value {
+    let got = r.status().as_u16();
+    let text = r.text().await.expect("body");
+    assert_eq!(got, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or(Value::String(text))
+}
+
+/// Asserts a problem+json response with `status` and `code`, returning the body.
+pub async fn problem(r: Response, status: u16, code: &str) -> Value {
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let v = json_of(r, status).await;
+    assert_eq!(ct, "application/problem+json", "body: {v}");
+    assert_eq!(v["code"], code, "body: {v}");
+    assert_eq!(v["status"], status);
+    assert_eq!(v["type"], format!("/problems/{code}"));
+    v
+}

@@ -1,0 +1,15 @@
+//! Black-box tests: each starts the real server on port 0 with a fresh database and talks
+//! HTTP to it. Every scenario runs on SQLite and on PostgreSQL (`both!`).
+
+mod helpers;
+
+mod e2e_audit;
+mod e2e_auth;
+mod e2e_cli;
+mod e2e_errors;
+mod e2e_health;
+mod e2e_idempotency;
+mod e2e_keys;
+mod e2e_rate_limit;
+mod e2e_tenancy;
+mod e2e_users;
