@@ -1,6 +1,7 @@
 //! The server-rendered dashboard at `/dashboard`: password login with a session cookie,
 //! then pages an operator reads. No JavaScript is needed; the CSP forbids inline scripts.
 
+use crate::auth::ClientInfo;
 use crate::error::ApiError;
 use crate::middleware as mw;
 use crate::platform::login::{self, repo as sessions};
@@ -16,7 +17,7 @@ use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use std::fmt::Write;
-use switchboard_core::audit::{self, Filter};
+use switchboard_core::audit::{self, Change, Filter};
 use switchboard_core::{secret, time};
 
 const COOKIE: &str = "sb_session";
@@ -146,6 +147,7 @@ struct LoginForm {
 
 async fn login_submit(
     State(state): State<AppState>,
+    client: ClientInfo,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
@@ -170,6 +172,18 @@ async fn login_submit(
         time::add_secs(now, SESSION_SECS),
     )
     .await?;
+    audit::record(
+        &mut tx,
+        &login::http::audit_ctx(&rec, &client),
+        Change {
+            action: "auth.dashboard_login",
+            entity_type: "user",
+            entity_id: rec.user.id.as_str(),
+            before: None,
+            after: None,
+        },
+    )
+    .await?;
     tx.commit().await?;
     let cookie = Cookie::build((COOKIE, token))
         .path("/dashboard")
@@ -179,10 +193,27 @@ async fn login_submit(
     Ok((jar.add(cookie), Redirect::to("/dashboard")).into_response())
 }
 
-async fn logout(State(state): State<AppState>, jar: CookieJar) -> Result<Response, ApiError> {
-    if let Some(c) = jar.get(COOKIE) {
+async fn logout(
+    State(state): State<AppState>,
+    client: ClientInfo,
+    user: Result<DashboardUser, Response>,
+    jar: CookieJar,
+) -> Result<Response, ApiError> {
+    if let (Some(c), Ok(DashboardUser(rec))) = (jar.get(COOKIE), user) {
         let mut tx = state.db.begin().await?;
         sessions::delete_session(tx.ex(), &secret::digest(c.value())).await?;
+        audit::record(
+            &mut tx,
+            &login::http::audit_ctx(&rec, &client),
+            Change {
+                action: "auth.dashboard_logout",
+                entity_type: "user",
+                entity_id: rec.user.id.as_str(),
+                before: None,
+                after: None,
+            },
+        )
+        .await?;
         tx.commit().await?;
     }
     let jar = jar.remove(Cookie::build(COOKIE).path("/dashboard"));

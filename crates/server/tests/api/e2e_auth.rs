@@ -86,6 +86,12 @@ async fn login_refresh_rotation_and_reuse(b: Backend) {
     )
     .await;
     assert_eq!(events["data"].as_array().unwrap().len(), 1);
+    let events = json_of(app.get("/v1/audit-events?action=auth.refresh").await, 200).await;
+    assert_eq!(
+        events["data"].as_array().unwrap().len(),
+        1,
+        "one successful rotation"
+    );
 
     // A separate login is a separate family and keeps working.
     let other = json_of(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await, 200).await;
@@ -256,4 +262,12 @@ async fn dashboard_session_cookie(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "session ended");
+    for action in ["auth.dashboard_login", "auth.dashboard_logout"] {
+        let events = json_of(
+            app.get(&format!("/v1/audit-events?action={action}")).await,
+            200,
+        )
+        .await;
+        assert_eq!(events["data"].as_array().unwrap().len(), 1, "{action}");
+    }
 }

@@ -228,6 +228,7 @@ fn serve_bootstraps_once_and_stops_on_sigterm() {
             .env("SWITCHBOARD_DATA_DIR", dir.path())
             .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
             .env("SWITCHBOARD_LOG", "warn")
+            .env("SWITCHBOARD_BOOTSTRAP_PASSWORD", "serve-password-1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -270,7 +271,33 @@ fn serve_bootstraps_once_and_stops_on_sigterm() {
     }
     let second = start();
     wait_ready();
-    let printed = stop(second);
+    // A request in flight when SIGTERM arrives still gets its answer.
+    use std::io::{Read, Write};
+    let body = br#"{"email":"owner@localhost","password":"serve-password-1"}"#;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST /v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body[..10]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = second.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    conn.write_all(&body[10..]).unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("refresh_token"));
+    let out = second.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
     assert!(
         !printed.contains("API key"),
         "credentials are printed only on the first start"

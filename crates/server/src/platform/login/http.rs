@@ -81,7 +81,8 @@ pub struct Me {
 
 const REFRESH_PREFIX: &str = "sbr_";
 
-fn audit_ctx(rec: &UserRecord, client: &ClientInfo) -> AuditContext {
+/// Audit context of a user acting for themselves (login, refresh, dashboard).
+pub fn audit_ctx(rec: &UserRecord, client: &ClientInfo) -> AuditContext {
     AuditContext {
         project_id: rec.project_id.clone(),
         actor: Actor {
@@ -234,8 +235,19 @@ async fn refresh(
         };
         return Err(ApiError::unauthorized(why));
     }
-    debug_assert_eq!(token.project_id, rec.project_id.as_str());
     let pair = issue(&state, &mut tx, &rec, &token.family_id).await?;
+    audit::record(
+        &mut tx,
+        &audit_ctx(&rec, &client),
+        Change {
+            action: "auth.refresh",
+            entity_type: "user",
+            entity_id: rec.user.id.as_str(),
+            before: None,
+            after: Some(serde_json::json!({ "token_family": token.family_id })),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(Json(pair))
 }
