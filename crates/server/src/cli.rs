@@ -253,28 +253,9 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Revoke { id, project } => {
             let project = project_for(&db, project).await?;
             let mut tx = db.begin().await?;
-            let before = api_keys::repo::get(tx.ex(), &project, &id)
+            api_keys::revoke_in_tx(&mut tx, &cli_actor(&project), &project, &id)
                 .await?
                 .with_context(|| format!("no API key {id} in project {project}"))?;
-            let now = time::now();
-            if api_keys::repo::revoke(tx.ex(), &project, &id, now).await? {
-                let after = api_keys::ApiKey {
-                    revoked_at: Some(now),
-                    ..before.clone()
-                };
-                switchboard_core::audit::record(
-                    &mut tx,
-                    &cli_actor(&project),
-                    switchboard_core::audit::Change {
-                        action: "api_key.revoke",
-                        entity_type: "api_key",
-                        entity_id: &id,
-                        before: serde_json::to_value(&before).ok(),
-                        after: serde_json::to_value(&after).ok(),
-                    },
-                )
-                .await?;
-            }
             tx.commit().await?;
             println!("revoked {id}");
         }

@@ -17,7 +17,7 @@ use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use std::fmt::Write;
-use switchboard_core::audit::{self, Change, Filter};
+use switchboard_core::audit::{self, Filter};
 use switchboard_core::{secret, time};
 
 const COOKIE: &str = "sb_session";
@@ -172,18 +172,7 @@ async fn login_submit(
         time::add_secs(now, SESSION_SECS),
     )
     .await?;
-    audit::record(
-        &mut tx,
-        &login::http::audit_ctx(&rec, &client),
-        Change {
-            action: "auth.dashboard_login",
-            entity_type: "user",
-            entity_id: rec.user.id.as_str(),
-            before: None,
-            after: None,
-        },
-    )
-    .await?;
+    login::http::record_self(&mut tx, &rec, &client, "auth.dashboard_login", None).await?;
     tx.commit().await?;
     let cookie = Cookie::build((COOKIE, token))
         .path("/dashboard")
@@ -202,18 +191,7 @@ async fn logout(
     if let (Some(c), Ok(DashboardUser(rec))) = (jar.get(COOKIE), user) {
         let mut tx = state.db.begin().await?;
         sessions::delete_session(tx.ex(), &secret::digest(c.value())).await?;
-        audit::record(
-            &mut tx,
-            &login::http::audit_ctx(&rec, &client),
-            Change {
-                action: "auth.dashboard_logout",
-                entity_type: "user",
-                entity_id: rec.user.id.as_str(),
-                before: None,
-                after: None,
-            },
-        )
-        .await?;
+        login::http::record_self(&mut tx, &rec, &client, "auth.dashboard_logout", None).await?;
         tx.commit().await?;
     }
     let jar = jar.remove(Cookie::build(COOKIE).path("/dashboard"));

@@ -2,7 +2,7 @@
 //! per-IP login rate limits, dashboard session cookies.
 
 use crate::both;
-use crate::helpers::{json_of, problem, spawn_app, spawn_with, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::helpers::{json_of, login, problem, spawn_app, spawn_with, OWNER_EMAIL, OWNER_PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
 use switchboard_core::db::Backend;
@@ -13,15 +13,6 @@ both!(
     login_is_rate_limited_per_ip,
     dashboard_session_cookie
 );
-
-async fn login(app: &crate::helpers::TestApp, email: &str, password: &str) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn refresh(app: &crate::helpers::TestApp, token: &str) -> reqwest::Response {
     app.client

@@ -193,13 +193,7 @@ async fn cli_manages_keys_and_users(b: Backend) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = stdout(&o);
     let password = out.trim().rsplit("password: ").next().unwrap();
-    let r = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&serde_json::json!({"email": "ops@example.com", "password": password}))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::helpers::login(&app, "ops@example.com", password).await;
     assert_eq!(r.status(), 200);
 
     let events = json_of(app.get("/v1/audit-events?actor=cli").await, 200).await;

@@ -3,7 +3,7 @@
 //! fails the test, so every new capability must join it.
 
 use crate::both;
-use crate::helpers::{json_of, spawn_app};
+use crate::helpers::{access_token, json_of, spawn_app};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -40,17 +40,7 @@ async fn project_b_cannot_reach_project_a(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    let login = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": "b@example.com", "password": "password-b1"}))
-        .send()
-        .await
-        .unwrap();
-    let jwt_b = json_of(login, 200).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let jwt_b = access_token(&app, "b@example.com", "password-b1").await;
 
     // Project A's id for each parameterised route; bodies valid enough to reach the lookup.
     let ids: HashMap<&str, &str> = HashMap::from([

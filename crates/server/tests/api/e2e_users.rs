@@ -1,30 +1,16 @@
 //! Users and roles: viewers read, only owners manage owners, the last owner stays.
 
 use crate::both;
-use crate::helpers::{json_of, problem, spawn_app, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::helpers::{access_token, json_of, problem, spawn_app, OWNER_EMAIL, OWNER_PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 use switchboard_core::db::Backend;
 
 both!(roles_limit_what_users_do);
 
-async fn token(app: &crate::helpers::TestApp, email: &str, password: &str) -> String {
-    let r = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    json_of(r, 200).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn roles_limit_what_users_do(b: Backend) {
     let app = spawn_app(b).await;
-    let owner = token(&app, OWNER_EMAIL, OWNER_PASSWORD).await;
+    let owner = access_token(&app, OWNER_EMAIL, OWNER_PASSWORD).await;
     for (email, role) in [
         ("viewer@example.com", "viewer"),
         ("admin@example.com", "admin"),
@@ -49,7 +35,7 @@ async fn roles_limit_what_users_do(b: Backend) {
         .unwrap();
     problem(r, 409, "email-taken").await;
 
-    let viewer = token(&app, "viewer@example.com", "long-enough-1").await;
+    let viewer = access_token(&app, "viewer@example.com", "long-enough-1").await;
     assert_eq!(
         app.req_as(Method::GET, "/v1/api-keys", &viewer)
             .send()
@@ -66,7 +52,7 @@ async fn roles_limit_what_users_do(b: Backend) {
         .unwrap();
     problem(r, 403, "forbidden").await;
 
-    let admin = token(&app, "admin@example.com", "long-enough-1").await;
+    let admin = access_token(&app, "admin@example.com", "long-enough-1").await;
     let r = app
         .req_as(Method::POST, "/v1/users", &admin)
         .json(&json!({"email": "o2@example.com", "role": "owner", "password": "long-enough-1"}))
@@ -108,15 +94,9 @@ async fn roles_limit_what_users_do(b: Backend) {
         .await
         .unwrap();
     assert_eq!(json_of(r, 200).await["role"], "owner");
-    let r = app
-        .client
-        .post(app.url("/v1/auth/login"))
-        .json(&json!({"email": OWNER_EMAIL, "password": OWNER_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = crate::helpers::login(&app, OWNER_EMAIL, OWNER_PASSWORD).await;
     assert_eq!(r.status(), 401);
-    token(&app, OWNER_EMAIL, "a-new-password").await;
+    access_token(&app, OWNER_EMAIL, "a-new-password").await;
 
     let listed = json_of(app.get("/v1/users").await, 200).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 3);

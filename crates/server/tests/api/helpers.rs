@@ -242,3 +242,21 @@ pub async fn problem(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(v["type"], format!("/problems/{code}"));
     v
 }
+
+/// `POST /v1/auth/login`.
+pub async fn login(app: &TestApp, email: &str, password: &str) -> Response {
+    app.client
+        .post(app.url("/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("send")
+}
+
+/// Logs in and returns the access token.
+pub async fn access_token(app: &TestApp, email: &str, password: &str) -> String {
+    json_of(login(app, email, password).await, 200).await["access_token"]
+        .as_str()
+        .expect("access_token")
+        .to_owned()
+}

@@ -1,6 +1,6 @@
 //! `/v1/api-keys`.
 
-use super::{create_in_tx, repo, ApiKey, ApiKeyCreated};
+use super::{create_in_tx, repo, revoke_in_tx, ApiKey, ApiKeyCreated};
 use crate::auth::{scope, Authed, Scopes};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path, Query};
@@ -9,7 +9,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
-use switchboard_core::audit::{self, Change};
 use switchboard_core::time::{self, Timestamp};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -133,30 +132,9 @@ async fn revoke_key(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
     let mut tx = state.db.begin().await?;
-    let before = repo::get(tx.ex(), auth.project(), &id)
+    let key = revoke_in_tx(&mut tx, &auth.audit(), auth.project(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("API key"))?;
-    if before.revoked_at.is_some() {
-        return Ok(Json(before));
-    }
-    let now = time::now();
-    repo::revoke(tx.ex(), auth.project(), &id, now).await?;
-    let after = ApiKey {
-        revoked_at: Some(now),
-        ..before.clone()
-    };
-    audit::record(
-        &mut tx,
-        &auth.audit(),
-        Change {
-            action: "api_key.revoke",
-            entity_type: "api_key",
-            entity_id: &id,
-            before: serde_json::to_value(&before).ok(),
-            after: serde_json::to_value(&after).ok(),
-        },
-    )
-    .await?;
     tx.commit().await?;
-    Ok(Json(after))
+    Ok(Json(key))
 }

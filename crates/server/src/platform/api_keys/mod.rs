@@ -89,3 +89,38 @@ pub async fn create_in_tx(
     .await?;
     Ok(ApiKeyCreated { key, secret })
 }
+
+/// Revokes a key inside `tx` and records it; `None` when the project has no such key.
+/// Revoking an already revoked key changes nothing and writes no event.
+pub async fn revoke_in_tx(
+    tx: &mut Tx,
+    ctx: &AuditContext,
+    project: &ProjectId,
+    id: &str,
+) -> Result<Option<ApiKey>, sqlx::Error> {
+    let Some(before) = repo::get(tx.ex(), project, id).await? else {
+        return Ok(None);
+    };
+    if before.revoked_at.is_some() {
+        return Ok(Some(before));
+    }
+    let now = time::now();
+    repo::revoke(tx.ex(), project, id, now).await?;
+    let after = ApiKey {
+        revoked_at: Some(now),
+        ..before.clone()
+    };
+    audit::record(
+        tx,
+        ctx,
+        Change {
+            action: "api_key.revoke",
+            entity_type: "api_key",
+            entity_id: id,
+            before: serde_json::to_value(&before).ok(),
+            after: serde_json::to_value(&after).ok(),
+        },
+    )
+    .await?;
+    Ok(Some(after))
+}

@@ -81,9 +81,15 @@ pub struct Me {
 
 const REFRESH_PREFIX: &str = "sbr_";
 
-/// Audit context of a user acting for themselves (login, refresh, dashboard).
-pub fn audit_ctx(rec: &UserRecord, client: &ClientInfo) -> AuditContext {
-    AuditContext {
+/// Records an event of a user acting on their own account (login, refresh, logout).
+pub async fn record_self(
+    tx: &mut Tx,
+    rec: &UserRecord,
+    client: &ClientInfo,
+    action: &str,
+    after: Option<serde_json::Value>,
+) -> Result<(), sqlx::Error> {
+    let ctx = AuditContext {
         project_id: rec.project_id.clone(),
         actor: Actor {
             kind: "user".into(),
@@ -92,7 +98,15 @@ pub fn audit_ctx(rec: &UserRecord, client: &ClientInfo) -> AuditContext {
         ip: client.ip.clone(),
         user_agent: client.user_agent.clone(),
         request_id: client.request_id.clone(),
-    }
+    };
+    let change = Change {
+        action,
+        entity_type: "user",
+        entity_id: rec.user.id.as_str(),
+        before: None,
+        after,
+    };
+    audit::record(tx, &ctx, change).await.map(|_| ())
 }
 
 /// Issues an access token and stores a new refresh token of `family` inside `tx`.
@@ -166,16 +180,12 @@ async fn login(
     let family = TokenFamilyId::generate();
     let mut tx = state.db.begin().await?;
     let pair = issue(&state, &mut tx, &rec, family.as_str()).await?;
-    audit::record(
+    record_self(
         &mut tx,
-        &audit_ctx(&rec, &client),
-        Change {
-            action: "auth.login",
-            entity_type: "user",
-            entity_id: rec.user.id.as_str(),
-            before: None,
-            after: Some(serde_json::json!({ "token_family": family })),
-        },
+        &rec,
+        &client,
+        "auth.login",
+        Some(serde_json::json!({ "token_family": family })),
     )
     .await?;
     tx.commit().await?;
@@ -206,16 +216,12 @@ async fn refresh(
         if token.used_at.is_some() && token.revoked_at.is_none() {
             // A token that was already rotated came back: someone holds a copy.
             repo::revoke_family(tx.ex(), &token.family_id, now).await?;
-            audit::record(
+            record_self(
                 &mut tx,
-                &audit_ctx(&rec, &client),
-                Change {
-                    action: "auth.refresh_reuse",
-                    entity_type: "user",
-                    entity_id: rec.user.id.as_str(),
-                    before: None,
-                    after: Some(serde_json::json!({ "revoked_family": token.family_id })),
-                },
+                &rec,
+                &client,
+                "auth.refresh_reuse",
+                Some(serde_json::json!({ "revoked_family": token.family_id })),
             )
             .await?;
             tx.commit().await?;
@@ -236,16 +242,12 @@ async fn refresh(
         return Err(ApiError::unauthorized(why));
     }
     let pair = issue(&state, &mut tx, &rec, &token.family_id).await?;
-    audit::record(
+    record_self(
         &mut tx,
-        &audit_ctx(&rec, &client),
-        Change {
-            action: "auth.refresh",
-            entity_type: "user",
-            entity_id: rec.user.id.as_str(),
-            before: None,
-            after: Some(serde_json::json!({ "token_family": token.family_id })),
-        },
+        &rec,
+        &client,
+        "auth.refresh",
+        Some(serde_json::json!({ "token_family": token.family_id })),
     )
     .await?;
     tx.commit().await?;
@@ -269,16 +271,12 @@ async fn logout(
     let revoked = repo::revoke_family(tx.ex(), &token.family_id, time::now()).await?;
     if revoked > 0 {
         if let Some(rec) = users::repo::find_by_id(tx.ex(), &token.user_id).await? {
-            audit::record(
+            record_self(
                 &mut tx,
-                &audit_ctx(&rec, &client),
-                Change {
-                    action: "auth.logout",
-                    entity_type: "user",
-                    entity_id: rec.user.id.as_str(),
-                    before: None,
-                    after: Some(serde_json::json!({ "revoked_family": token.family_id })),
-                },
+                &rec,
+                &client,
+                "auth.logout",
+                Some(serde_json::json!({ "revoked_family": token.family_id })),
             )
             .await?;
         }
