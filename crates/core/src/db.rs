@@ -156,8 +156,8 @@ macro_rules! migrations {
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => migrations!("sqlite": 1 "0001_platform"),
-        Backend::Postgres => migrations!("postgres": 1 "0001_platform"),
+        Backend::Sqlite => migrations!("sqlite": 1 "0001_platform", 2 "0002_queue"),
+        Backend::Postgres => migrations!("postgres": 1 "0001_platform", 2 "0002_queue"),
     };
     Migrator {
         migrations: Cow::Owned(migrations),

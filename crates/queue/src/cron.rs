@@ -1,0 +1,260 @@
+//! Cron schedules: 5- or 6-field expressions in an IANA time zone (DST-correct through
+//! jiff), misfire and overlap policies, exactly one job per tick across all nodes (the tick
+//! is claimed by advancing `next_run_at` with a compare-and-set in the job's transaction).
+
+use crate::model::{Invalid, JobId, ScheduleId};
+use croner::parser::{CronParser, Seconds, Year};
+use croner::Cron;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+use serde::{Deserialize, Serialize};
+
+/// A parsed cron expression with its zone.
+#[derive(Clone, Debug)]
+pub struct CronSpec {
+    cron: Cron,
+    tz: TimeZone,
+    /// The expression as given.
+    pub expr: String,
+    /// The IANA zone name.
+    pub zone: String,
+}
+
+impl CronSpec {
+    /// Parses `expr` (5 fields, or 6 with seconds first) in IANA zone `zone`.
+    pub fn parse(expr: &str, zone: &str) -> Result<CronSpec, Invalid> {
+        let fields = expr.split_whitespace().count();
+        if !(5..=6).contains(&fields) {
+            return Err(Invalid::new(
+                "cron",
+                "must have 5 fields (or 6 with seconds first)",
+            ));
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .year(Year::Disallowed)
+            .build()
+            .parse(expr)
+            .map_err(|e| Invalid::new("cron", e.to_string()))?;
+        let tz = TimeZone::get(zone)
+            .map_err(|_| Invalid::new("timezone", format!("`{zone}` is not an IANA time zone")))?;
+        Ok(CronSpec {
+            cron,
+            tz,
+            expr: expr.to_owned(),
+            zone: zone.to_owned(),
+        })
+    }
+
+    /// The first tick strictly after `after`.
+    pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
+        let z = Zoned::new(after, self.tz.clone());
+        self.cron
+            .find_next_occurrence(&z, false)
+            .ok()
+            .map(|n| n.timestamp())
+    }
+
+    /// The next `n` ticks after `after`.
+    pub fn upcoming(&self, after: Timestamp, n: usize) -> Vec<Timestamp> {
+        let mut out = Vec::with_capacity(n);
+        let mut t = after;
+        while out.len() < n {
+            match self.next_after(t) {
+                Some(next) => {
+                    out.push(next);
+                    t = next;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+/// What to do with ticks missed while no node was running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Misfire {
+    /// Drop them; continue with the next future tick.
+    Skip,
+    /// Run once for all of them, then continue.
+    #[default]
+    RunOnce,
+    /// Run each of them, up to `backfill_limit`.
+    Backfill,
+}
+
+/// Whether a tick may start while the previous run is unfinished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Always enqueue.
+    #[default]
+    Allow,
+    /// Skip the tick while the previous job is not final.
+    Skip,
+}
+
+/// A stored schedule.
+#[derive(Clone, Debug, Serialize)]
+pub struct Schedule {
+    /// `sched_…`
+    pub id: ScheduleId,
+    /// Unique name in the project.
+    pub name: String,
+    /// Cron expression.
+    pub cron: String,
+    /// IANA zone.
+    pub timezone: String,
+    /// The job each tick enqueues (same shape as `POST /v1/jobs`).
+    pub job: serde_json::Value,
+    /// Missed ticks policy.
+    pub misfire: Misfire,
+    /// Most missed ticks `backfill` runs.
+    pub backfill_limit: i32,
+    /// Overlap policy.
+    pub overlap: Overlap,
+    /// Paused schedules do not tick.
+    pub paused: bool,
+    /// Next tick.
+    pub next_run_at: Timestamp,
+    /// Last tick that enqueued a job.
+    pub last_run_at: Option<Timestamp>,
+    /// Job of the last tick.
+    pub last_job_id: Option<JobId>,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+/// The ticks due at `now` for a schedule whose next tick was `next`, per the misfire
+/// policy, and the following next tick. A tick counts as on time within `grace_secs`.
+pub fn due_ticks(
+    spec: &CronSpec,
+    next: Timestamp,
+    now: Timestamp,
+    misfire: Misfire,
+    backfill_limit: i32,
+    grace_secs: i64,
+) -> (Vec<Timestamp>, Option<Timestamp>) {
+    if next > now {
+        return (Vec::new(), Some(next));
+    }
+    let mut missed = vec![next];
+    let mut t = next;
+    while let Some(n) = spec.next_after(t) {
+        if n > now {
+            break;
+        }
+        missed.push(n);
+        t = n;
+        if missed.len() > 10_000 {
+            break;
+        }
+    }
+    let following = spec.next_after(now);
+    let late = now.as_second() - missed.last().map(|m| m.as_second()).unwrap_or(0) > grace_secs
+        || missed.len() > 1;
+    let ticks = match misfire {
+        _ if !late => missed,
+        Misfire::Skip => {
+            // Only a tick that is (nearly) on time runs.
+            missed
+                .into_iter()
+                .filter(|m| now.as_second() - m.as_second() <= grace_secs)
+                .collect()
+        }
+        Misfire::RunOnce => missed.into_iter().last().into_iter().collect(),
+        Misfire::Backfill => {
+            let keep = backfill_limit.max(1) as usize;
+            let skip = missed.len().saturating_sub(keep);
+            missed.into_iter().skip(skip).collect()
+        }
+    };
+    (ticks, following)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn daily_report_at_two_in_utc() {
+        let c = CronSpec::parse("0 2 * * *", "UTC").unwrap();
+        assert_eq!(
+            c.next_after(ts("2026-11-23T05:00:00Z")),
+            Some(ts("2026-11-24T02:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn monthly_invoices_follow_new_york_across_dst() {
+        // 06:00 in New York is 11:00 UTC in winter (EST) and 10:00 UTC in summer (EDT).
+        let c = CronSpec::parse("0 6 1 * *", "America/New_York").unwrap();
+        let next = c.upcoming(ts("2026-02-15T00:00:00Z"), 2);
+        assert_eq!(
+            next,
+            vec![ts("2026-03-01T11:00:00Z"), ts("2026-04-01T10:00:00Z")]
+        );
+    }
+
+    #[test]
+    fn a_skipped_local_hour_still_fires_once() {
+        // 02:30 does not exist on 2026-03-08 in New York; the job must not be lost or doubled.
+        let c = CronSpec::parse("30 2 * * *", "America/New_York").unwrap();
+        let ticks = c.upcoming(ts("2026-03-07T12:00:00Z"), 3);
+        assert_eq!(ticks.len(), 3);
+        let days: Vec<i8> = ticks
+            .iter()
+            .map(|t| t.to_zoned(TimeZone::get("America/New_York").unwrap()).day())
+            .collect();
+        assert_eq!(days, vec![8, 9, 10], "{ticks:?}");
+    }
+
+    #[test]
+    fn six_fields_have_seconds_and_bad_input_is_refused() {
+        let c = CronSpec::parse("*/15 * * * * *", "UTC").unwrap();
+        assert_eq!(
+            c.next_after(ts("2026-01-01T00:00:01Z")),
+            Some(ts("2026-01-01T00:00:15Z"))
+        );
+        assert!(CronSpec::parse("* * *", "UTC").is_err());
+        assert!(CronSpec::parse("61 * * * *", "UTC").is_err());
+        assert!(CronSpec::parse("0 2 * * *", "Mars/Olympus").is_err());
+        assert!(CronSpec::parse("0 0 1 1 * 2030", "UTC").is_err());
+    }
+
+    #[test]
+    fn misfire_policies() {
+        let c = CronSpec::parse("0 * * * *", "UTC").unwrap();
+        let next = ts("2026-01-01T00:00:00Z");
+        let now = ts("2026-01-01T05:30:00Z");
+        let (run_once, following) = due_ticks(&c, next, now, Misfire::RunOnce, 0, 60);
+        assert_eq!(run_once, vec![ts("2026-01-01T05:00:00Z")]);
+        assert_eq!(following, Some(ts("2026-01-01T06:00:00Z")));
+        let (skip, _) = due_ticks(&c, next, now, Misfire::Skip, 0, 60);
+        assert!(skip.is_empty());
+        let (backfill, _) = due_ticks(&c, next, now, Misfire::Backfill, 3, 60);
+        assert_eq!(
+            backfill,
+            vec![
+                ts("2026-01-01T03:00:00Z"),
+                ts("2026-01-01T04:00:00Z"),
+                ts("2026-01-01T05:00:00Z")
+            ]
+        );
+        let (on_time, _) = due_ticks(
+            &c,
+            ts("2026-01-01T05:00:00Z"),
+            ts("2026-01-01T05:00:01Z"),
+            Misfire::Skip,
+            0,
+            60,
+        );
+        assert_eq!(on_time.len(), 1);
+    }
+}

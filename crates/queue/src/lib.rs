@@ -1,0 +1,15 @@
+//! The queue engine: durable jobs on SQLite or PostgreSQL with leases and fencing tokens,
+//! retries with backoff, unique keys, per-queue concurrency, rate limits and pause, cron
+//! schedules, and the runtime that executes jobs in-process or by HTTP push.
+//!
+//! Everything else in Switchboard (notifications, payments, webhooks, storage) rides on it.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod cron;
+pub mod model;
+pub mod push;
+pub mod store;
+pub mod wake;
+
+pub use model::*;

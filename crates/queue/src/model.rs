@@ -1,0 +1,439 @@
+//! Queue and job types: newtypes parsed at the edge, states, and the stored shapes.
+
+use crate::backoff::Backoff;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use switchboard_core::time::Timestamp;
+
+switchboard_core::typed_id!(
+    /// A job.
+    JobId,
+    "job"
+);
+switchboard_core::typed_id!(
+    /// A cron schedule.
+    ScheduleId,
+    "sched"
+);
+
+/// Why a value was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    /// Which field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Invalid {
+    /// A complaint about `field`.
+    pub fn new(field: &'static str, message: impl Into<String>) -> Invalid {
+        Invalid {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+fn name_like(field: &'static str, s: &str, max: usize) -> Result<String, Invalid> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Invalid::new(
+            field,
+            format!("must be 1 to {max} characters of a-z, A-Z, 0-9, `-`, `_`, `.`, `:`"),
+        ))
+    }
+}
+
+/// A queue name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct QueueName(String);
+
+impl QueueName {
+    /// Parses a queue name.
+    pub fn parse(s: &str) -> Result<QueueName, Invalid> {
+        name_like("queue", s, 100).map(QueueName)
+    }
+    /// Read back from our database.
+    pub fn from_db(s: String) -> QueueName {
+        QueueName(s)
+    }
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for QueueName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A job kind (what the handler does).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct JobKind(String);
+
+impl JobKind {
+    /// Parses a kind.
+    pub fn parse(s: &str) -> Result<JobKind, Invalid> {
+        name_like("kind", s, 200).map(JobKind)
+    }
+    /// Read back from our database.
+    pub fn from_db(s: String) -> JobKind {
+        JobKind(s)
+    }
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Lower runs first. Named levels: critical 0, high 1, normal 2, low 3; numbers 0–100.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Priority(i32);
+
+impl Priority {
+    /// The default.
+    pub const NORMAL: Priority = Priority(2);
+    /// Most urgent (OTP codes, payment callbacks).
+    pub const CRITICAL: Priority = Priority(0);
+
+    /// From a name or a number.
+    pub fn parse(v: &serde_json::Value) -> Result<Priority, Invalid> {
+        let bad = || {
+            Invalid::new(
+                "priority",
+                "must be critical, high, normal, low or 0 to 100",
+            )
+        };
+        match v {
+            serde_json::Value::String(s) => match s.as_str() {
+                "critical" => Ok(Priority(0)),
+                "high" => Ok(Priority(1)),
+                "normal" => Ok(Priority(2)),
+                "low" => Ok(Priority(3)),
+                _ => Err(bad()),
+            },
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .filter(|n| (0..=100).contains(n))
+                .map(|n| Priority(n as i32))
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        }
+    }
+    /// Stored value.
+    pub fn value(self) -> i32 {
+        self.0
+    }
+    /// From storage.
+    pub fn from_db(v: i32) -> Priority {
+        Priority(v)
+    }
+}
+
+/// A job's lifecycle state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for its `run_at`.
+    Scheduled,
+    /// Ready to be claimed.
+    Available,
+    /// Claimed by a worker holding a lease.
+    Running,
+    /// Done.
+    Completed,
+    /// Failed an attempt; waits for its next try.
+    Retryable,
+    /// Out of attempts (or failed permanently).
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl JobState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [JobState; 7] = [
+        JobState::Scheduled,
+        JobState::Available,
+        JobState::Running,
+        JobState::Completed,
+        JobState::Retryable,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Scheduled => "scheduled",
+            JobState::Available => "available",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Retryable => "retryable",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+    /// Parses a stored or requested name.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+    /// Completed, failed or cancelled.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+/// Where Switchboard sends an HTTP-push job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// `POST` (default), `PUT` or `PATCH`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra request headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+
+impl Target {
+    /// Checks URL, method and headers.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let url =
+            url::Url::parse(&self.url).map_err(|e| Invalid::new("target", format!("url: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Invalid::new("target", "url must be http or https"));
+        }
+        if !matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
+            return Err(Invalid::new("target", "method must be POST, PUT or PATCH"));
+        }
+        for (k, v) in &self.headers {
+            let lower = k.to_ascii_lowercase();
+            if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                || reqwest::header::HeaderValue::from_str(v).is_err()
+                || lower.starts_with("webhook-")
+                || lower == "content-length"
+                || lower == "host"
+            {
+                return Err(Invalid::new(
+                    "target",
+                    format!("header `{k}` is not allowed"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a job is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runner {
+    /// Claimed by an external worker over HTTP.
+    Pull,
+    /// POSTed by Switchboard to its `target`.
+    Push,
+    /// Run by a handler registered in this process.
+    Local,
+}
+
+impl Runner {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Runner::Pull => "pull",
+            Runner::Push => "push",
+            Runner::Local => "local",
+        }
+    }
+    /// From storage.
+    pub fn parse(s: &str) -> Runner {
+        match s {
+            "push" => Runner::Push,
+            "local" => Runner::Local,
+            _ => Runner::Pull,
+        }
+    }
+}
+
+/// A validated job to insert.
+#[derive(Clone, Debug)]
+pub struct NewJob {
+    /// Queue.
+    pub queue: QueueName,
+    /// Kind.
+    pub kind: JobKind,
+    /// Opaque JSON.
+    pub payload: serde_json::Value,
+    /// Lower first.
+    pub priority: Priority,
+    /// Earliest start.
+    pub run_at: Timestamp,
+    /// Attempts before `failed`.
+    pub max_attempts: i32,
+    /// Delay policy between attempts.
+    pub backoff: Backoff,
+    /// Longest a single attempt may run, ms.
+    pub timeout_ms: i64,
+    /// Dedupe key and how long it holds (seconds).
+    pub unique: Option<(String, i64)>,
+    /// Labels for filtering.
+    pub tags: Vec<String>,
+    /// For HTTP push.
+    pub target: Option<Target>,
+    /// Who runs it.
+    pub runner: Runner,
+}
+
+/// A stored job.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Job {
+    /// `job_…`
+    pub id: JobId,
+    /// Queue.
+    pub queue: QueueName,
+    /// Kind.
+    pub kind: JobKind,
+    /// Payload.
+    pub payload: serde_json::Value,
+    /// State.
+    pub state: JobState,
+    /// Priority (lower first).
+    pub priority: Priority,
+    /// Earliest (next) start.
+    pub run_at: Timestamp,
+    /// Attempts started so far.
+    pub attempt: i32,
+    /// Attempt limit.
+    pub max_attempts: i32,
+    /// Retry policy.
+    pub backoff: Backoff,
+    /// Per-attempt time limit, ms.
+    pub timeout_ms: i64,
+    /// Dedupe key.
+    pub unique_key: Option<String>,
+    /// Labels.
+    pub tags: Vec<String>,
+    /// Latest progress report.
+    pub progress: Option<serde_json::Value>,
+    /// Result of the successful attempt.
+    pub result: Option<serde_json::Value>,
+    /// Error of the latest failed attempt.
+    pub last_error: Option<String>,
+    /// HTTP push target.
+    pub target: Option<Target>,
+    /// Who runs it.
+    pub runner: Runner,
+    /// Worker holding the lease.
+    pub worker: Option<String>,
+    /// When the current lease ends.
+    pub lease_expires_at: Option<Timestamp>,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Latest attempt start.
+    pub started_at: Option<Timestamp>,
+    /// Reached a final state.
+    pub finished_at: Option<Timestamp>,
+}
+
+/// A job handed to a worker, with its fencing token.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClaimedJob {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// Must accompany heartbeat, complete and fail; a re-leased job gets a new one.
+    pub lease_token: String,
+}
+
+/// One failed attempt.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct AttemptError {
+    /// Attempt number, from 1.
+    pub attempt: i32,
+    /// What went wrong.
+    pub error: String,
+    /// Worker that ran it.
+    pub worker: Option<String>,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// Per-queue settings.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct QueueSettings {
+    /// Jobs run at once by one node's in-process runtime.
+    pub concurrency: i32,
+    /// Jobs running at once across the cluster (pull and push), if capped.
+    pub global_concurrency: Option<i32>,
+    /// Token bucket: at most `limit` starts per `period_ms`, cluster-wide.
+    pub rate_limit: Option<RateLimit>,
+    /// Paused queues hand out no jobs.
+    pub paused: bool,
+    /// How long completed jobs are kept, seconds.
+    pub keep_completed_secs: i64,
+    /// How long failed jobs are kept, seconds.
+    pub keep_failed_secs: i64,
+    /// How long cancelled jobs are kept, seconds.
+    pub keep_cancelled_secs: i64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        QueueSettings {
+            concurrency: 10,
+            global_concurrency: None,
+            rate_limit: None,
+            paused: false,
+            keep_completed_secs: 24 * 3600,
+            keep_failed_secs: 7 * 24 * 3600,
+            keep_cancelled_secs: 24 * 3600,
+        }
+    }
+}
+
+/// A queue's start-rate limit.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Starts allowed per period (also the burst).
+    pub limit: i32,
+    /// Period, ms.
+    pub period_ms: i64,
+}
+
+/// A queue with its counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueInfo {
+    /// Name.
+    pub name: QueueName,
+    /// Settings.
+    #[serde(flatten)]
+    pub settings: QueueSettings,
+    /// Jobs per state, from maintained counters.
+    pub counts: BTreeMap<JobState, i64>,
+    /// Jobs completed in the last minute.
+    pub completed_last_minute: i64,
+    /// Jobs failed (final) in the last minute.
+    pub failed_last_minute: i64,
+}

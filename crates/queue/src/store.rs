@@ -1,0 +1,1061 @@
+//! All SQL of the queue engine. Portable SQL except the claim path, which uses
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL and relies on the single writer on SQLite.
+//!
+//! Every state change also adjusts `queue_counts` in the same transaction, so counts per
+//! state come from maintained counters, never from `count(*)` over `jobs`.
+
+use crate::backoff::Backoff;
+use crate::model::*;
+use crate::wake::CHANNEL;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
+use switchboard_core::db::{Backend, Exec, Tx};
+use switchboard_core::id::ProjectId;
+use switchboard_core::on_db;
+use switchboard_core::time::{self, Timestamp};
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// No such job (or queue, or schedule) in this project.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The lease token is not the job's current one: another worker holds it now, or the
+    /// lease expired and the job was handed out again.
+    #[error("the lease token is stale: this job was re-leased or is no longer running")]
+    StaleLease,
+    /// The job was cancelled while running.
+    #[error("the job was cancelled")]
+    Cancelled,
+    /// The operation does not apply to the job's state.
+    #[error("{0}")]
+    WrongState(String),
+    /// Bad input.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Store result.
+pub type Result<T, E = QueueError> = std::result::Result<T, E>;
+
+const JOB_COLUMNS: &str = "id, queue, kind, payload, state, priority, run_at, attempt, \
+    max_attempts, backoff, timeout_ms, unique_key, tags, progress, result, last_error, target, \
+    runner, worker, lease_expires_at, created_at, started_at, finished_at";
+
+fn parse_json(s: Option<String>) -> Option<serde_json::Value> {
+    s.and_then(|s| serde_json::from_str(&s).ok())
+}
+
+fn tags_to_db(tags: &[String]) -> String {
+    if tags.is_empty() {
+        String::new()
+    } else {
+        format!(",{},", tags.join(","))
+    }
+}
+
+macro_rules! job_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let tags: String = r.try_get("tags")?;
+        Job {
+            id: JobId::from_db(r.try_get("id")?),
+            queue: QueueName::from_db(r.try_get("queue")?),
+            kind: JobKind::from_db(r.try_get("kind")?),
+            payload: parse_json(Some(r.try_get("payload")?)).unwrap_or(serde_json::Value::Null),
+            state: JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Failed),
+            priority: Priority::from_db(r.try_get("priority")?),
+            run_at: time::from_db(r.try_get("run_at")?),
+            attempt: r.try_get("attempt")?,
+            max_attempts: r.try_get("max_attempts")?,
+            backoff: serde_json::from_str(&r.try_get::<String, _>("backoff")?).unwrap_or_default(),
+            timeout_ms: r.try_get("timeout_ms")?,
+            unique_key: r.try_get("unique_key")?,
+            tags: tags
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            progress: parse_json(r.try_get("progress")?),
+            result: parse_json(r.try_get("result")?),
+            last_error: r.try_get("last_error")?,
+            target: parse_json(r.try_get("target")?).and_then(|v| serde_json::from_value(v).ok()),
+            runner: Runner::parse(&r.try_get::<String, _>("runner")?),
+            worker: r.try_get("worker")?,
+            lease_expires_at: r
+                .try_get::<Option<i64>, _>("lease_expires_at")?
+                .map(time::from_db),
+            created_at: time::from_db(r.try_get("created_at")?),
+            started_at: r
+                .try_get::<Option<i64>, _>("started_at")?
+                .map(time::from_db),
+            finished_at: r
+                .try_get::<Option<i64>, _>("finished_at")?
+                .map(time::from_db),
+        }
+    }};
+}
+
+/// Counter changes of one transaction, folded per (project, queue, state).
+#[derive(Default)]
+pub struct Deltas(BTreeMap<(String, String, &'static str), i64>);
+
+impl Deltas {
+    /// Adds `n` jobs to `state`.
+    pub fn add(&mut self, project: &str, queue: &str, state: JobState, n: i64) {
+        *self
+            .0
+            .entry((project.to_owned(), queue.to_owned(), state.as_str()))
+            .or_default() += n;
+    }
+
+    /// Writes the changes.
+    pub async fn apply(self, ex: Exec<'_>) -> Result<(), sqlx::Error> {
+        let rows: Vec<_> = self.0.into_iter().filter(|(_, n)| *n != 0).collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        on_db!(ex, c => {
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO queue_counts (project_id, queue, state, n) ");
+            q.push_values(&rows, |mut b, ((p, queue, s), n)| {
+                b.push_bind(p).push_bind(queue).push_bind(*s).push_bind(*n);
+            });
+            q.push(" ON CONFLICT (project_id, queue, state) DO UPDATE SET n = queue_counts.n + excluded.n");
+            q.build().execute(&mut *c).await.map(|_| ())
+        })
+    }
+}
+
+/// Records finished jobs in the per-minute throughput table.
+async fn bump_minute(
+    ex: Exec<'_>,
+    project: &str,
+    queue: &str,
+    now: Timestamp,
+    completed: i64,
+    failed: i64,
+) -> Result<(), sqlx::Error> {
+    let minute = now.as_second().div_euclid(60) * 60;
+    on_db!(ex, c => sqlx::query(
+        "INSERT INTO queue_minutes (project_id, queue, minute, completed, failed) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (project_id, queue, minute) DO UPDATE SET completed = queue_minutes.completed + excluded.completed, \
+         failed = queue_minutes.failed + excluded.failed",
+    )
+    .bind(project).bind(queue).bind(minute).bind(completed).bind(failed)
+    .execute(c).await.map(|_| ()))
+}
+
+/// Creates the queue with default settings if it does not exist.
+pub async fn ensure_queue(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+) -> Result<(), sqlx::Error> {
+    let d = QueueSettings::default();
+    on_db!(ex, c => sqlx::query(
+        "INSERT INTO queues (project_id, name, concurrency, paused, keep_completed_secs, keep_failed_secs, \
+         keep_cancelled_secs, created_at) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+    )
+    .bind(project.as_str()).bind(queue.as_str()).bind(d.concurrency)
+    .bind(d.keep_completed_secs).bind(d.keep_failed_secs).bind(d.keep_cancelled_secs)
+    .bind(time::to_db(time::now()))
+    .execute(c).await.map(|_| ()))
+}
+
+/// The outcome of one enqueue.
+#[derive(Clone, Debug)]
+pub struct Enqueued {
+    /// The job (the existing one for a duplicate unique key).
+    pub job: Job,
+    /// False when a live job with the same unique key was returned instead.
+    pub created: bool,
+}
+
+fn new_job_record(j: &NewJob, now: Timestamp) -> Job {
+    let state = if j.run_at > now {
+        JobState::Scheduled
+    } else {
+        JobState::Available
+    };
+    Job {
+        id: JobId::generate(),
+        queue: j.queue.clone(),
+        kind: j.kind.clone(),
+        payload: j.payload.clone(),
+        state,
+        priority: j.priority,
+        run_at: j.run_at,
+        attempt: 0,
+        max_attempts: j.max_attempts,
+        backoff: j.backoff.clone(),
+        timeout_ms: j.timeout_ms,
+        unique_key: j.unique.as_ref().map(|(k, _)| k.clone()),
+        tags: j.tags.clone(),
+        progress: None,
+        result: None,
+        last_error: None,
+        target: j.target.clone(),
+        runner: j.runner,
+        worker: None,
+        lease_expires_at: None,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+/// Inserts jobs inside `tx` (up to 10,000; all or none). Jobs whose unique key is still held
+/// by another job come back as that job with `created: false`.
+pub async fn enqueue(tx: &mut Tx, project: &ProjectId, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
+    let now = time::now();
+    let mut out: Vec<Enqueued> = Vec::with_capacity(jobs.len());
+    let mut fresh: Vec<Job> = Vec::with_capacity(jobs.len());
+    let mut queues: Vec<&QueueName> = Vec::new();
+    for j in jobs {
+        if !queues.contains(&&j.queue) {
+            queues.push(&j.queue);
+        }
+    }
+    for q in &queues {
+        ensure_queue(tx.ex(), project, q).await?;
+    }
+    for j in jobs {
+        let rec = new_job_record(j, now);
+        if let Some((key, window)) = &j.unique {
+            let expires = time::to_db(time::add_secs(now, *window));
+            let holder: Option<String> = on_db!(tx.ex(), c => {
+                let row = sqlx::query(
+                    "INSERT INTO job_uniques (project_id, unique_key, job_id, expires_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (project_id, unique_key) DO UPDATE SET job_id = excluded.job_id, expires_at = excluded.expires_at \
+                     WHERE job_uniques.expires_at <= $5 RETURNING job_id",
+                )
+                .bind(project.as_str()).bind(key).bind(rec.id.as_str()).bind(expires).bind(time::to_db(now))
+                .fetch_optional(&mut *c).await?;
+                match row {
+                    Some(_) => None,
+                    None => Some(
+                        sqlx::query("SELECT job_id FROM job_uniques WHERE project_id = $1 AND unique_key = $2")
+                            .bind(project.as_str()).bind(key)
+                            .fetch_one(&mut *c).await?.try_get("job_id")?,
+                    ),
+                }
+            });
+            if let Some(existing) = holder {
+                if let Some(job) = get(tx.ex(), project, &existing).await? {
+                    out.push(Enqueued {
+                        job,
+                        created: false,
+                    });
+                    continue;
+                }
+            }
+        }
+        out.push(Enqueued {
+            job: rec.clone(),
+            created: true,
+        });
+        fresh.push(rec);
+    }
+    let mut deltas = Deltas::default();
+    for chunk in fresh.chunks(500) {
+        on_db!(tx.ex(), c => {
+            let mut q = sqlx::QueryBuilder::new(
+                "INSERT INTO jobs (id, project_id, queue, kind, payload, state, priority, run_at, attempt, \
+                 max_attempts, backoff, timeout_ms, unique_key, tags, target, runner, created_at) ",
+            );
+            q.push_values(chunk, |mut b, j| {
+                b.push_bind(j.id.as_str())
+                    .push_bind(project.as_str())
+                    .push_bind(j.queue.as_str())
+                    .push_bind(j.kind.as_str())
+                    .push_bind(j.payload.to_string())
+                    .push_bind(j.state.as_str())
+                    .push_bind(j.priority.value())
+                    .push_bind(time::to_db(j.run_at))
+                    .push_bind(0i32)
+                    .push_bind(j.max_attempts)
+                    .push_bind(serde_json::to_string(&j.backoff).unwrap_or_default())
+                    .push_bind(j.timeout_ms)
+                    .push_bind(j.unique_key.clone())
+                    .push_bind(tags_to_db(&j.tags))
+                    .push_bind(j.target.as_ref().map(|t| serde_json::to_string(t).unwrap_or_default()))
+                    .push_bind(j.runner.as_str())
+                    .push_bind(time::to_db(j.created_at));
+            });
+            q.build().execute(&mut *c).await.map(|_| ())?
+        });
+        for j in chunk {
+            deltas.add(project.as_str(), j.queue.as_str(), j.state, 1);
+        }
+    }
+    deltas.apply(tx.ex()).await?;
+    if tx.backend() == Backend::Postgres && !fresh.is_empty() {
+        notify(tx, project, queues.into_iter()).await?;
+    }
+    Ok(out)
+}
+
+/// One NOTIFY per queue, delivered when the transaction commits.
+async fn notify<'a>(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queues: impl Iterator<Item = &'a QueueName>,
+) -> Result<(), sqlx::Error> {
+    if let Tx::Postgres(t) = tx {
+        for q in queues {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{}/{}", project, q))
+                .execute(&mut **t)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One job of the project.
+pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<Job>, sqlx::Error> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND id = $2");
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;
+        row.map(|r| Ok(job_from_row!(&r))).transpose()
+    })
+}
+
+/// Filters of [`list`].
+#[derive(Clone, Debug, Default)]
+pub struct JobFilter {
+    /// Queue.
+    pub queue: Option<QueueName>,
+    /// State.
+    pub state: Option<JobState>,
+    /// Kind.
+    pub kind: Option<String>,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Cursor: jobs with a smaller id (newest first).
+    pub before_id: Option<String>,
+}
+
+/// Jobs of the project, newest first.
+pub async fn list(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    f: &JobFilter,
+    limit: i64,
+) -> Result<Vec<Job>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND ($2 IS NULL OR queue = $2) \
+         AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR tags LIKE $5) \
+         AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
+    );
+    let tag = f.tag.as_ref().map(|t| format!("%,{t},%"));
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql)
+            .bind(project.as_str())
+            .bind(f.queue.as_ref().map(|q| q.as_str()))
+            .bind(f.state.map(|s| s.as_str()))
+            .bind(f.kind.as_deref())
+            .bind(tag)
+            .bind(f.before_id.as_deref())
+            .bind(limit)
+            .fetch_all(c).await?;
+        rows.iter().map(|r| Ok(job_from_row!(r))).collect()
+    })
+}
+
+/// Errors of every failed attempt, oldest first.
+pub async fn attempt_errors(ex: Exec<'_>, job: &JobId) -> Result<Vec<AttemptError>, sqlx::Error> {
+    on_db!(ex, c => {
+        let rows = sqlx::query("SELECT attempt, error, worker, at FROM job_errors WHERE job_id = $1 ORDER BY at, attempt")
+            .bind(job.as_str()).fetch_all(c).await?;
+        rows.iter().map(|r| Ok(AttemptError {
+            attempt: r.try_get("attempt")?,
+            error: r.try_get("error")?,
+            worker: r.try_get("worker")?,
+            at: time::from_db(r.try_get("at")?),
+        })).collect()
+    })
+}
+
+/// Which jobs a claimer takes.
+#[derive(Clone, Debug)]
+pub enum ClaimFor<'a> {
+    /// External pull workers.
+    Pull,
+    /// This node's runtime: push jobs, and local jobs of these kinds.
+    Runtime(&'a [String]),
+}
+
+/// Claims up to `max` available jobs of a queue, in priority order, leasing each for
+/// `lease_ms`, within the queue's pause, global concurrency and rate limit.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queue: &QueueName,
+    who: ClaimFor<'_>,
+    worker: &str,
+    max: i64,
+    lease_ms: i64,
+) -> Result<Vec<ClaimedJob>> {
+    let now = time::now();
+    let Some(settings) = queue_settings(tx.ex(), project, queue).await? else {
+        return Ok(Vec::new());
+    };
+    if settings.paused || max <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut n = max;
+    let limited = settings.global_concurrency.is_some() || settings.rate_limit.is_some();
+    let mut bucket: Option<(f64, i64)> = None;
+    if limited {
+        // Lock the queue row: claimers of a limited queue take turns so the caps hold exactly.
+        let (_, tokens, updated) = lock_queue(tx, project, queue).await?;
+        if let Some(cap) = settings.global_concurrency {
+            let running = count_state(tx.ex(), project, queue, JobState::Running).await?;
+            n = n.min(i64::from(cap) - running);
+        }
+        if let Some(rl) = settings.rate_limit {
+            let per_ms = f64::from(rl.limit) / rl.period_ms.max(1) as f64;
+            let elapsed_ms =
+                (time::to_db(now) - updated.unwrap_or(time::to_db(now))) as f64 / 1000.0;
+            let available = (tokens.unwrap_or(f64::from(rl.limit)) + elapsed_ms.max(0.0) * per_ms)
+                .min(f64::from(rl.limit));
+            n = n.min(available.floor() as i64);
+            bucket = Some((available, time::to_db(now)));
+        }
+    }
+    if n <= 0 {
+        return Ok(Vec::new());
+    }
+    let token_base = switchboard_core::secret::random_token("");
+    let lease_until = time::to_db(now) + lease_ms * 1000;
+    let (runners, kinds): (&[&str], Vec<String>) = match who {
+        ClaimFor::Pull => (&["pull"], Vec::new()),
+        ClaimFor::Runtime(k) => (&["push", "local"], k.to_vec()),
+    };
+    let kinds_csv = format!(",{},", kinds.join(","));
+    let pick = "SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND state = 'available' \
+        AND (runner = $8 OR (runner = $9 AND $10 LIKE '%,' || kind || ',%')) \
+        ORDER BY priority, run_at, id LIMIT $3";
+    let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
+        lease_expires_at = $5, worker = $6, started_at = $7";
+    let (first, second) = (runners[0], runners.get(1).copied().unwrap_or("none"));
+    let sql = match tx.backend() {
+        Backend::Postgres => format!(
+            "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) UPDATE jobs {set} FROM picked \
+             WHERE jobs.id = picked.id RETURNING {cols}, lease_token",
+            cols = JOB_COLUMNS
+                .split(", ")
+                .map(|c| format!("jobs.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Backend::Sqlite => {
+            format!("UPDATE jobs {set} WHERE id IN ({pick}) RETURNING {JOB_COLUMNS}, lease_token")
+        }
+    };
+    let claimed: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query(&sql)
+            .bind(project.as_str())
+            .bind(queue.as_str())
+            .bind(n)
+            .bind(&token_base)
+            .bind(lease_until)
+            .bind(worker)
+            .bind(time::to_db(now))
+            .bind(first)
+            .bind(second)
+            .bind(&kinds_csv)
+            .fetch_all(c).await?;
+        rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
+            job: job_from_row!(r),
+            lease_token: r.try_get("lease_token")?,
+        })).collect::<Result<Vec<_>, _>>()?
+    });
+    if claimed.is_empty() {
+        return Ok(claimed);
+    }
+    let k = claimed.len() as i64;
+    let mut d = Deltas::default();
+    d.add(project.as_str(), queue.as_str(), JobState::Available, -k);
+    d.add(project.as_str(), queue.as_str(), JobState::Running, k);
+    d.apply(tx.ex()).await?;
+    if let Some((tokens, at)) = bucket {
+        on_db!(tx.ex(), c => sqlx::query("UPDATE queues SET rate_tokens = $3, rate_updated_at = $4 WHERE project_id = $1 AND name = $2")
+            .bind(project.as_str()).bind(queue.as_str()).bind(tokens - k as f64).bind(at)
+            .execute(c).await.map(|_| ()))?;
+    }
+    Ok(claimed)
+}
+
+async fn lock_queue(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queue: &QueueName,
+) -> Result<(bool, Option<f64>, Option<i64>), sqlx::Error> {
+    let lock = if tx.backend() == Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT paused, rate_tokens, rate_updated_at FROM queues WHERE project_id = $1 AND name = $2{lock}");
+    on_db!(tx.ex(), c => {
+        let r = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).fetch_one(c).await?;
+        Ok((r.try_get("paused")?, r.try_get("rate_tokens")?, r.try_get("rate_updated_at")?))
+    })
+}
+
+async fn count_state(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+    state: JobState,
+) -> Result<i64, sqlx::Error> {
+    on_db!(ex, c => {
+        let row = sqlx::query("SELECT n FROM queue_counts WHERE project_id = $1 AND queue = $2 AND state = $3")
+            .bind(project.as_str()).bind(queue.as_str()).bind(state.as_str())
+            .fetch_optional(c).await?;
+        row.map(|r| r.try_get("n")).transpose().map(|n| n.unwrap_or(0))
+    })
+}
+
+/// Why an update carrying a lease token matched nothing.
+async fn lease_miss(ex: Exec<'_>, project: &ProjectId, id: &str) -> QueueError {
+    let state: Result<Option<String>, sqlx::Error> = on_db!(ex, c => sqlx::query("SELECT state FROM jobs WHERE project_id = $1 AND id = $2")
+        .bind(project.as_str()).bind(id).fetch_optional(c).await
+        .and_then(|r| r.map(|r| r.try_get("state")).transpose()));
+    match state {
+        Err(e) => QueueError::Db(e),
+        Ok(None) => QueueError::NotFound("job"),
+        Ok(Some(s)) if s == "cancelled" => QueueError::Cancelled,
+        Ok(Some(_)) => QueueError::StaleLease,
+    }
+}
+
+/// Extends a lease (and records progress); refuses stale tokens and cancelled jobs.
+pub async fn heartbeat(
+    tx: &mut Tx,
+    project: &ProjectId,
+    id: &str,
+    token: &str,
+    lease_ms: i64,
+    progress: Option<&serde_json::Value>,
+) -> Result<Timestamp> {
+    let until = time::to_db(time::now()) + lease_ms * 1000;
+    let n = on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE jobs SET lease_expires_at = $4, progress = COALESCE($5, progress) \
+         WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3",
+    )
+    .bind(project.as_str()).bind(id).bind(token).bind(until).bind(progress.map(|p| p.to_string()))
+    .execute(c).await?.rows_affected());
+    if n == 0 {
+        return Err(lease_miss(tx.ex(), project, id).await);
+    }
+    Ok(time::from_db(until))
+}
+
+/// Marks a running job completed; refuses stale tokens.
+pub async fn complete(
+    tx: &mut Tx,
+    project: &ProjectId,
+    id: &str,
+    token: &str,
+    result: Option<&serde_json::Value>,
+) -> Result<Job> {
+    let now = time::now();
+    let sql = format!(
+        "UPDATE jobs SET state = 'completed', result = $4, finished_at = $5, lease_token = NULL, \
+         lease_expires_at = NULL WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3 \
+         RETURNING {JOB_COLUMNS}"
+    );
+    let job: Option<Job> = on_db!(tx.ex(), c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).bind(token)
+            .bind(result.map(|r| r.to_string())).bind(time::to_db(now))
+            .fetch_optional(c).await?;
+        row.map(|r| Ok::<_, sqlx::Error>(job_from_row!(&r))).transpose()?
+    });
+    let Some(job) = job else {
+        return Err(lease_miss(tx.ex(), project, id).await);
+    };
+    let mut d = Deltas::default();
+    d.add(project.as_str(), job.queue.as_str(), JobState::Running, -1);
+    d.add(project.as_str(), job.queue.as_str(), JobState::Completed, 1);
+    d.apply(tx.ex()).await?;
+    bump_minute(tx.ex(), project.as_str(), job.queue.as_str(), now, 1, 0).await?;
+    Ok(job)
+}
+
+/// How a failure should be treated.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FailOptions {
+    /// Wait at least this long before the next attempt (e.g. a `Retry-After`).
+    pub retry_after_ms: Option<i64>,
+    /// Do not retry.
+    pub permanent: bool,
+}
+
+/// Records a failed attempt: retryable with backoff while attempts remain, else failed.
+pub async fn fail(
+    tx: &mut Tx,
+    project: &ProjectId,
+    id: &str,
+    token: &str,
+    error: &str,
+    opts: FailOptions,
+) -> Result<Job> {
+    let now = time::now();
+    let current: Option<(i32, i32, String, String, Option<String>)> = on_db!(tx.ex(), c => {
+        let row = sqlx::query(
+            "SELECT attempt, max_attempts, backoff, queue, worker FROM jobs \
+             WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3",
+        )
+        .bind(project.as_str()).bind(id).bind(token).fetch_optional(c).await?;
+        row.map(|r| Ok::<_, sqlx::Error>((r.try_get("attempt")?, r.try_get("max_attempts")?, r.try_get("backoff")?, r.try_get("queue")?, r.try_get("worker")?))).transpose()?
+    });
+    let Some((attempt, max_attempts, backoff, queue, worker)) = current else {
+        return Err(lease_miss(tx.ex(), project, id).await);
+    };
+    let backoff: Backoff = serde_json::from_str(&backoff).unwrap_or_default();
+    let error: String = error.chars().take(8_000).collect();
+    let retry = !opts.permanent && attempt < max_attempts;
+    let (state, run_at, finished) = if retry {
+        let delay = backoff
+            .delay_ms(attempt)
+            .max(opts.retry_after_ms.unwrap_or(0));
+        (JobState::Retryable, time::to_db(now) + delay * 1000, None)
+    } else {
+        (JobState::Failed, time::to_db(now), Some(time::to_db(now)))
+    };
+    let sql = format!(
+        "UPDATE jobs SET state = $4, run_at = $5, finished_at = $6, last_error = $7, lease_token = NULL, \
+         lease_expires_at = NULL WHERE project_id = $1 AND id = $2 AND lease_token = $3 RETURNING {JOB_COLUMNS}"
+    );
+    let job = on_db!(tx.ex(), c => {
+        sqlx::query("INSERT INTO job_errors (job_id, attempt, error, worker, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id).bind(attempt).bind(&error).bind(&worker).bind(time::to_db(now))
+            .execute(&mut *c).await?;
+        let r = sqlx::query(&sql).bind(project.as_str()).bind(id).bind(token).bind(state.as_str())
+            .bind(run_at).bind(finished).bind(&error).fetch_one(&mut *c).await?;
+        job_from_row!(&r)
+    });
+    let mut d = Deltas::default();
+    d.add(project.as_str(), &queue, JobState::Running, -1);
+    d.add(project.as_str(), &queue, state, 1);
+    d.apply(tx.ex()).await?;
+    if state == JobState::Failed {
+        bump_minute(tx.ex(), project.as_str(), &queue, now, 0, 1).await?;
+    }
+    Ok(job)
+}
+
+async fn state_of(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    id: &str,
+    lock: bool,
+) -> Result<Option<(JobState, String)>, sqlx::Error> {
+    let lock = if lock && matches!(ex, Exec::Postgres(_)) {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT state, queue FROM jobs WHERE project_id = $1 AND id = $2{lock}");
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;
+        row.map(|r| Ok((JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Failed), r.try_get("queue")?))).transpose()
+    })
+}
+
+/// Cancels a job that has not finished. A running job's worker learns it on its next
+/// heartbeat (409 `job-cancelled`); its completion is then refused.
+pub async fn cancel(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
+    let (state, queue) = state_of(tx.ex(), project, id, true)
+        .await?
+        .ok_or(QueueError::NotFound("job"))?;
+    if state.is_final() {
+        return Err(QueueError::WrongState(format!(
+            "the job is already {}",
+            state.as_str()
+        )));
+    }
+    let now = time::to_db(time::now());
+    on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE jobs SET state = 'cancelled', finished_at = $3, lease_token = NULL, lease_expires_at = NULL \
+         WHERE project_id = $1 AND id = $2",
+    ).bind(project.as_str()).bind(id).bind(now).execute(c).await.map(|_| ()))?;
+    let mut d = Deltas::default();
+    d.add(project.as_str(), &queue, state, -1);
+    d.add(project.as_str(), &queue, JobState::Cancelled, 1);
+    d.apply(tx.ex()).await?;
+    get(tx.ex(), project, id)
+        .await?
+        .ok_or(QueueError::NotFound("job"))
+}
+
+/// Makes a failed, cancelled or completed job available again with a fresh set of attempts.
+pub async fn retry(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
+    let (state, queue) = state_of(tx.ex(), project, id, true)
+        .await?
+        .ok_or(QueueError::NotFound("job"))?;
+    if !state.is_final() {
+        return Err(QueueError::WrongState(format!(
+            "only finished jobs can be retried; this one is {}",
+            state.as_str()
+        )));
+    }
+    let now = time::to_db(time::now());
+    on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE jobs SET state = 'available', attempt = 0, run_at = $3, finished_at = NULL, result = NULL \
+         WHERE project_id = $1 AND id = $2",
+    ).bind(project.as_str()).bind(id).bind(now).execute(c).await.map(|_| ()))?;
+    let mut d = Deltas::default();
+    d.add(project.as_str(), &queue, state, -1);
+    d.add(project.as_str(), &queue, JobState::Available, 1);
+    d.apply(tx.ex()).await?;
+    notify(tx, project, std::iter::once(&QueueName::from_db(queue))).await?;
+    get(tx.ex(), project, id)
+        .await?
+        .ok_or(QueueError::NotFound("job"))
+}
+
+/// Retries every failed job of a queue; returns how many.
+pub async fn retry_failed(tx: &mut Tx, project: &ProjectId, queue: &QueueName) -> Result<i64> {
+    let now = time::to_db(time::now());
+    let n = on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE jobs SET state = 'available', attempt = 0, run_at = $3, finished_at = NULL \
+         WHERE project_id = $1 AND queue = $2 AND state = 'failed'",
+    ).bind(project.as_str()).bind(queue.as_str()).bind(now).execute(c).await?.rows_affected())
+        as i64;
+    let mut d = Deltas::default();
+    d.add(project.as_str(), queue.as_str(), JobState::Failed, -n);
+    d.add(project.as_str(), queue.as_str(), JobState::Available, n);
+    d.apply(tx.ex()).await?;
+    if n > 0 {
+        notify(tx, project, std::iter::once(queue)).await?;
+    }
+    Ok(n)
+}
+
+/// Deletes a job in any state (a running job's worker then gets 404 on completion).
+pub async fn delete(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
+    let job = get(tx.ex(), project, id)
+        .await?
+        .ok_or(QueueError::NotFound("job"))?;
+    on_db!(tx.ex(), c => {
+        sqlx::query("DELETE FROM job_errors WHERE job_id = $1").bind(id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND id = $2").bind(project.as_str()).bind(id).execute(&mut *c).await.map(|_| ())
+    })?;
+    let mut d = Deltas::default();
+    d.add(project.as_str(), job.queue.as_str(), job.state, -1);
+    d.apply(tx.ex()).await?;
+    Ok(job)
+}
+
+/// Deletes finished jobs of a queue in `state` that finished before `before`, at most
+/// `limit` (the API calls it repeatedly to clean large queues in batches).
+pub async fn clean(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queue: &QueueName,
+    state: JobState,
+    before: Timestamp,
+    limit: i64,
+) -> Result<i64> {
+    if !state.is_final() {
+        return Err(Invalid::new(
+            "state",
+            "only completed, failed or cancelled jobs can be cleaned",
+        )
+        .into());
+    }
+    let ids: Vec<String> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query("SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND state = $3 AND finished_at < $4 LIMIT $5")
+            .bind(project.as_str()).bind(queue.as_str()).bind(state.as_str()).bind(time::to_db(before)).bind(limit)
+            .fetch_all(c).await?;
+        rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?
+    });
+    let d = delete_ids(tx, &ids).await?;
+    d.apply(tx.ex()).await?;
+    Ok(ids.len() as i64)
+}
+
+/// Deletes jobs by id and returns the counter changes of the rows really deleted.
+async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<Deltas, sqlx::Error> {
+    let mut d = Deltas::default();
+    for chunk in ids.chunks(500) {
+        let gone: Vec<(String, String, String)> = on_db!(tx.ex(), c => {
+            let mut q = sqlx::QueryBuilder::new("DELETE FROM job_errors WHERE job_id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk { sep.push_bind(id); }
+            q.push(")");
+            q.build().execute(&mut *c).await?;
+            let mut q = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE id IN (");
+            let mut sep = q.separated(", ");
+            for id in chunk { sep.push_bind(id); }
+            q.push(") RETURNING project_id, queue, state");
+            let rows = q.build().fetch_all(&mut *c).await?;
+            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?))).collect::<Result<_, _>>()?
+        });
+        for (p, q, st) in gone {
+            d.add(
+                &p,
+                &q,
+                JobState::parse(&st).unwrap_or(JobState::Completed),
+                -1,
+            );
+        }
+    }
+    Ok(d)
+}
+
+/// Moves due scheduled and retryable jobs to available; returns the queues to wake.
+/// Counter changes come from the rows actually updated, so concurrent maintenance on
+/// several nodes never counts a job twice.
+pub async fn promote_due(tx: &mut Tx, limit: i64) -> Result<Vec<(String, String)>> {
+    let now = time::to_db(time::now());
+    let mut d = Deltas::default();
+    let mut woken: Vec<(String, String)> = Vec::new();
+    for from in [JobState::Scheduled, JobState::Retryable] {
+        let pick = "SELECT id FROM jobs WHERE state = $1 AND run_at <= $2 ORDER BY run_at LIMIT $3";
+        let sql = match tx.backend() {
+            Backend::Postgres => format!(
+                "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = 'available' \
+                 FROM picked WHERE jobs.id = picked.id RETURNING jobs.project_id, jobs.queue"
+            ),
+            Backend::Sqlite => format!(
+                "UPDATE jobs SET state = 'available' WHERE id IN ({pick}) RETURNING project_id, queue"
+            ),
+        };
+        let rows: Vec<(String, String)> = on_db!(tx.ex(), c => {
+            let rows = sqlx::query(&sql).bind(from.as_str()).bind(now).bind(limit).fetch_all(c).await?;
+            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?))).collect::<Result<_, _>>()?
+        });
+        for (p, q) in rows {
+            d.add(&p, &q, from, -1);
+            d.add(&p, &q, JobState::Available, 1);
+            if !woken.iter().any(|(wp, wq)| *wp == p && *wq == q) {
+                woken.push((p, q));
+            }
+        }
+    }
+    d.apply(tx.ex()).await?;
+    if let Tx::Postgres(t) = tx {
+        for (p, q) in &woken {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(format!("{p}/{q}"))
+                .execute(&mut **t)
+                .await?;
+        }
+    }
+    Ok(woken)
+}
+
+/// Running jobs whose lease lapsed (worker died or hung) go back to retryable — or to
+/// failed when out of attempts — with the error recorded; returns how many.
+pub async fn rescue_expired(tx: &mut Tx, limit: i64) -> Result<i64> {
+    let now = time::now();
+    let lock = if tx.backend() == Backend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT id, project_id, queue, attempt, max_attempts, backoff, worker, lease_token FROM jobs \
+         WHERE state = 'running' AND lease_expires_at < $1 LIMIT $2{lock}"
+    );
+    type Row = (
+        String,
+        String,
+        String,
+        i32,
+        i32,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query(&sql).bind(time::to_db(now)).bind(limit).fetch_all(c).await?;
+        rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?, r.try_get("attempt")?,
+            r.try_get("max_attempts")?, r.try_get("backoff")?, r.try_get("worker")?, r.try_get("lease_token")?))).collect::<Result<_, _>>()?
+    });
+    let mut d = Deltas::default();
+    let mut rescued = 0i64;
+    for (id, project, queue, attempt, max, backoff, worker, token) in &rows {
+        let backoff: Backoff = serde_json::from_str(backoff).unwrap_or_default();
+        let retry = attempt < max;
+        let state = if retry {
+            JobState::Retryable
+        } else {
+            JobState::Failed
+        };
+        let run_at = time::to_db(now)
+            + if retry {
+                backoff.delay_ms(*attempt) * 1000
+            } else {
+                0
+            };
+        let finished = (!retry).then(|| time::to_db(now));
+        let error = format!(
+            "lease expired: worker {} stopped heartbeating",
+            worker.as_deref().unwrap_or("?")
+        );
+        let hit = on_db!(tx.ex(), c => {
+            let n = sqlx::query("UPDATE jobs SET state = $2, run_at = $3, finished_at = $4, last_error = $5, lease_token = NULL, \
+                         lease_expires_at = NULL WHERE id = $1 AND state = 'running' AND lease_token = $6")
+                .bind(id).bind(state.as_str()).bind(run_at).bind(finished).bind(&error).bind(token)
+                .execute(&mut *c).await?.rows_affected();
+            if n == 1 {
+                sqlx::query("INSERT INTO job_errors (job_id, attempt, error, worker, at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(id).bind(attempt).bind(&error).bind(worker).bind(time::to_db(now)).execute(&mut *c).await?;
+            }
+            n == 1
+        });
+        if hit {
+            rescued += 1;
+            d.add(project, queue, JobState::Running, -1);
+            d.add(project, queue, state, 1);
+        }
+    }
+    d.apply(tx.ex()).await?;
+    if rescued > 0 {
+        metrics::counter!("queue_lease_expiries_total").increment(rescued as u64);
+    }
+    Ok(rescued)
+}
+
+/// Deletes finished jobs past their queue's retention, `limit` at most; returns how many.
+pub async fn prune(tx: &mut Tx, limit: i64) -> Result<i64> {
+    let now = time::to_db(time::now());
+    let rows: Vec<(String, String, String, String)> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query(
+            "SELECT j.id, j.project_id, j.queue, j.state FROM jobs j JOIN queues q ON q.project_id = j.project_id AND q.name = j.queue \
+             WHERE (j.state = 'completed' AND j.finished_at < $1 - q.keep_completed_secs * 1000000) \
+                OR (j.state = 'failed' AND j.finished_at < $1 - q.keep_failed_secs * 1000000) \
+                OR (j.state = 'cancelled' AND j.finished_at < $1 - q.keep_cancelled_secs * 1000000) LIMIT $2",
+        ).bind(now).bind(limit).fetch_all(c).await?;
+        rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?))).collect::<Result<_, _>>()?
+    });
+    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    delete_ids(tx, &ids).await?.apply(tx.ex()).await?;
+    on_db!(tx.ex(), c => {
+        sqlx::query("DELETE FROM job_uniques WHERE expires_at < $1").bind(now).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM queue_minutes WHERE minute < $1").bind(now / 1_000_000 - 7 * 24 * 3600).execute(&mut *c).await.map(|_| ())?
+    });
+    Ok(rows.len() as i64)
+}
+
+macro_rules! settings_from_row {
+    ($r:expr) => {{
+        let r = $r;
+        let limit: Option<i32> = r.try_get("rate_limit")?;
+        let period: Option<i64> = r.try_get("rate_period_ms")?;
+        QueueSettings {
+            concurrency: r.try_get("concurrency")?,
+            global_concurrency: r.try_get("global_concurrency")?,
+            rate_limit: limit
+                .zip(period)
+                .map(|(limit, period_ms)| RateLimit { limit, period_ms }),
+            paused: r.try_get("paused")?,
+            keep_completed_secs: r.try_get("keep_completed_secs")?,
+            keep_failed_secs: r.try_get("keep_failed_secs")?,
+            keep_cancelled_secs: r.try_get("keep_cancelled_secs")?,
+        }
+    }};
+}
+
+const QUEUE_COLUMNS: &str =
+    "name, concurrency, global_concurrency, rate_limit, rate_period_ms, paused, \
+    keep_completed_secs, keep_failed_secs, keep_cancelled_secs";
+
+/// A queue's settings, if it exists.
+pub async fn queue_settings(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+) -> Result<Option<QueueSettings>, sqlx::Error> {
+    let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE project_id = $1 AND name = $2");
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).fetch_optional(c).await?;
+        row.map(|r| Ok(settings_from_row!(&r))).transpose()
+    })
+}
+
+/// Writes a queue's settings (creating it if needed).
+pub async fn save_settings(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queue: &QueueName,
+    s: &QueueSettings,
+) -> Result<(), sqlx::Error> {
+    ensure_queue(tx.ex(), project, queue).await?;
+    on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE queues SET concurrency = $3, global_concurrency = $4, rate_limit = $5, rate_period_ms = $6, paused = $7, \
+         keep_completed_secs = $8, keep_failed_secs = $9, keep_cancelled_secs = $10, \
+         rate_tokens = CASE WHEN $5 IS NULL THEN NULL ELSE rate_tokens END WHERE project_id = $1 AND name = $2",
+    )
+    .bind(project.as_str()).bind(queue.as_str()).bind(s.concurrency).bind(s.global_concurrency)
+    .bind(s.rate_limit.map(|r| r.limit)).bind(s.rate_limit.map(|r| r.period_ms)).bind(s.paused)
+    .bind(s.keep_completed_secs).bind(s.keep_failed_secs).bind(s.keep_cancelled_secs)
+    .execute(c).await.map(|_| ()))
+}
+
+/// Every queue of the project (or one), with counts and last-minute throughput.
+pub async fn queues(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    only: Option<&QueueName>,
+) -> Result<Vec<QueueInfo>, sqlx::Error> {
+    let minute = time::now().as_second().div_euclid(60) * 60 - 60;
+    let sql = format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE project_id = $1 AND ($2 IS NULL OR name = $2) ORDER BY name");
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql).bind(project.as_str()).bind(only.map(|q| q.as_str())).fetch_all(&mut *c).await?;
+        let mut out: Vec<QueueInfo> = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(QueueInfo {
+                name: QueueName::from_db(r.try_get("name")?),
+                settings: settings_from_row!(r),
+                counts: JobState::ALL.iter().map(|s| (*s, 0)).collect(),
+                completed_last_minute: 0,
+                failed_last_minute: 0,
+            });
+        }
+        let counts = sqlx::query("SELECT queue, state, n FROM queue_counts WHERE project_id = $1 AND ($2 IS NULL OR queue = $2)")
+            .bind(project.as_str()).bind(only.map(|q| q.as_str())).fetch_all(&mut *c).await?;
+        let mut index: HashMap<String, usize> = out.iter().enumerate().map(|(i, q)| (q.name.to_string(), i)).collect();
+        for r in &counts {
+            let q: String = r.try_get("queue")?;
+            let s: String = r.try_get("state")?;
+            if let (Some(i), Some(state)) = (index.get(&q), JobState::parse(&s)) {
+                out[*i].counts.insert(state, r.try_get("n")?);
+            }
+        }
+        let minutes = sqlx::query("SELECT queue, SUM(completed) AS c, SUM(failed) AS f FROM queue_minutes \
+            WHERE project_id = $1 AND minute >= $2 AND ($3 IS NULL OR queue = $3) GROUP BY queue")
+            .bind(project.as_str()).bind(minute).bind(only.map(|q| q.as_str())).fetch_all(&mut *c).await?;
+        for r in &minutes {
+            let q: String = r.try_get("queue")?;
+            if let Some(i) = index.get_mut(&q) {
+                out[*i].completed_last_minute = r.try_get::<Option<i64>, _>("c")?.unwrap_or(0);
+                out[*i].failed_last_minute = r.try_get::<Option<i64>, _>("f")?.unwrap_or(0);
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Queues that have available push or local jobs right now, across projects (runtime use).
+pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<(String, String, i32)>, sqlx::Error> {
+    on_db!(ex, c => {
+        let rows = sqlx::query(
+            "SELECT DISTINCT j.project_id, j.queue, q.concurrency FROM jobs j JOIN queues q ON q.project_id = j.project_id AND q.name = j.queue \
+             WHERE j.state = 'available' AND j.runner IN ('push', 'local') AND q.paused = FALSE LIMIT 1000",
+        ).fetch_all(c).await?;
+        rows.iter().map(|r| Ok((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("concurrency")?))).collect()
+    })
+}
