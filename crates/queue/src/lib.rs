@@ -9,6 +9,8 @@ pub mod backoff;
 pub mod cron;
 pub mod model;
 pub mod push;
+pub mod runtime;
+pub mod schedules;
 pub mod store;
 pub mod wake;
 

@@ -1,6 +1,6 @@
 //! Queue and job types: newtypes parsed at the edge, states, and the stored shapes.
 
-use crate::backoff::Backoff;
+pub use crate::backoff::Backoff;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use switchboard_core::time::Timestamp;
@@ -436,4 +436,158 @@ pub struct QueueInfo {
     pub completed_last_minute: i64,
     /// Jobs failed (final) in the last minute.
     pub failed_last_minute: i64,
+}
+
+/// A job as clients describe it (`POST /v1/jobs`, cron schedules).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Queue name.
+    pub queue: String,
+    /// Job kind.
+    pub kind: String,
+    /// Opaque JSON payload.
+    #[serde(default)]
+    pub payload: serde_json::Value,
+    /// `critical`, `high`, `normal` (default), `low`, or 0–100 (lower first).
+    #[serde(default)]
+    pub priority: Option<serde_json::Value>,
+    /// Earliest start (RFC 3339).
+    #[serde(default)]
+    pub run_at: Option<Timestamp>,
+    /// Or a delay from now, ms.
+    #[serde(default)]
+    pub delay_ms: Option<i64>,
+    /// Attempts before failing (default 3).
+    #[serde(default)]
+    pub max_attempts: Option<i32>,
+    /// Retry delays (default exponential with jitter from 1 s).
+    #[serde(default)]
+    pub backoff: Option<Backoff>,
+    /// Per-attempt limit, ms (default 30 s).
+    #[serde(default)]
+    pub timeout_ms: Option<i64>,
+    /// Dedupe key: while held, enqueueing the same key returns the existing job.
+    #[serde(default)]
+    pub unique_key: Option<String>,
+    /// How long the key is held, seconds (default 3600).
+    #[serde(default)]
+    pub unique_window_secs: Option<i64>,
+    /// Labels for filtering.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Makes it an HTTP-push job.
+    #[serde(default)]
+    pub target: Option<Target>,
+}
+
+/// Largest payload accepted, bytes of JSON.
+pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
+
+impl JobSpec {
+    /// Validates everything, returning every problem at once. `local_kinds` are the kinds
+    /// with in-process handlers (their jobs are run by the node, not by pull workers).
+    pub fn validate(&self, now: Timestamp, local_kinds: &[String]) -> Result<NewJob, Vec<Invalid>> {
+        let mut errors = Vec::new();
+        let queue = QueueName::parse(&self.queue)
+            .map_err(|e| errors.push(e))
+            .ok();
+        let kind = JobKind::parse(&self.kind).map_err(|e| errors.push(e)).ok();
+        let priority = match &self.priority {
+            None => Priority::NORMAL,
+            Some(v) => Priority::parse(v).unwrap_or_else(|e| {
+                errors.push(e);
+                Priority::NORMAL
+            }),
+        };
+        let run_at = match (self.run_at, self.delay_ms) {
+            (Some(_), Some(_)) => {
+                errors.push(Invalid::new(
+                    "delay_ms",
+                    "give run_at or delay_ms, not both",
+                ));
+                now
+            }
+            (Some(t), None) => t,
+            (None, Some(d)) if (0..=365 * 24 * 3600 * 1000).contains(&d) => {
+                switchboard_core::time::from_db(switchboard_core::time::to_db(now) + d * 1000)
+            }
+            (None, Some(_)) => {
+                errors.push(Invalid::new("delay_ms", "must be 0 to one year"));
+                now
+            }
+            (None, None) => now,
+        };
+        let max_attempts = self.max_attempts.unwrap_or(3);
+        if !(1..=1000).contains(&max_attempts) {
+            errors.push(Invalid::new("max_attempts", "must be 1 to 1000"));
+        }
+        let backoff = self.backoff.clone().unwrap_or_default();
+        if let Err(e) = backoff.validate() {
+            errors.push(e);
+        }
+        let timeout_ms = self.timeout_ms.unwrap_or(30_000);
+        if !(1..=24 * 3600 * 1000).contains(&timeout_ms) {
+            errors.push(Invalid::new("timeout_ms", "must be 1 ms to 24 hours"));
+        }
+        let window = self.unique_window_secs.unwrap_or(3600);
+        if !(1..=30 * 24 * 3600).contains(&window) {
+            errors.push(Invalid::new("unique_window_secs", "must be 1 s to 30 days"));
+        }
+        if self
+            .unique_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > 255)
+        {
+            errors.push(Invalid::new("unique_key", "must be 1 to 255 characters"));
+        }
+        if self.tags.len() > 20
+            || self
+                .tags
+                .iter()
+                .any(|t| t.is_empty() || t.len() > 100 || t.contains(','))
+        {
+            errors.push(Invalid::new(
+                "tags",
+                "at most 20 tags of 1 to 100 characters without `,`",
+            ));
+        }
+        if let Some(t) = &self.target {
+            if let Err(e) = t.validate() {
+                errors.push(e);
+            }
+        }
+        if self.payload.to_string().len() > MAX_PAYLOAD_BYTES {
+            errors.push(Invalid::new(
+                "payload",
+                format!("must be at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
+            ));
+        }
+        match (queue, kind) {
+            (Some(queue), Some(kind)) if errors.is_empty() => {
+                let runner = if self.target.is_some() {
+                    Runner::Push
+                } else if local_kinds.iter().any(|k| k == kind.as_str()) {
+                    Runner::Local
+                } else {
+                    Runner::Pull
+                };
+                Ok(NewJob {
+                    queue,
+                    kind,
+                    payload: self.payload.clone(),
+                    priority,
+                    run_at,
+                    max_attempts,
+                    backoff,
+                    timeout_ms,
+                    unique: self.unique_key.clone().map(|k| (k, window)),
+                    tags: self.tags.clone(),
+                    target: self.target.clone(),
+                    runner,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
 }

@@ -349,10 +349,14 @@ pub async fn list(
 ) -> Result<Vec<Job>, sqlx::Error> {
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND ($2 IS NULL OR queue = $2) \
-         AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR tags LIKE $5) \
+         AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR tags LIKE $5 ESCAPE '!') \
          AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
     );
-    let tag = f.tag.as_ref().map(|t| format!("%,{t},%"));
+    // Tags are stored as `,a,b,`; LIKE wildcards in the tag itself are escaped.
+    let tag = f.tag.as_ref().map(|t| {
+        let escaped = t.replace('!', "!!").replace('%', "!%").replace('_', "!_");
+        format!("%,{escaped},%")
+    });
     on_db!(ex, c => {
         let rows = sqlx::query(&sql)
             .bind(project.as_str())
@@ -480,6 +484,15 @@ pub async fn claim(
     if claimed.is_empty() {
         return Ok(claimed);
     }
+    // RETURNING gives no order guarantee: hand jobs out in priority order.
+    let mut claimed = claimed;
+    claimed.sort_by(|a, b| {
+        (a.job.priority, a.job.run_at, a.job.id.as_str()).cmp(&(
+            b.job.priority,
+            b.job.run_at,
+            b.job.id.as_str(),
+        ))
+    });
     let k = claimed.len() as i64;
     let mut d = Deltas::default();
     d.add(project.as_str(), queue.as_str(), JobState::Available, -k);
@@ -1035,7 +1048,7 @@ pub async fn queues(
                 out[*i].counts.insert(state, r.try_get("n")?);
             }
         }
-        let minutes = sqlx::query("SELECT queue, SUM(completed) AS c, SUM(failed) AS f FROM queue_minutes \
+        let minutes = sqlx::query("SELECT queue, CAST(SUM(completed) AS BIGINT) AS c, CAST(SUM(failed) AS BIGINT) AS f FROM queue_minutes \
             WHERE project_id = $1 AND minute >= $2 AND ($3 IS NULL OR queue = $3) GROUP BY queue")
             .bind(project.as_str()).bind(minute).bind(only.map(|q| q.as_str())).fetch_all(&mut *c).await?;
         for r in &minutes {

@@ -26,11 +26,14 @@ impl Wakeups {
         map.entry(key(project, queue)).or_default().clone()
     }
 
-    /// Wakes every waiter of a queue.
+    /// Wakes every waiter of a queue, and the node's dispatcher (`*`/`*`).
     pub fn wake(&self, project: &str, queue: &str) {
         let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(n) = map.get(&key(project, queue)) {
             n.notify_waiters();
+        }
+        if let Some(n) = map.get(&key("*", "*")) {
+            n.notify_one();
         }
     }
 

@@ -8,7 +8,7 @@ use crate::middleware as mw;
 use crate::openapi::ApiDoc;
 use crate::platform::{api_keys, audit, health, login, projects, users};
 use crate::state::{AppState, Inner};
-use crate::{dashboard, idempotency, telemetry};
+use crate::{dashboard, idempotency, queue, telemetry};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
@@ -20,6 +20,7 @@ use std::time::Duration;
 use switchboard_core::config::Config;
 use switchboard_core::db::Db;
 use switchboard_core::ratelimit::RateLimiter;
+use switchboard_queue::runtime::{Runtime, RuntimeBuilder};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -73,6 +74,14 @@ pub fn redact(url: &str) -> String {
 impl Application {
     /// Connects, migrates, bootstraps an empty database and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with(config, Runtime::builder()).await
+    }
+
+    /// Like [`Application::build`], with in-process job handlers and timing of the caller's.
+    pub async fn build_with(
+        config: Config,
+        runtime: RuntimeBuilder,
+    ) -> anyhow::Result<Application> {
         let (db, redis) = connect(&config).await?;
         let bootstrap = bootstrap::bootstrap(&db, &config).await?;
         let secret = bootstrap::jwt_secret(&db, &config).await?;
@@ -83,7 +92,9 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let runtime = runtime.build(db.clone());
         let state = AppState::new(Inner {
+            runtime,
             jwt: JwtKeys::new(&secret, config.access_token_ttl_secs),
             metrics: telemetry::metrics_handle(),
             config,
@@ -116,6 +127,8 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let maintenance = tokio::spawn(maintenance(self.state.clone()));
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let runtime = tokio::spawn(self.state.runtime.clone().run(stop_rx));
         let result = axum::serve(
             self.listener,
             self.router
@@ -124,6 +137,8 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         maintenance.abort();
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), runtime).await;
         self.state.db.close().await;
         result.context("server error")
     }
@@ -153,7 +168,10 @@ fn api_routers() -> (OpenApiRouter<AppState>, utoipa::openapi::OpenApi) {
         .merge(api_keys::http::router())
         .merge(users::http::router())
         .merge(audit::router())
-        .merge(login::http::router());
+        .merge(login::http::router())
+        .merge(queue::jobs::router())
+        .merge(queue::queues::router())
+        .merge(queue::schedules::router());
     let (_, mut doc) = protected.clone().split_for_parts();
     let (_, public) = login::http::public_router().split_for_parts();
     let (_, health) = health::router().split_for_parts();

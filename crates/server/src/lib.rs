@@ -15,5 +15,6 @@ pub mod middleware;
 pub mod openapi;
 pub mod page;
 pub mod platform;
+pub mod queue;
 pub mod state;
 pub mod telemetry;

@@ -20,6 +20,10 @@ use utoipa::{Modify, OpenApi};
         (name = "auth", description = "Password login and tokens"),
         (name = "audit", description = "Hash-chained audit trail"),
         (name = "health", description = "Liveness, readiness, metrics"),
+        (name = "jobs", description = "Enqueue and inspect jobs"),
+        (name = "workers", description = "Pull workers: claim, heartbeat, complete, fail"),
+        (name = "queues", description = "Queue counts, settings and operations"),
+        (name = "schedules", description = "Cron schedules"),
     )
 )]
 pub struct ApiDoc;

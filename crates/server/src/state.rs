@@ -26,6 +26,8 @@ pub struct Inner {
     pub jwt: JwtKeys,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The queue runtime of this node (handlers, wake-ups, push signing).
+    pub runtime: switchboard_queue::runtime::Runtime,
 }
 
 impl AppState {

@@ -23,6 +23,17 @@ pub fn init_logs(format: LogFormat, level: &str) {
     };
 }
 
+/// Logs for tests, when `SWITCHBOARD_TEST_LOG` names a filter (e.g. `warn`): written to
+/// stderr, since the server's tasks run on threads the test harness does not capture.
+pub fn init_test_logs() {
+    if let Ok(filter) = std::env::var("SWITCHBOARD_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
 /// The process-wide Prometheus recorder (installed on first use).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

@@ -29,7 +29,16 @@ pub const SCOPES: &[&str] = &[
     "users:read",
     "users:write",
     "audit:read",
+    "jobs:read",
+    "jobs:write",
+    "queues:read",
+    "queues:write",
+    "schedules:read",
+    "schedules:write",
 ];
+
+/// Write scopes an operator holds on top of every read scope.
+const OPERATOR_WRITES: &[&str] = &["jobs:write", "queues:write", "schedules:write"];
 
 /// The scope that grants everything.
 pub const ALL: &str = "*";
@@ -151,7 +160,10 @@ impl Role {
             Role::Operator | Role::Viewer => Scopes(
                 SCOPES
                     .iter()
-                    .filter(|s| s.ends_with(":read"))
+                    .filter(|s| {
+                        s.ends_with(":read")
+                            || (self == Role::Operator && OPERATOR_WRITES.contains(s))
+                    })
                     .map(|s| (*s).to_owned())
                     .collect(),
             ),
@@ -229,6 +241,18 @@ pub mod scope {
         UsersWrite => "users:write",
         /// `audit:read`
         AuditRead => "audit:read",
+        /// `jobs:read`
+        JobsRead => "jobs:read",
+        /// `jobs:write`
+        JobsWrite => "jobs:write",
+        /// `queues:read`
+        QueuesRead => "queues:read",
+        /// `queues:write`
+        QueuesWrite => "queues:write",
+        /// `schedules:read`
+        SchedulesRead => "schedules:read",
+        /// `schedules:write`
+        SchedulesWrite => "schedules:write",
     }
 }
 
@@ -339,7 +363,9 @@ mod tests {
     #[test]
     fn viewer_reads_only() {
         let s = Role::Viewer.scopes();
-        assert!(s.allows("audit:read") && !s.allows("keys:write"));
+        assert!(s.allows("audit:read") && !s.allows("keys:write") && !s.allows("jobs:write"));
+        let op = Role::Operator.scopes();
+        assert!(op.allows("jobs:write") && op.allows("queues:write") && !op.allows("keys:write"));
         assert!(Role::Admin.scopes().allows("keys:write"));
     }
 }

@@ -30,6 +30,41 @@ async fn project_b_cannot_reach_project_a(b: Backend) {
         .unwrap()
         .to_owned();
 
+    // A queue with a job (claimed, so lease routes have something to refuse) and a schedule.
+    let job_a = json_of(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "a-queue", "kind": "secret-work", "payload": {"owner": "A"}}),
+        )
+        .await,
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claimed = json_of(
+        app.post("/v1/queues/a-queue/claim", &json!({"worker": "wa"}))
+            .await,
+        200,
+    )
+    .await;
+    let token_a = claimed["jobs"][0]["lease_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post("/v1/jobs", &json!({"queue": "a-queue", "kind": "waiting"}))
+        .await;
+    let sched_a = json_of(
+        app.post("/v1/schedules", &json!({"name": "a-sched", "cron": "0 2 * * *", "job": {"queue": "a-queue", "kind": "r"}})).await,
+        201,
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queue_before = json_of(app.get("/v1/queues/a-queue").await, 200).await;
+
     // Project B, with its own key and owner.
     let created = json_of(app.post("/v1/projects", &json!({"name": "B"})).await, 201).await;
     let key_b = created["api_key"]["secret"].as_str().unwrap().to_owned();
@@ -47,12 +82,39 @@ async fn project_b_cannot_reach_project_a(b: Backend) {
         ("/v1/api-keys/{id}", key_a.as_str()),
         ("/v1/users/{id}", user_a.as_str()),
         ("/v1/projects/{id}", project_a.as_str()),
+        ("/v1/jobs/{id}", job_a.as_str()),
+        ("/v1/jobs/{id}/retry", job_a.as_str()),
+        ("/v1/jobs/{id}/cancel", job_a.as_str()),
+        ("/v1/jobs/{id}/heartbeat", job_a.as_str()),
+        ("/v1/jobs/{id}/complete", job_a.as_str()),
+        ("/v1/jobs/{id}/fail", job_a.as_str()),
+        ("/v1/schedules/{id}", sched_a.as_str()),
+        ("/v1/schedules/{id}/trigger", sched_a.as_str()),
     ]);
     let bodies: HashMap<&str, Value> = HashMap::from([
         ("/v1/projects/{id}", json!({"name": "stolen"})),
         ("/v1/users/{id}", json!({"role": "viewer"})),
+        ("/v1/jobs/{id}/heartbeat", json!({"lease_token": token_a})),
+        ("/v1/jobs/{id}/complete", json!({"lease_token": token_a})),
+        (
+            "/v1/jobs/{id}/fail",
+            json!({"lease_token": token_a, "error": "x"}),
+        ),
+        ("/v1/schedules/{id}", json!({"paused": true})),
+        ("/v1/queues/{name}", json!({"concurrency": 1})),
+        (
+            "/v1/queues/{name}/claim",
+            json!({"worker": "thief", "max": 10}),
+        ),
+        ("/v1/queues/{name}/clean", json!({"state": "completed"})),
     ]);
-    let a_ids = [project_a.as_str(), key_a.as_str(), user_a.as_str()];
+    let a_ids = [
+        project_a.as_str(),
+        key_a.as_str(),
+        user_a.as_str(),
+        job_a.as_str(),
+        sched_a.as_str(),
+    ];
 
     let spec = json_of(
         app.client
@@ -73,6 +135,28 @@ async fn project_b_cannot_reach_project_a(b: Backend) {
                 continue;
             }
             let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            if template.contains("{name}") {
+                let path = template.replace("{name}", "a-queue");
+                for token in [&key_b, &jwt_b] {
+                    let mut req = app.req_as(m.clone(), &path, token);
+                    if matches!(method, "post" | "patch" | "put") {
+                        req = req.json(bodies.get(template.as_str()).unwrap_or(&json!({})));
+                    }
+                    let r = req.send().await.unwrap();
+                    let status = r.status().as_u16();
+                    let text = r.text().await.unwrap();
+                    assert!(
+                        status == 200 || status == 404,
+                        "{method} {path} as B: {status} {text}"
+                    );
+                    assert!(
+                        !text.contains(&job_a),
+                        "{method} {path} leaked A's job to B"
+                    );
+                    walked += 1;
+                }
+                continue;
+            }
             if template.contains('{') {
                 let id = ids.get(template.as_str()).unwrap_or_else(|| {
                     panic!("{method} {template}: add project A's entity for this route to the tenancy walk")
@@ -100,7 +184,16 @@ async fn project_b_cannot_reach_project_a(b: Backend) {
             }
         }
     }
-    assert!(walked >= 18, "walked only {walked} route/credential pairs");
+    assert!(walked >= 50, "walked only {walked} route/credential pairs");
+    // A's queue, job and schedule are untouched.
+    let mut queue_after = json_of(app.get("/v1/queues/a-queue").await, 200).await;
+    queue_after["completed_last_minute"] = queue_before["completed_last_minute"].clone();
+    assert_eq!(queue_after, queue_before);
+    let job = json_of(app.get(&format!("/v1/jobs/{job_a}")).await, 200).await;
+    assert_eq!(job["state"], "running");
+    assert_eq!(job["worker"], "wa");
+    let sched = json_of(app.get(&format!("/v1/schedules/{sched_a}")).await, 200).await;
+    assert_eq!(sched["paused"], false);
     // Project A is untouched.
     let key = json_of(app.get(&format!("/v1/api-keys/{key_a}")).await, 200).await;
     assert!(key["revoked_at"].is_null());

@@ -5,6 +5,7 @@ use serde_json::Value;
 use sqlx::Connection;
 use switchboard_core::config::Config;
 use switchboard_core::db::Backend;
+use switchboard_queue::runtime::{Runtime, RuntimeBuilder};
 use switchboard_server::app::Application;
 use switchboard_server::state::AppState;
 use tokio::sync::oneshot;
@@ -124,13 +125,33 @@ pub async fn spawn_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> T
 
 /// Starts a node with exactly this configuration.
 pub async fn spawn_config(config: Config, dir: Option<tempfile::TempDir>) -> TestApp {
+    spawn_full(config, dir, Runtime::builder()).await
+}
+
+/// Starts a node on `backend` whose runtime has the caller's handlers.
+pub async fn spawn_runtime(backend: Backend, runtime: RuntimeBuilder) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = test_config(backend, dir.path()).await;
+    spawn_full(config, Some(dir), runtime).await
+}
+
+/// Starts a node with this configuration and runtime.
+pub async fn spawn_full(
+    config: Config,
+    dir: Option<tempfile::TempDir>,
+    runtime: RuntimeBuilder,
+) -> TestApp {
     use secrecy::ExposeSecret;
+    // Server logs of a failing test, with SWITCHBOARD_TEST_LOG=warn.
+    switchboard_server::telemetry::init_test_logs();
     let key = config
         .bootstrap_api_key
         .as_ref()
         .map(|k| k.expose_secret().to_owned())
         .unwrap_or_default();
-    let app = Application::build(config.clone()).await.expect("build app");
+    let app = Application::build_with(config.clone(), runtime)
+        .await
+        .expect("build app");
     let addr = format!("http://127.0.0.1:{}", app.port());
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
@@ -259,4 +280,21 @@ pub async fn access_token(app: &TestApp, email: &str, password: &str) -> String 
         .as_str()
         .expect("access_token")
         .to_owned()
+}
+
+/// Polls `GET path` until `done(body)` holds (at most `secs`), returning the last body.
+pub async fn wait_for(
+    app: &TestApp,
+    path: &str,
+    secs: u64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let v: Value = app.get(path).await.json().await.expect("json");
+        if done(&v) || std::time::Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

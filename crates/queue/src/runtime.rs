@@ -1,0 +1,533 @@
+//! The node's runtime: runs push jobs and jobs of in-process handlers with per-queue
+//! concurrency, heartbeats their leases, honours cancellation, and runs maintenance
+//! (promotion of due jobs, rescue of lapsed leases, cron ticks, retention pruning).
+
+use crate::model::*;
+use crate::push::{self, Delivery};
+use crate::store::{self, ClaimFor, FailOptions, QueueError};
+use crate::wake::Wakeups;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchboard_core::db::{Backend, Db};
+use switchboard_core::id::ProjectId;
+use switchboard_core::{on_db, time};
+use tokio::sync::{watch, Semaphore};
+
+/// Why a handler failed.
+#[derive(Debug, Clone)]
+pub struct JobError {
+    /// What went wrong.
+    pub message: String,
+    /// Wait at least this long before the next attempt.
+    pub retry_after_ms: Option<i64>,
+    /// Do not retry.
+    pub permanent: bool,
+}
+
+impl JobError {
+    /// A retryable failure.
+    pub fn retry(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            retry_after_ms: None,
+            permanent: false,
+        }
+    }
+    /// A failure retrying cannot fix.
+    pub fn permanent(message: impl Into<String>) -> JobError {
+        JobError {
+            message: message.into(),
+            retry_after_ms: None,
+            permanent: true,
+        }
+    }
+}
+
+/// What a handler sees.
+pub struct JobContext {
+    /// The job.
+    pub job: Job,
+    /// Becomes true when the job is cancelled (or its lease is lost).
+    pub cancelled: watch::Receiver<bool>,
+}
+
+/// Output of a handler run.
+pub type HandlerFuture =
+    Pin<Box<dyn Future<Output = Result<Option<serde_json::Value>, JobError>> + Send>>;
+
+/// An in-process job handler.
+pub trait Handler: Send + Sync + 'static {
+    /// Runs one attempt.
+    fn run(&self, ctx: JobContext) -> HandlerFuture;
+}
+
+impl<F, Fut> Handler for F
+where
+    F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Option<serde_json::Value>, JobError>> + Send + 'static,
+{
+    fn run(&self, ctx: JobContext) -> HandlerFuture {
+        Box::pin(self(ctx))
+    }
+}
+
+/// Timing of leases and maintenance.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// How often running jobs heartbeat.
+    pub heartbeat: Duration,
+    /// How often due jobs are promoted and lapsed leases rescued.
+    pub maintenance: Duration,
+    /// How often the dispatcher polls when nothing wakes it.
+    pub poll: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_secs(5),
+            maintenance: Duration::from_millis(250),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Timing {
+    /// The lease of a job run here: two heartbeats, so a crashed node's jobs are rescued
+    /// within two heartbeat intervals (plus one maintenance tick).
+    pub fn lease_ms(&self) -> i64 {
+        (self.heartbeat.as_millis() as i64 * 2 - self.maintenance.as_millis() as i64).max(100)
+    }
+}
+
+/// A queue's per-node concurrency: the configured limit and its semaphore.
+type Slots = (i32, Arc<Semaphore>);
+
+/// The runtime of one node.
+#[derive(Clone)]
+pub struct Runtime {
+    db: Db,
+    wake: Wakeups,
+    handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
+    kinds: Arc<Vec<String>>,
+    http: reqwest::Client,
+    node: String,
+    timing: Timing,
+    secrets: Arc<Mutex<HashMap<String, String>>>,
+    slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
+    running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    timing: Timing,
+}
+
+impl Runtime {
+    /// Starts describing a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            handlers: HashMap::new(),
+            timing: Timing::default(),
+        }
+    }
+
+    /// Kinds with in-process handlers on this node.
+    pub fn local_kinds(&self) -> &[String] {
+        &self.kinds
+    }
+
+    /// In-process wake-ups (the API's long-polling claims wait on them).
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wake
+    }
+
+    /// Lease and maintenance timing.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Signals the worker of a job cancelled through this node.
+    pub fn signal_cancel(&self, job: &str) {
+        if let Some(tx) = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(job)
+        {
+            let _ = tx.send(true);
+        }
+    }
+
+    /// The project's push-signing secret (created on first use, shared by all nodes).
+    pub async fn push_secret(&self, project: &str) -> Result<String, sqlx::Error> {
+        if let Some(s) = self
+            .secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(project)
+        {
+            return Ok(s.clone());
+        }
+        let s = push_secret(&self.db, project).await?;
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(project.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Runs dispatcher and maintenance until `stop` turns true.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        if let Db::Postgres(pool) = &self.db {
+            let listener = tokio::spawn(self.wake.clone().listen(pool.clone()));
+            let m = tokio::spawn(self.clone().maintenance(stop.clone()));
+            self.dispatch(stop.clone()).await;
+            listener.abort();
+            m.abort();
+        } else {
+            let m = tokio::spawn(self.clone().maintenance(stop.clone()));
+            self.dispatch(stop.clone()).await;
+            m.abort();
+        }
+        let _ = stop.changed().await;
+    }
+
+    async fn dispatch(&self, mut stop: watch::Receiver<bool>) {
+        let any = self.wake.get("*", "*");
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            if let Err(e) = self.dispatch_once().await {
+                tracing::warn!(error = %e, "dispatcher pass failed; retrying");
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = any.notified() => {},
+                _ = tokio::time::sleep(self.timing.poll) => {},
+            }
+        }
+    }
+
+    /// Claims and starts what this node can run now; returns how many jobs started.
+    pub async fn dispatch_once(&self) -> Result<usize, QueueError> {
+        let queues = {
+            let mut conn = self.db.read().await?;
+            store::runnable_queues(conn.ex()).await?
+        };
+        let mut started = 0;
+        for (project, queue, concurrency) in queues {
+            let sem = {
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = slots
+                    .entry((project.clone(), queue.clone()))
+                    .or_insert_with(|| {
+                        (
+                            concurrency,
+                            Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+                        )
+                    });
+                if entry.0 != concurrency {
+                    // Settings changed: new runs use the new limit; old runs finish on the old one.
+                    *entry = (
+                        concurrency,
+                        Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+                    );
+                }
+                entry.1.clone()
+            };
+            let free = sem.available_permits();
+            if free == 0 {
+                continue;
+            }
+            let project_id = ProjectId::from_db(project);
+            let queue_name = QueueName::from_db(queue);
+            let mut tx = self.db.begin().await?;
+            let claimed = store::claim(
+                &mut tx,
+                &project_id,
+                &queue_name,
+                ClaimFor::Runtime(&self.kinds),
+                &self.node,
+                free as i64,
+                self.timing.lease_ms(),
+            )
+            .await?;
+            tx.commit().await?;
+            for job in claimed {
+                let Ok(permit) = sem.clone().try_acquire_owned() else {
+                    break;
+                };
+                started += 1;
+                let rt = self.clone();
+                let project = project_id.clone();
+                tokio::spawn(async move {
+                    rt.execute(project, job).await;
+                    drop(permit);
+                    rt.wake.get("*", "*").notify_one();
+                });
+            }
+        }
+        Ok(started)
+    }
+
+    async fn execute(&self, project: ProjectId, claimed: ClaimedJob) {
+        let ClaimedJob { job, lease_token } = claimed;
+        let labels = [("queue", job.queue.to_string())];
+        if let Some(started) = job.started_at {
+            let wait = (time::to_db(started) - time::to_db(job.run_at)).max(0) as f64 / 1e6;
+            metrics::histogram!("queue_enqueue_to_start_seconds", &labels).record(wait);
+        }
+        let (cancel_tx, cancel_rx) = watch::channel(false);
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id.to_string(), cancel_tx.clone());
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.db.clone(),
+            project.clone(),
+            job.id.to_string(),
+            lease_token.clone(),
+            self.timing,
+            cancel_tx,
+        ));
+        let start = std::time::Instant::now();
+        let outcome = self.run_attempt(&project, &job, cancel_rx.clone()).await;
+        heartbeat.abort();
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(job.id.as_str());
+        metrics::histogram!("queue_job_run_seconds", &labels).record(start.elapsed().as_secs_f64());
+        if *cancel_rx.borrow() {
+            tracing::info!(job = %job.id, "job cancelled or lease lost; outcome discarded");
+            return;
+        }
+        let result = async {
+            let mut tx = self.db.begin().await?;
+            match &outcome {
+                Ok(result) => {
+                    store::complete(
+                        &mut tx,
+                        &project,
+                        job.id.as_str(),
+                        &lease_token,
+                        result.as_ref(),
+                    )
+                    .await?;
+                }
+                Err(e) => {
+                    let opts = FailOptions {
+                        retry_after_ms: e.retry_after_ms,
+                        permanent: e.permanent,
+                    };
+                    store::fail(
+                        &mut tx,
+                        &project,
+                        job.id.as_str(),
+                        &lease_token,
+                        &e.message,
+                        opts,
+                    )
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok::<_, QueueError>(())
+        }
+        .await;
+        match (&outcome, result) {
+            (_, Err(QueueError::StaleLease | QueueError::Cancelled | QueueError::NotFound(_))) => {
+                tracing::info!(job = %job.id, "job changed while running; outcome discarded");
+            }
+            (_, Err(e)) => {
+                tracing::error!(job = %job.id, error = %e, "could not record job outcome")
+            }
+            (Ok(_), Ok(())) => {
+                metrics::counter!("queue_jobs_completed_total", &labels).increment(1)
+            }
+            (Err(_), Ok(())) => {
+                metrics::counter!("queue_jobs_failed_attempts_total", &labels).increment(1)
+            }
+        }
+    }
+
+    async fn run_attempt(
+        &self,
+        project: &ProjectId,
+        job: &Job,
+        cancelled: watch::Receiver<bool>,
+    ) -> Result<Option<serde_json::Value>, JobError> {
+        if let Some(target) = &job.target {
+            let secret = self
+                .push_secret(project.as_str())
+                .await
+                .map_err(|e| JobError::retry(format!("cannot load signing secret: {e}")))?;
+            return match push::deliver(&self.http, &secret, job, target).await {
+                Delivery::Done(body) => Ok(body),
+                Delivery::Retry {
+                    error,
+                    retry_after_ms,
+                } => Err(JobError {
+                    message: error,
+                    retry_after_ms,
+                    permanent: false,
+                }),
+                Delivery::Fail(error) => Err(JobError::permanent(error)),
+            };
+        }
+        let Some(handler) = self.handlers.get(job.kind.as_str()).cloned() else {
+            return Err(JobError::retry(format!(
+                "no handler for kind `{}` on this node",
+                job.kind.as_str()
+            )));
+        };
+        let timeout = Duration::from_millis(job.timeout_ms.max(1) as u64);
+        let ctx = JobContext {
+            job: job.clone(),
+            cancelled,
+        };
+        match tokio::time::timeout(timeout, handler.run(ctx)).await {
+            Ok(r) => r,
+            Err(_) => Err(JobError::retry(format!(
+                "timed out after {} ms",
+                job.timeout_ms
+            ))),
+        }
+    }
+
+    async fn maintenance(self, mut stop: watch::Receiver<bool>) {
+        let mut last_prune = std::time::Instant::now();
+        let mut last_cron = std::time::Instant::now() - Duration::from_secs(10);
+        loop {
+            if let Err(e) = self.maintain_once(&mut last_prune, &mut last_cron).await {
+                tracing::warn!(error = %e, "queue maintenance failed; retrying");
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(self.timing.maintenance) => {},
+            }
+        }
+    }
+
+    async fn maintain_once(
+        &self,
+        last_prune: &mut std::time::Instant,
+        last_cron: &mut std::time::Instant,
+    ) -> Result<(), QueueError> {
+        let mut tx = self.db.begin().await?;
+        let woken = store::promote_due(&mut tx, 5_000).await?;
+        let rescued = store::rescue_expired(&mut tx, 1_000).await?;
+        tx.commit().await?;
+        if rescued > 0 {
+            tracing::warn!(rescued, "jobs with lapsed leases made retryable");
+        }
+        if self.db.backend() == Backend::Sqlite {
+            for (p, q) in &woken {
+                self.wake.wake(p, q);
+            }
+        }
+        if !woken.is_empty() || rescued > 0 {
+            self.wake.get("*", "*").notify_one();
+        }
+        if last_cron.elapsed() >= Duration::from_secs(1) {
+            *last_cron = std::time::Instant::now();
+            let n = crate::schedules::tick(&self.db, &self.kinds, 60).await?;
+            if n > 0 {
+                self.wake.get("*", "*").notify_one();
+            }
+        }
+        if last_prune.elapsed() >= Duration::from_secs(60) {
+            *last_prune = std::time::Instant::now();
+            let mut tx = self.db.begin().await?;
+            let n = store::prune(&mut tx, 10_000).await?;
+            tx.commit().await?;
+            if n > 0 {
+                tracing::info!(pruned = n, "finished jobs past retention deleted");
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn heartbeat_loop(
+    db: Db,
+    project: ProjectId,
+    job: String,
+    token: String,
+    timing: Timing,
+    cancel: watch::Sender<bool>,
+) {
+    loop {
+        tokio::time::sleep(timing.heartbeat).await;
+        let beat = async {
+            let mut tx = db.begin().await?;
+            store::heartbeat(&mut tx, &project, &job, &token, timing.lease_ms(), None).await?;
+            tx.commit().await?;
+            Ok::<_, QueueError>(())
+        }
+        .await;
+        match beat {
+            Ok(()) => {}
+            Err(QueueError::Cancelled | QueueError::StaleLease | QueueError::NotFound(_)) => {
+                let _ = cancel.send(true);
+                return;
+            }
+            Err(e) => tracing::warn!(job, error = %e, "heartbeat failed; will retry"),
+        }
+    }
+}
+
+/// The project's push-signing secret, created on first use.
+pub async fn push_secret(db: &Db, project: &str) -> Result<String, sqlx::Error> {
+    use sqlx::Row;
+    let name = format!("push_secret/{project}");
+    let mut tx = db.begin().await?;
+    let value: String = on_db!(tx.ex(), c => {
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(&name).bind(push::new_secret()).execute(&mut *c).await?;
+        sqlx::query("SELECT value FROM settings WHERE name = $1").bind(&name).fetch_one(&mut *c).await?.try_get("value")?
+    });
+    tx.commit().await?;
+    Ok(value)
+}
+
+impl RuntimeBuilder {
+    /// Registers an in-process handler for `kind`.
+    pub fn handler(mut self, kind: &str, h: impl Handler) -> Self {
+        self.handlers.insert(kind.to_owned(), Arc::new(h));
+        self
+    }
+
+    /// Overrides lease and maintenance timing.
+    pub fn timing(mut self, t: Timing) -> Self {
+        self.timing = t;
+        self
+    }
+
+    /// Finishes the runtime for `db`.
+    pub fn build(self, db: Db) -> Runtime {
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        Runtime {
+            db,
+            wake: Wakeups::default(),
+            handlers: Arc::new(self.handlers),
+            kinds: Arc::new(kinds),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            node: format!("node-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
+            timing: self.timing,
+            secrets: Arc::default(),
+            slots: Arc::default(),
+            running: Arc::default(),
+        }
+    }
+}

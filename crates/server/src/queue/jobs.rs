@@ -1,0 +1,518 @@
+//! `/v1/jobs`: enqueue (single and batch), inspect, retry, cancel, delete, and the pull
+//! worker's heartbeat / complete / fail with the lease token.
+
+use super::invalid;
+use crate::auth::{scope, Authed};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::page::{Page, PageParams};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use switchboard_core::audit::{self, Change};
+use switchboard_core::id::ProjectId;
+use switchboard_core::time;
+use switchboard_queue::store::{self, Enqueued, FailOptions, JobFilter};
+use switchboard_queue::{AttemptError, Job, JobSpec, JobState, NewJob, QueueName};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Routes of this capability.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_jobs, create_job))
+        .routes(routes!(create_batch))
+        .routes(routes!(get_job, delete_job))
+        .routes(routes!(retry_job))
+        .routes(routes!(cancel_job))
+        .routes(routes!(heartbeat))
+        .routes(routes!(complete))
+        .routes(routes!(fail))
+}
+
+/// Most jobs in one batch.
+pub const MAX_BATCH: usize = 10_000;
+
+/// A job with its attempt history.
+#[derive(Debug, Serialize)]
+pub struct JobDetail {
+    /// The job.
+    #[serde(flatten)]
+    pub job: Job,
+    /// Every failed attempt.
+    pub errors: Vec<AttemptError>,
+}
+
+/// Inserts validated jobs in one transaction and wakes their queues.
+pub async fn enqueue(
+    state: &AppState,
+    project: &ProjectId,
+    jobs: &[NewJob],
+) -> ApiResult<Vec<Enqueued>> {
+    let mut tx = state.db.begin().await?;
+    let out = store::enqueue(&mut tx, project, jobs).await?;
+    tx.commit().await?;
+    let mut woken: Vec<&QueueName> = Vec::new();
+    for j in jobs {
+        if !woken.contains(&&j.queue) {
+            woken.push(&j.queue);
+            state
+                .runtime
+                .wakeups()
+                .wake(project.as_str(), j.queue.as_str());
+        }
+    }
+    let labels = |q: &QueueName| [("queue", q.to_string())];
+    for e in out.iter().filter(|e| e.created) {
+        metrics::counter!("queue_jobs_enqueued_total", &labels(&e.job.queue)).increment(1);
+    }
+    Ok(out)
+}
+
+/// Enqueues a job. A job whose `unique_key` is still held returns the existing job (200).
+#[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
+    request_body(content = Object, description = "queue, kind, payload, priority, run_at | delay_ms, max_attempts, backoff, timeout_ms, unique_key, unique_window_secs, tags, target"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    responses((status = 201, body = Object, description = "Created"), (status = 200, body = Object, description = "Existing job with the same unique key"),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn create_job(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Json(spec): Json<JobSpec>,
+) -> ApiResult<(StatusCode, Json<Job>)> {
+    let new = spec
+        .validate(time::now(), state.runtime.local_kinds())
+        .map_err(|e| invalid(e, ""))?;
+    let mut out = enqueue(&state, auth.project(), std::slice::from_ref(&new)).await?;
+    let e = out.remove(0);
+    let status = if e.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(e.job)))
+}
+
+/// Body of `POST /v1/jobs/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIn {
+    /// Up to 10,000 jobs, inserted all or none.
+    #[schema(value_type = Vec<Object>)]
+    pub jobs: Vec<JobSpec>,
+}
+
+/// One entry of a batch answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItem {
+    /// Job id.
+    pub id: String,
+    /// Its state.
+    #[schema(value_type = String)]
+    pub state: JobState,
+    /// False for a duplicate unique key (the existing job's id is given).
+    pub created: bool,
+}
+
+/// Answer of `POST /v1/jobs/batch`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOut {
+    /// In request order.
+    pub jobs: Vec<BatchItem>,
+}
+
+/// Enqueues up to 10,000 jobs in one transaction.
+#[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
+    request_body = BatchIn,
+    responses((status = 201, body = BatchOut), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn create_batch(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Json(input): Json<BatchIn>,
+) -> ApiResult<(StatusCode, Json<BatchOut>)> {
+    if input.jobs.is_empty() || input.jobs.len() > MAX_BATCH {
+        return Err(ApiError::invalid_field(
+            "jobs",
+            format!("must hold 1 to {MAX_BATCH} jobs"),
+        ));
+    }
+    let now = time::now();
+    let mut valid = Vec::with_capacity(input.jobs.len());
+    let mut errors = Vec::new();
+    for (i, spec) in input.jobs.iter().enumerate() {
+        match spec.validate(now, state.runtime.local_kinds()) {
+            Ok(j) => valid.push(j),
+            Err(e) => errors.extend(invalid(e, &format!("jobs[{i}].")).problem().errors),
+        }
+        if errors.len() >= 100 {
+            break;
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let out = enqueue(&state, auth.project(), &valid).await?;
+    let jobs = out
+        .into_iter()
+        .map(|e| BatchItem {
+            id: e.job.id.to_string(),
+            state: e.job.state,
+            created: e.created,
+        })
+        .collect();
+    Ok((StatusCode::CREATED, Json(BatchOut { jobs })))
+}
+
+/// Filters of `GET /v1/jobs`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Queue.
+    pub queue: Option<String>,
+    /// scheduled, available, running, completed, retryable, failed or cancelled.
+    pub state: Option<String>,
+    /// Kind.
+    pub kind: Option<String>,
+    /// Tag.
+    pub tag: Option<String>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub after: Option<String>,
+}
+
+/// Parses job filters from a query.
+pub fn job_filter(q: &JobQuery) -> ApiResult<JobFilter> {
+    Ok(JobFilter {
+        queue: q
+            .queue
+            .as_deref()
+            .map(QueueName::parse)
+            .transpose()
+            .map_err(|e| invalid(vec![e], ""))?,
+        state: q
+            .state
+            .as_deref()
+            .map(|s| {
+                JobState::parse(s)
+                    .ok_or_else(|| ApiError::invalid_field("state", "is not a job state"))
+            })
+            .transpose()?,
+        kind: q.kind.clone(),
+        tag: q.tag.clone(),
+        before_id: q.after.clone(),
+    })
+}
+
+/// Lists jobs, newest first.
+#[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
+    params(JobQuery),
+    responses((status = 200, body = Object)),
+    security(("bearer" = [])))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsRead>,
+    Query(q): Query<JobQuery>,
+) -> ApiResult<Json<Page<Job>>> {
+    let limit = PageParams {
+        limit: q.limit,
+        after: None,
+    }
+    .limit()?;
+    let filter = job_filter(&q)?;
+    let mut conn = state.db.read().await?;
+    let jobs = store::list(conn.ex(), auth.project(), &filter, limit + 1).await?;
+    Ok(Json(Page::from_overfetch(jobs, limit, |j| {
+        j.id.to_string()
+    })))
+}
+
+/// Loads a job with its attempt errors.
+pub async fn load_detail(state: &AppState, project: &ProjectId, id: &str) -> ApiResult<JobDetail> {
+    let mut conn = state.db.read().await?;
+    let job = store::get(conn.ex(), project, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    let errors = store::attempt_errors(conn.ex(), &job.id).await?;
+    Ok(JobDetail { job, errors })
+}
+
+/// One job with the errors of its failed attempts.
+#[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn get_job(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobDetail>> {
+    load_detail(&state, auth.project(), &id).await.map(Json)
+}
+
+/// An operator's action on one job.
+#[derive(Clone, Copy)]
+pub enum JobOp {
+    /// Back to available with fresh attempts.
+    Retry,
+    /// Stop it.
+    Cancel,
+    /// Remove it.
+    Delete,
+}
+
+/// Runs `op` on a job in one transaction with its audit event.
+pub async fn admin_op(
+    state: &AppState,
+    auth: &Authed<scope::JobsWrite>,
+    id: &str,
+    op: JobOp,
+) -> ApiResult<Job> {
+    let mut tx = state.db.begin().await?;
+    let before = store::get(tx.ex(), auth.project(), id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("job"))?;
+    let (action, after) = match op {
+        JobOp::Retry => (
+            "job.retry",
+            store::retry(&mut tx, auth.project(), id).await?,
+        ),
+        JobOp::Cancel => (
+            "job.cancel",
+            store::cancel(&mut tx, auth.project(), id).await?,
+        ),
+        JobOp::Delete => (
+            "job.delete",
+            store::delete(&mut tx, auth.project(), id).await?,
+        ),
+    };
+    let after_json = match op {
+        JobOp::Delete => None,
+        _ => Some(serde_json::json!({ "state": after.state, "attempt": after.attempt })),
+    };
+    audit::record(
+        &mut tx,
+        &auth.audit(),
+        Change {
+            action,
+            entity_type: "job",
+            entity_id: id,
+            before: Some(serde_json::json!({ "state": before.state, "attempt": before.attempt })),
+            after: after_json,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    match op {
+        JobOp::Retry => state
+            .runtime
+            .wakeups()
+            .wake(auth.project().as_str(), after.queue.as_str()),
+        JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(id),
+    }
+    Ok(after)
+}
+
+/// Makes a finished job available again with a fresh set of attempts.
+#[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn retry_job(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    admin_op(&state, &auth, &id, JobOp::Retry).await.map(Json)
+}
+
+/// Cancels a job; a running job's worker is told on its next heartbeat.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn cancel_job(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    admin_op(&state, &auth, &id, JobOp::Cancel).await.map(Json)
+}
+
+/// Deletes a job and its history.
+#[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, description = "Job id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn delete_job(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Job>> {
+    admin_op(&state, &auth, &id, JobOp::Delete).await.map(Json)
+}
+
+/// Body of `POST /v1/jobs/{id}/heartbeat`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatIn {
+    /// From the claim.
+    pub lease_token: String,
+    /// New lease length from now, ms (default 30,000).
+    pub lease_ms: Option<i64>,
+    /// Progress to record (any JSON, e.g. a percentage).
+    #[schema(value_type = Option<Object>)]
+    pub progress: Option<serde_json::Value>,
+}
+
+/// Answer of a heartbeat.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatOut {
+    /// The lease now ends at.
+    #[schema(value_type = String, format = DateTime)]
+    pub lease_expires_at: time::Timestamp,
+}
+
+/// Validates a lease length.
+pub fn lease_ms(v: Option<i64>) -> ApiResult<i64> {
+    match v.unwrap_or(30_000) {
+        n if (1_000..=3_600_000).contains(&n) => Ok(n),
+        _ => Err(ApiError::invalid_field(
+            "lease_ms",
+            "must be 1,000 to 3,600,000",
+        )),
+    }
+}
+
+/// Extends the lease; 409 `job-cancelled` tells the worker to stop, 409 `stale-lease` that
+/// the job was handed to someone else.
+#[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = HeartbeatIn,
+    responses((status = 200, body = HeartbeatOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn heartbeat(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Path(id): Path<String>,
+    Json(input): Json<HeartbeatIn>,
+) -> ApiResult<Json<HeartbeatOut>> {
+    let lease = lease_ms(input.lease_ms)?;
+    let mut tx = state.db.begin().await?;
+    let until = store::heartbeat(
+        &mut tx,
+        auth.project(),
+        &id,
+        &input.lease_token,
+        lease,
+        input.progress.as_ref(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(HeartbeatOut {
+        lease_expires_at: until,
+    }))
+}
+
+/// Body of `POST /v1/jobs/{id}/complete`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteIn {
+    /// From the claim.
+    pub lease_token: String,
+    /// Result to store (any JSON).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+}
+
+/// Completes a claimed job; a stale token is refused with 409.
+#[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = CompleteIn,
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn complete(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Path(id): Path<String>,
+    Json(input): Json<CompleteIn>,
+) -> ApiResult<Json<Job>> {
+    let mut tx = state.db.begin().await?;
+    let job = store::complete(
+        &mut tx,
+        auth.project(),
+        &id,
+        &input.lease_token,
+        input.result.as_ref(),
+    )
+    .await?;
+    tx.commit().await?;
+    metrics::counter!("queue_jobs_completed_total", "queue" => job.queue.to_string()).increment(1);
+    Ok(Json(job))
+}
+
+/// Body of `POST /v1/jobs/{id}/fail`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailIn {
+    /// From the claim.
+    pub lease_token: String,
+    /// What went wrong.
+    pub error: String,
+    /// Wait at least this long before the next attempt, ms.
+    pub retry_after_ms: Option<i64>,
+    /// Do not retry.
+    #[serde(default)]
+    pub permanent: bool,
+}
+
+/// Fails the attempt: retryable with backoff while attempts remain, else failed.
+#[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
+    params(("id" = String, Path, description = "Job id")),
+    request_body = FailIn,
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn fail(
+    State(state): State<AppState>,
+    auth: Authed<scope::JobsWrite>,
+    Path(id): Path<String>,
+    Json(input): Json<FailIn>,
+) -> ApiResult<Json<Job>> {
+    if input.error.trim().is_empty() {
+        return Err(ApiError::invalid_field("error", "must not be empty"));
+    }
+    if input
+        .retry_after_ms
+        .is_some_and(|r| !(0..=30 * 24 * 3600 * 1000).contains(&r))
+    {
+        return Err(ApiError::invalid_field(
+            "retry_after_ms",
+            "must be 0 to 30 days",
+        ));
+    }
+    let opts = FailOptions {
+        retry_after_ms: input.retry_after_ms,
+        permanent: input.permanent,
+    };
+    let mut tx = state.db.begin().await?;
+    let job = store::fail(
+        &mut tx,
+        auth.project(),
+        &id,
+        &input.lease_token,
+        &input.error,
+        opts,
+    )
+    .await?;
+    tx.commit().await?;
+    let labels = [("queue", job.queue.to_string())];
+    if job.state == JobState::Failed {
+        metrics::counter!("queue_jobs_failed_total", &labels).increment(1);
+    } else {
+        metrics::counter!("queue_jobs_retried_total", &labels).increment(1);
+    }
+    Ok(Json(job))
+}

@@ -1,0 +1,38 @@
+//! The queue engine's HTTP surface: `/v1/jobs`, `/v1/queues`, `/v1/schedules`.
+//!
+//! Admin actions (queue settings, pause/resume, clean, retries, cancels, deletes, schedules)
+//! are audited; the data plane (enqueue, claim, heartbeat, complete, fail) is measured by
+//! metrics instead, so the audit chain never becomes the queue's bottleneck.
+
+pub mod jobs;
+pub mod queues;
+pub mod schedules;
+
+use crate::error::{ApiError, FieldError};
+use switchboard_queue::store::QueueError;
+use switchboard_queue::Invalid;
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::NotFound(what) => ApiError::not_found(what),
+            QueueError::StaleLease => ApiError::conflict("stale-lease", e.to_string()),
+            QueueError::Cancelled => ApiError::conflict("job-cancelled", e.to_string()),
+            QueueError::WrongState(m) => ApiError::conflict("invalid-state", m),
+            QueueError::Invalid(i) => invalid(vec![i], ""),
+            QueueError::Db(e) => e.into(),
+        }
+    }
+}
+
+/// 422 from domain complaints, with field paths under `prefix` (e.g. `jobs[3].`).
+pub fn invalid(list: Vec<Invalid>, prefix: &str) -> ApiError {
+    ApiError::invalid(
+        list.into_iter()
+            .map(|i| FieldError {
+                field: format!("{prefix}{}", i.field),
+                message: i.message,
+            })
+            .collect(),
+    )
+}

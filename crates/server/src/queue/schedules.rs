@@ -1,0 +1,372 @@
+//! `/v1/schedules`: cron schedules that enqueue a job per tick.
+
+use super::invalid;
+use crate::auth::{scope, Authed};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json, Path, Query};
+use crate::page::{Page, PageParams};
+use crate::state::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use switchboard_core::audit::{self, Change};
+use switchboard_core::time;
+use switchboard_queue::cron::{CronSpec, Misfire, Overlap, Schedule};
+use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, ScheduleId};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Routes of this capability.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_schedules, create_schedule))
+        .routes(routes!(get_schedule, update_schedule, delete_schedule))
+        .routes(routes!(trigger))
+}
+
+/// Body of `POST /v1/schedules` (and, all fields optional, of PATCH).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleIn {
+    /// Unique name in the project, e.g. `daily-report`.
+    pub name: Option<String>,
+    /// 5 fields (`0 2 * * *`) or 6 with seconds first.
+    pub cron: Option<String>,
+    /// IANA zone, default `UTC`.
+    pub timezone: Option<String>,
+    /// The job each tick enqueues (same fields as `POST /v1/jobs`).
+    #[schema(value_type = Option<Object>)]
+    pub job: Option<JobSpec>,
+    /// `skip`, `run_once` (default) or `backfill`.
+    #[schema(value_type = Option<String>)]
+    pub misfire: Option<Misfire>,
+    /// With `backfill`: most missed ticks to run (default 10).
+    pub backfill_limit: Option<i32>,
+    /// `allow` (default) or `skip` while the previous run is unfinished.
+    #[schema(value_type = Option<String>)]
+    pub overlap: Option<Overlap>,
+    /// Paused schedules do not tick.
+    pub paused: Option<bool>,
+}
+
+/// A schedule with its next runs.
+#[derive(Debug, Serialize)]
+pub struct ScheduleOut {
+    /// The schedule.
+    #[serde(flatten)]
+    pub schedule: Schedule,
+    /// The next five ticks (UTC).
+    pub upcoming: Vec<time::Timestamp>,
+}
+
+fn out(s: Schedule) -> ScheduleOut {
+    let upcoming = CronSpec::parse(&s.cron, &s.timezone)
+        .map(|c| c.upcoming(time::now(), 5))
+        .unwrap_or_default();
+    ScheduleOut {
+        schedule: s,
+        upcoming,
+    }
+}
+
+/// Applies input over `base`, validating everything.
+fn build(base: Schedule, input: ScheduleIn, local_kinds: &[String]) -> ApiResult<Schedule> {
+    let mut errors: Vec<Invalid> = Vec::new();
+    let mut s = base;
+    if let Some(n) = input.name {
+        let n = n.trim().to_owned();
+        if n.is_empty() || n.len() > 100 {
+            errors.push(Invalid::new("name", "must be 1 to 100 characters"));
+        }
+        s.name = n;
+    }
+    let cron_changed = input.cron.is_some() || input.timezone.is_some();
+    if let Some(c) = input.cron {
+        s.cron = c.trim().to_owned();
+    }
+    if let Some(z) = input.timezone {
+        s.timezone = z.trim().to_owned();
+    }
+    let spec = CronSpec::parse(&s.cron, &s.timezone)
+        .map_err(|e| errors.push(e))
+        .ok();
+    if spec.is_none()
+        && jiff::tz::TimeZone::get(&s.timezone).is_err()
+        && !errors.iter().any(|e| e.field == "timezone")
+    {
+        errors.push(Invalid::new(
+            "timezone",
+            format!("`{}` is not an IANA time zone", s.timezone),
+        ));
+    }
+    if let Some(j) = input.job {
+        if let Err(mut e) = j.validate(time::now(), local_kinds) {
+            for i in &mut e {
+                i.field = match i.field {
+                    "queue" => "job.queue",
+                    "kind" => "job.kind",
+                    "priority" => "job.priority",
+                    "payload" => "job.payload",
+                    "target" => "job.target",
+                    "backoff" => "job.backoff",
+                    "tags" => "job.tags",
+                    _ => "job",
+                };
+            }
+            errors.extend(e);
+        }
+        s.job = serde_json::to_value(&j).unwrap_or_default();
+    }
+    if let Some(m) = input.misfire {
+        s.misfire = m;
+    }
+    if let Some(b) = input.backfill_limit {
+        if !(1..=1000).contains(&b) {
+            errors.push(Invalid::new("backfill_limit", "must be 1 to 1000"));
+        }
+        s.backfill_limit = b;
+    }
+    if let Some(o) = input.overlap {
+        s.overlap = o;
+    }
+    if let Some(p) = input.paused {
+        s.paused = p;
+    }
+    if !errors.is_empty() {
+        return Err(invalid(errors, ""));
+    }
+    if cron_changed || s.last_run_at.is_none() {
+        if let Some(spec) = spec {
+            s.next_run_at = spec.next_after(time::now()).unwrap_or(s.next_run_at);
+        }
+    }
+    Ok(s)
+}
+
+async fn audit_schedule(
+    tx: &mut switchboard_core::db::Tx,
+    auth: &Authed<scope::SchedulesWrite>,
+    action: &str,
+    before: Option<&Schedule>,
+    after: Option<&Schedule>,
+    id: &str,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        tx,
+        &auth.audit(),
+        Change {
+            action,
+            entity_type: "schedule",
+            entity_id: id,
+            before: before.and_then(|b| serde_json::to_value(b).ok()),
+            after: after.and_then(|a| serde_json::to_value(a).ok()),
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Lists schedules by name.
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
+    params(PageParams),
+    responses((status = 200, body = Object)),
+    security(("bearer" = [])))]
+async fn list_schedules(
+    State(state): State<AppState>,
+    auth: Authed<scope::SchedulesRead>,
+    Query(page): Query<PageParams>,
+) -> ApiResult<Json<Page<ScheduleOut>>> {
+    let limit = page.limit()?;
+    let mut conn = state.db.read().await?;
+    let list = repo::list(conn.ex(), auth.project(), page.after.as_deref(), limit + 1).await?;
+    let page = Page::from_overfetch(list, limit, |s| s.name.clone());
+    Ok(Json(Page {
+        data: page.data.into_iter().map(out).collect(),
+        has_more: page.has_more,
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Creates a schedule.
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
+    request_body = ScheduleIn,
+    responses((status = 201, body = Object), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn create_schedule(
+    State(state): State<AppState>,
+    auth: Authed<scope::SchedulesWrite>,
+    Json(input): Json<ScheduleIn>,
+) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
+    let mut missing = Vec::new();
+    for (v, f) in [
+        (input.name.is_none(), "name"),
+        (input.cron.is_none(), "cron"),
+        (input.job.is_none(), "job"),
+    ] {
+        if v {
+            missing.push(Invalid::new(f, "is required"));
+        }
+    }
+    if !missing.is_empty() {
+        return Err(invalid(missing, ""));
+    }
+    let now = time::now();
+    let base = Schedule {
+        id: ScheduleId::generate(),
+        name: String::new(),
+        cron: String::new(),
+        timezone: "UTC".into(),
+        job: serde_json::Value::Null,
+        misfire: Misfire::default(),
+        backfill_limit: 10,
+        overlap: Overlap::default(),
+        paused: false,
+        next_run_at: now,
+        last_run_at: None,
+        last_job_id: None,
+        created_at: now,
+    };
+    let s = build(base, input, state.runtime.local_kinds())?;
+    let mut tx = state.db.begin().await?;
+    if let Err(e) = repo::save(tx.ex(), auth.project(), &s, true).await {
+        return Err(if switchboard_core::db::is_unique_violation(&e) {
+            ApiError::conflict("name-taken", "a schedule with this name already exists")
+        } else {
+            e.into()
+        });
+    }
+    audit_schedule(
+        &mut tx,
+        &auth,
+        "schedule.create",
+        None,
+        Some(&s),
+        s.id.as_str(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out(s))))
+}
+
+/// One schedule with its next five ticks.
+#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn get_schedule(
+    State(state): State<AppState>,
+    auth: Authed<scope::SchedulesRead>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ScheduleOut>> {
+    let mut conn = state.db.read().await?;
+    repo::get(conn.ex(), auth.project(), &id)
+        .await?
+        .map(|s| Json(out(s)))
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+/// Changes a schedule.
+#[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "Schedule id")),
+    request_body = ScheduleIn,
+    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn update_schedule(
+    State(state): State<AppState>,
+    auth: Authed<scope::SchedulesWrite>,
+    Path(id): Path<String>,
+    Json(input): Json<ScheduleIn>,
+) -> ApiResult<Json<ScheduleOut>> {
+    let mut tx = state.db.begin().await?;
+    let before = repo::get(tx.ex(), auth.project(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    let after = build(before.clone(), input, state.runtime.local_kinds())?;
+    if let Err(e) = repo::save(tx.ex(), auth.project(), &after, false).await {
+        return Err(if switchboard_core::db::is_unique_violation(&e) {
+            ApiError::conflict("name-taken", "a schedule with this name already exists")
+        } else {
+            e.into()
+        });
+    }
+    audit_schedule(
+        &mut tx,
+        &auth,
+        "schedule.update",
+        Some(&before),
+        Some(&after),
+        &id,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(out(after)))
+}
+
+/// Deletes a schedule (jobs it already enqueued stay).
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules",
+    params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn delete_schedule(
+    State(state): State<AppState>,
+    auth: Authed<scope::SchedulesWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let before = repo::get(tx.ex(), auth.project(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    repo::delete(tx.ex(), auth.project(), &id).await?;
+    audit_schedule(&mut tx, &auth, "schedule.delete", Some(&before), None, &id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answer of a manual trigger.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Triggered {
+    /// The enqueued job.
+    #[schema(value_type = String)]
+    pub job_id: JobId,
+}
+
+/// Enqueues one run now, outside the cron rhythm.
+#[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
+    params(("id" = String, Path, description = "Schedule id")),
+    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+async fn trigger(
+    State(state): State<AppState>,
+    auth: Authed<scope::SchedulesWrite>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Triggered>)> {
+    let mut tx = state.db.begin().await?;
+    let s = repo::get(tx.ex(), auth.project(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    let job_id = repo::enqueue_run(
+        &mut tx,
+        auth.project(),
+        &s,
+        None,
+        state.runtime.local_kinds(),
+    )
+    .await?;
+    audit::record(
+        &mut tx,
+        &auth.audit(),
+        Change {
+            action: "schedule.trigger",
+            entity_type: "schedule",
+            entity_id: &id,
+            before: None,
+            after: Some(serde_json::json!({ "job_id": job_id })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if let Some(q) = s.job.get("queue").and_then(|q| q.as_str()) {
+        state.runtime.wakeups().wake(auth.project().as_str(), q);
+    }
+    Ok((StatusCode::CREATED, Json(Triggered { job_id })))
+}

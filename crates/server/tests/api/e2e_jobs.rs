@@ -1,0 +1,593 @@
+//! The queue engine through the HTTP API: pull workers, leases and fencing, retries,
+//! cancellation, delays, unique keys, batches, pause, concurrency and rate limits.
+
+use crate::both;
+use crate::helpers::{json_of, problem, spawn_app, wait_for};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use switchboard_core::db::Backend;
+
+both!(
+    pull_worker_lifecycle,
+    lapsed_lease_is_rescued_and_stale_token_refused,
+    cancel_reaches_the_worker,
+    delays_unique_keys_and_batches,
+    pause_global_concurrency_and_rate_limit,
+    long_poll_wakes_on_enqueue,
+    bad_job_input_writes_nothing
+);
+
+async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
+    json_of(app.post("/v1/jobs", &body).await, 201).await
+}
+
+async fn claim(app: &crate::helpers::TestApp, queue: &str, body: Value) -> Vec<Value> {
+    let v = json_of(
+        app.post(&format!("/v1/queues/{queue}/claim"), &body).await,
+        200,
+    )
+    .await;
+    v["jobs"].as_array().unwrap().clone()
+}
+
+async fn counts(app: &crate::helpers::TestApp, queue: &str) -> Value {
+    json_of(app.get(&format!("/v1/queues/{queue}")).await, 200).await["counts"].clone()
+}
+
+async fn pull_worker_lifecycle(b: Backend) {
+    let app = spawn_app(b).await;
+    let low = enqueue(
+        &app,
+        json!({"queue": "emails", "kind": "digest", "priority": "low"}),
+    )
+    .await;
+    let critical = enqueue(&app, json!({"queue": "emails", "kind": "otp", "priority": "critical", "payload": {"code": "1234"}})).await;
+    let normal = enqueue(&app, json!({"queue": "emails", "kind": "welcome", "max_attempts": 2, "backoff": {"type": "fixed", "delay_ms": 0}})).await;
+    assert_eq!(critical["state"], "available");
+    assert_eq!(counts(&app, "emails").await["available"], 3);
+
+    let first = claim(&app, "emails", json!({"worker": "w1"})).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0]["id"], critical["id"], "critical first");
+    assert_eq!(first[0]["attempt"], 1);
+    assert_eq!(first[0]["payload"]["code"], "1234");
+    let rest = claim(&app, "emails", json!({"worker": "w2", "max": 10})).await;
+    let order: Vec<&Value> = rest.iter().map(|j| &j["id"]).collect();
+    assert_eq!(order, [&normal["id"], &low["id"]]);
+    let c = counts(&app, "emails").await;
+    assert_eq!(
+        (c["available"].as_i64(), c["running"].as_i64()),
+        (Some(0), Some(3))
+    );
+
+    // Heartbeat with progress, then complete with a result.
+    let id = first[0]["id"].as_str().unwrap();
+    let token = first[0]["lease_token"].as_str().unwrap();
+    let hb = json_of(
+        app.post(
+            &format!("/v1/jobs/{id}/heartbeat"),
+            &json!({"lease_token": token, "progress": {"pct": 50}}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(hb["lease_expires_at"].is_string());
+    let detail = json_of(app.get(&format!("/v1/jobs/{id}")).await, 200).await;
+    assert_eq!(detail["progress"]["pct"], 50);
+    let done = json_of(
+        app.post(
+            &format!("/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token, "result": {"sent": true}}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["result"]["sent"], true);
+    problem(
+        app.post(
+            &format!("/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token}),
+        )
+        .await,
+        409,
+        "stale-lease",
+    )
+    .await;
+
+    // Fail twice: retryable, then failed with both errors kept; then retry by hand.
+    let nid = normal["id"].as_str().unwrap();
+    let ntoken = rest[0]["lease_token"].as_str().unwrap();
+    let f = json_of(
+        app.post(
+            &format!("/v1/jobs/{nid}/fail"),
+            &json!({"lease_token": ntoken, "error": "smtp 451"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(f["state"], "retryable");
+    wait_for(&app, &format!("/v1/jobs/{nid}"), 5, |j| {
+        j["state"] == "available"
+    })
+    .await;
+    let again = claim(&app, "emails", json!({"worker": "w3"})).await;
+    assert_eq!(again[0]["id"], normal["id"]);
+    assert_eq!(again[0]["attempt"], 2);
+    let t2 = again[0]["lease_token"].as_str().unwrap();
+    let f = json_of(
+        app.post(
+            &format!("/v1/jobs/{nid}/fail"),
+            &json!({"lease_token": t2, "error": "smtp 550"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(f["state"], "failed");
+    let detail = json_of(app.get(&format!("/v1/jobs/{nid}")).await, 200).await;
+    let errors: Vec<&str> = detail["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors, ["smtp 451", "smtp 550"]);
+    assert_eq!(detail["errors"][1]["worker"], "w3");
+
+    let c = counts(&app, "emails").await;
+    assert_eq!(
+        (
+            c["completed"].as_i64(),
+            c["failed"].as_i64(),
+            c["running"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    let listed = json_of(app.get("/v1/jobs?queue=emails&state=failed").await, 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    let retried = json_of(
+        app.post(&format!("/v1/jobs/{nid}/retry"), &json!({})).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (retried["state"].as_str(), retried["attempt"].as_i64()),
+        (Some("available"), Some(0))
+    );
+    problem(
+        app.post(&format!("/v1/jobs/{nid}/retry"), &json!({})).await,
+        409,
+        "invalid-state",
+    )
+    .await;
+    let events = json_of(
+        app.get(&format!("/v1/audit-events?entity_id={nid}")).await,
+        200,
+    )
+    .await;
+    assert_eq!(events["data"][0]["action"], "job.retry");
+
+    // Delete removes it from the counts too.
+    let r = app
+        .req(reqwest::Method::DELETE, &format!("/v1/jobs/{nid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    problem(app.get(&format!("/v1/jobs/{nid}")).await, 404, "not-found").await;
+    assert_eq!(counts(&app, "emails").await["available"], 0);
+}
+
+async fn lapsed_lease_is_rescued_and_stale_token_refused(b: Backend) {
+    let app = spawn_app(b).await;
+    let job = enqueue(
+        &app,
+        json!({"queue": "payments", "kind": "sync", "backoff": {"type": "fixed", "delay_ms": 0}}),
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let lost = claim(
+        &app,
+        "payments",
+        json!({"worker": "crashed", "lease_ms": 1000}),
+    )
+    .await;
+    let old_token = lost[0]["lease_token"].as_str().unwrap().to_owned();
+    // The worker dies: no heartbeat. Within the lease plus a maintenance tick the job is back.
+    let start = Instant::now();
+    let back = wait_for(&app, &format!("/v1/jobs/{id}"), 5, |j| {
+        j["state"] == "available"
+    })
+    .await;
+    assert_eq!(back["state"], "available");
+    assert!(
+        start.elapsed() < Duration::from_millis(2500),
+        "rescued in {:?}",
+        start.elapsed()
+    );
+    assert!(back["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("lease expired"));
+    let again = claim(&app, "payments", json!({"worker": "healthy"})).await;
+    let new_token = again[0]["lease_token"].as_str().unwrap();
+    assert_ne!(new_token, old_token);
+    assert_eq!(again[0]["attempt"], 2);
+    // The old worker wakes up: everything it sends is refused.
+    for (path, body) in [
+        ("heartbeat", json!({"lease_token": old_token})),
+        ("complete", json!({"lease_token": old_token})),
+        ("fail", json!({"lease_token": old_token, "error": "late"})),
+    ] {
+        problem(
+            app.post(&format!("/v1/jobs/{id}/{path}"), &body).await,
+            409,
+            "stale-lease",
+        )
+        .await;
+    }
+    let done = json_of(
+        app.post(
+            &format!("/v1/jobs/{id}/complete"),
+            &json!({"lease_token": new_token}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (done["state"].as_str(), done["worker"].as_str()),
+        (Some("completed"), Some("healthy"))
+    );
+    let c = counts(&app, "payments").await;
+    assert_eq!(
+        (
+            c["completed"].as_i64(),
+            c["running"].as_i64(),
+            c["retryable"].as_i64()
+        ),
+        (Some(1), Some(0), Some(0))
+    );
+}
+
+async fn cancel_reaches_the_worker(b: Backend) {
+    let app = spawn_app(b).await;
+    let job = enqueue(&app, json!({"queue": "media", "kind": "transcode"})).await;
+    let id = job["id"].as_str().unwrap();
+    let c = claim(&app, "media", json!({"worker": "w"})).await;
+    let token = c[0]["lease_token"].as_str().unwrap();
+    let cancelled = json_of(
+        app.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await,
+        200,
+    )
+    .await;
+    assert_eq!(cancelled["state"], "cancelled");
+    problem(
+        app.post(
+            &format!("/v1/jobs/{id}/heartbeat"),
+            &json!({"lease_token": token}),
+        )
+        .await,
+        409,
+        "job-cancelled",
+    )
+    .await;
+    problem(
+        app.post(
+            &format!("/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token}),
+        )
+        .await,
+        409,
+        "job-cancelled",
+    )
+    .await;
+    problem(
+        app.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await,
+        409,
+        "invalid-state",
+    )
+    .await;
+    let c = counts(&app, "media").await;
+    assert_eq!(
+        (c["running"].as_i64(), c["cancelled"].as_i64()),
+        (Some(0), Some(1))
+    );
+}
+
+async fn delays_unique_keys_and_batches(b: Backend) {
+    let app = spawn_app(b).await;
+    let delayed = enqueue(
+        &app,
+        json!({"queue": "consultations", "kind": "reminder", "delay_ms": 700}),
+    )
+    .await;
+    assert_eq!(delayed["state"], "scheduled");
+    assert!(
+        claim(&app, "consultations", json!({"worker": "w"}))
+            .await
+            .is_empty(),
+        "not before its time"
+    );
+    let start = Instant::now();
+    let got = claim(
+        &app,
+        "consultations",
+        json!({"worker": "w", "wait_ms": 5000}),
+    )
+    .await;
+    assert_eq!(got.len(), 1);
+    assert!(
+        start.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+
+    let first = enqueue(
+        &app,
+        json!({"queue": "analytics", "kind": "rollup", "unique_key": "day-1"}),
+    )
+    .await;
+    let r = app
+        .post(
+            "/v1/jobs",
+            &json!({"queue": "analytics", "kind": "rollup", "unique_key": "day-1"}),
+        )
+        .await;
+    let dup = json_of(r, 200).await;
+    assert_eq!(dup["id"], first["id"]);
+
+    let jobs: Vec<Value> = (0..10_000)
+        .map(|i| json!({"queue": "bulk", "kind": "noop", "payload": {"i": i}}))
+        .collect();
+    let r = app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await;
+    let out = json_of(r, 201).await;
+    assert_eq!(out["jobs"].as_array().unwrap().len(), 10_000);
+    assert_eq!(counts(&app, "bulk").await["available"], 10_000);
+    let batch = json!({"jobs": [{"queue": "bulk", "kind": "ok"}, {"queue": "bad queue", "kind": "x"}, {"queue": "bulk", "kind": "ok", "max_attempts": 0}]});
+    let v = problem(
+        app.post("/v1/jobs/batch", &batch).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    let fields: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["jobs[1].queue", "jobs[2].max_attempts"]);
+    assert_eq!(
+        counts(&app, "bulk").await["available"],
+        10_000,
+        "all or nothing"
+    );
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"queue": "bulk", "kind": "noop"}))
+        .collect();
+    problem(
+        app.post("/v1/jobs/batch", &json!({"jobs": too_many})).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+}
+
+async fn pause_global_concurrency_and_rate_limit(b: Backend) {
+    let app = spawn_app(b).await;
+    let r = app
+        .req(reqwest::Method::PATCH, "/v1/queues/calls")
+        .json(&json!({"global_concurrency": 2, "concurrency": 3}))
+        .send()
+        .await
+        .unwrap();
+    let q = json_of(r, 200).await;
+    assert_eq!(q["global_concurrency"], 2);
+    for _ in 0..5 {
+        enqueue(&app, json!({"queue": "calls", "kind": "dial"})).await;
+    }
+    let got = claim(&app, "calls", json!({"worker": "w", "max": 10})).await;
+    assert_eq!(got.len(), 2, "cluster-wide cap");
+    assert!(claim(&app, "calls", json!({"worker": "w2", "max": 10}))
+        .await
+        .is_empty());
+
+    json_of(app.post("/v1/queues/calls/pause", &json!({})).await, 200).await;
+    let id = got[0]["id"].as_str().unwrap();
+    let token = got[0]["lease_token"].as_str().unwrap();
+    json_of(
+        app.post(
+            &format!("/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(
+        claim(&app, "calls", json!({"worker": "w", "max": 10}))
+            .await
+            .is_empty(),
+        "paused"
+    );
+    let q = json_of(app.post("/v1/queues/calls/resume", &json!({})).await, 200).await;
+    assert_eq!(q["paused"], false);
+    assert_eq!(
+        claim(&app, "calls", json!({"worker": "w", "max": 10}))
+            .await
+            .len(),
+        1
+    );
+
+    let r = app
+        .req(reqwest::Method::PATCH, "/v1/queues/notifications")
+        .json(&json!({"rate_limit": {"limit": 3, "period_ms": 60000}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for _ in 0..5 {
+        enqueue(&app, json!({"queue": "notifications", "kind": "sms"})).await;
+    }
+    let got = claim(&app, "notifications", json!({"worker": "w", "max": 10})).await;
+    assert_eq!(got.len(), 3, "token bucket of 3");
+    assert!(
+        claim(&app, "notifications", json!({"worker": "w", "max": 10}))
+            .await
+            .is_empty()
+    );
+
+    let bad = app
+        .req(reqwest::Method::PATCH, "/v1/queues/calls")
+        .json(&json!({"concurrency": 0, "speed": "fast"}))
+        .send()
+        .await
+        .unwrap();
+    problem(bad, 422, "validation-failed").await;
+    let bad = app
+        .req(reqwest::Method::PATCH, "/v1/queues/calls")
+        .json(&json!({"concurrency": 0}))
+        .send()
+        .await
+        .unwrap();
+    let v = problem(bad, 422, "validation-failed").await;
+    assert_eq!(v["errors"][0]["field"], "concurrency");
+    let q = json_of(app.get("/v1/queues/calls").await, 200).await;
+    assert_eq!(q["concurrency"], 3, "nothing written");
+    let events = json_of(app.get("/v1/audit-events?entity_type=queue").await, 200).await;
+    let actions: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "queue.update",
+            "queue.resume",
+            "queue.pause",
+            "queue.update"
+        ]
+    );
+}
+
+async fn long_poll_wakes_on_enqueue(b: Backend) {
+    let app = spawn_app(b).await;
+    let url = app.url("/v1/queues/webhooks/claim");
+    let client = app.client.clone();
+    let key = app.key.clone();
+    let waiter = tokio::spawn(async move {
+        let start = Instant::now();
+        let r = client
+            .post(url)
+            .bearer_auth(key)
+            .json(&json!({"worker": "lp", "wait_ms": 10000}))
+            .send()
+            .await
+            .unwrap();
+        (start.elapsed(), r.json::<Value>().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = enqueue(&app, json!({"queue": "webhooks", "kind": "deliver"})).await;
+    let (elapsed, body) = waiter.await.unwrap();
+    assert_eq!(body["jobs"][0]["id"], job["id"]);
+    assert!(
+        elapsed < Duration::from_millis(2000),
+        "woke after {elapsed:?}"
+    );
+}
+
+async fn bad_job_input_writes_nothing(b: Backend) {
+    let app = spawn_app(b).await;
+    let big = "x".repeat(600 * 1024);
+    for (body, field) in [
+        (
+            json!({"queue": "q", "kind": "k", "delay_ms": -5}),
+            "delay_ms",
+        ),
+        (
+            json!({"queue": "q", "kind": "k", "priority": "urgent"}),
+            "priority",
+        ),
+        (
+            json!({"queue": "q", "kind": "k", "priority": 101}),
+            "priority",
+        ),
+        (json!({"queue": "", "kind": "k"}), "queue"),
+        (
+            json!({"queue": "q", "kind": "k", "payload": {"blob": big}}),
+            "payload",
+        ),
+        (
+            json!({"queue": "q", "kind": "k", "backoff": {"type": "fixed", "delay_ms": -1}}),
+            "backoff",
+        ),
+        (
+            json!({"queue": "q", "kind": "k", "target": {"url": "ftp://x"}}),
+            "target",
+        ),
+        (
+            json!({"queue": "q", "kind": "k", "timeout_ms": 0}),
+            "timeout_ms",
+        ),
+        (
+            json!({"queue": "q", "kind": "k", "run_at": "2030-01-01T00:00:00Z", "delay_ms": 5}),
+            "delay_ms",
+        ),
+    ] {
+        let v = problem(app.post("/v1/jobs", &body).await, 422, "validation-failed").await;
+        assert_eq!(v["errors"][0]["field"], field, "{v}");
+    }
+    problem(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "q", "kind": "k", "colour": "red"}),
+        )
+        .await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    problem(
+        app.post("/v1/queues/q/claim", &json!({"worker": "w", "max": 0}))
+            .await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    problem(
+        app.post(
+            "/v1/queues/q/claim",
+            &json!({"worker": "w", "wait_ms": 60000}),
+        )
+        .await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    problem(
+        app.post("/v1/queues/q/claim", &json!({"worker": ""})).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+    let jobs = json_of(app.get("/v1/jobs").await, 200).await;
+    assert!(jobs["data"].as_array().unwrap().is_empty());
+    let queues = json_of(app.get("/v1/queues").await, 200).await;
+    assert!(
+        queues["data"].as_array().unwrap().is_empty(),
+        "no queue created by bad input"
+    );
+    problem(
+        app.get("/v1/jobs?state=exploded").await,
+        422,
+        "validation-failed",
+    )
+    .await;
+}

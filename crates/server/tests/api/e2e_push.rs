@@ -1,0 +1,264 @@
+//! Jobs Switchboard runs itself: HTTP push to a target (checked against a fake server that
+//! verifies the Standard Webhooks signature on its own) and in-process Rust handlers.
+
+use crate::both;
+use crate::helpers::{json_of, spawn_app, spawn_runtime, wait_for, TestApp};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_core::db::Backend;
+use switchboard_queue::runtime::{JobContext, JobError, Runtime};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+both!(
+    push_signed_and_completed,
+    push_retries_and_failures,
+    in_process_handlers_with_concurrency
+);
+
+/// Verifies `webhook-signature` exactly as a receiving app would.
+struct SignedWith(String);
+
+impl wiremock::Match for SignedWith {
+    fn matches(&self, req: &Request) -> bool {
+        let get = |h: &str| {
+            req.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (Some(id), Some(ts), Some(sig)) = (
+            get("webhook-id"),
+            get("webhook-timestamp"),
+            get("webhook-signature"),
+        ) else {
+            return false;
+        };
+        let Ok(ts_num) = ts.parse::<i64>() else {
+            return false;
+        };
+        if (jiff::Timestamp::now().as_second() - ts_num).abs() > 300 {
+            return false;
+        }
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(self.0.trim_start_matches("whsec_"))
+            .unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(&req.body);
+        let expected =
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+        sig.split(' ').any(|s| s == format!("v1,{expected}"))
+    }
+}
+
+async fn secret(app: &TestApp) -> String {
+    json_of(app.get("/v1/queues/push-secret").await, 200).await["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn push_signed_and_completed(b: Backend) {
+    let app = spawn_app(b).await;
+    let target = MockServer::start().await;
+    let secret = secret(&app).await;
+    assert!(secret.starts_with("whsec_"));
+    Mock::given(method("POST"))
+        .and(path("/hooks/jobs"))
+        .and(header("content-type", "application/json"))
+        .and(header("x-tenant", "acme"))
+        .and(SignedWith(secret.clone()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"handled": true})))
+        .expect(1)
+        .mount(&target)
+        .await;
+    let job = json_of(
+        app.post("/v1/jobs", &json!({
+            "queue": "webhooks", "kind": "order.paid", "payload": {"order": 42},
+            "target": {"url": format!("{}/hooks/jobs", target.uri()), "headers": {"x-tenant": "acme"}}
+        })).await,
+        201,
+    )
+    .await;
+    assert_eq!(job["runner"], "push");
+    let id = job["id"].as_str().unwrap();
+    let done = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["result"]["handled"], true);
+    let received = &target.received_requests().await.unwrap()[0];
+    assert_eq!(received.headers["webhook-id"], id);
+    let body: Value = serde_json::from_slice(&received.body).unwrap();
+    assert_eq!(body["payload"]["order"], 42);
+    assert_eq!(body["kind"], "order.paid");
+    assert_eq!(body["attempt"], 1);
+    // A pull worker never sees push jobs.
+    let claimed = json_of(
+        app.post("/v1/queues/webhooks/claim", &json!({"worker": "w"}))
+            .await,
+        200,
+    )
+    .await;
+    assert!(claimed["jobs"].as_array().unwrap().is_empty());
+}
+
+async fn push_retries_and_failures(b: Backend) {
+    let app = spawn_app(b).await;
+    let target = MockServer::start().await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&target)
+        .await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&target)
+        .await;
+    Mock::given(path("/reject"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("bad payload"))
+        .mount(&target)
+        .await;
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3)))
+        .mount(&target)
+        .await;
+    let push = |p: &str, extra: Value| {
+        let mut body = json!({"queue": "outbound", "kind": "send", "backoff": {"type": "fixed", "delay_ms": 0}, "target": {"url": format!("{}{p}", target.uri())}});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let flaky = json_of(app.post("/v1/jobs", &push("/flaky", json!({}))).await, 201).await;
+    let reject = json_of(app.post("/v1/jobs", &push("/reject", json!({}))).await, 201).await;
+    let slow = json_of(
+        app.post(
+            "/v1/jobs",
+            &push("/slow", json!({"timeout_ms": 300, "max_attempts": 1})),
+        )
+        .await,
+        201,
+    )
+    .await;
+
+    let id = flaky["id"].as_str().unwrap();
+    let done = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["attempt"], 2);
+    assert!(done["errors"][0]["error"].as_str().unwrap().contains("503"));
+
+    let id = reject["id"].as_str().unwrap();
+    let failed = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "failed"
+    })
+    .await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert_eq!(failed["attempt"], 1, "a 4xx is not retried");
+    assert!(failed["last_error"].as_str().unwrap().contains("400"));
+
+    let id = slow["id"].as_str().unwrap();
+    let timed_out = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "failed"
+    })
+    .await;
+    assert!(
+        timed_out["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("timed out"),
+        "{timed_out}"
+    );
+}
+
+async fn in_process_handlers_with_concurrency(b: Backend) {
+    let now_running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (nr, pk) = (now_running.clone(), peak.clone());
+    let runtime = Runtime::builder()
+        .handler("double", |ctx: JobContext| async move {
+            let n = ctx.job.payload["n"]
+                .as_i64()
+                .ok_or_else(|| JobError::permanent("n is missing"))?;
+            Ok(Some(json!({"value": n * 2})))
+        })
+        .handler("slow", move |_ctx: JobContext| {
+            let (nr, pk) = (nr.clone(), pk.clone());
+            async move {
+                let now = nr.fetch_add(1, Ordering::SeqCst) + 1;
+                pk.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                nr.fetch_sub(1, Ordering::SeqCst);
+                Ok(None)
+            }
+        });
+    let app = spawn_runtime(b, runtime).await;
+    let job = json_of(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "math", "kind": "double", "payload": {"n": 21}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(job["runner"], "local");
+    let id = job["id"].as_str().unwrap();
+    let done = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["result"]["value"], 42);
+    let bad = json_of(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "math", "kind": "double", "payload": {}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = bad["id"].as_str().unwrap();
+    let failed = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "failed"
+    })
+    .await;
+    assert_eq!(failed["last_error"], "n is missing");
+
+    let r = app
+        .req(reqwest::Method::PATCH, "/v1/queues/media")
+        .json(&json!({"concurrency": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let jobs: Vec<Value> = (0..6)
+        .map(|_| json!({"queue": "media", "kind": "slow"}))
+        .collect();
+    json_of(
+        app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await,
+        201,
+    )
+    .await;
+    let q = wait_for(&app, "/v1/queues/media", 15, |q| {
+        q["counts"]["completed"] == 6
+    })
+    .await;
+    assert_eq!(q["counts"]["completed"], 6, "{q}");
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        2,
+        "per-node concurrency of the queue"
+    );
+}
