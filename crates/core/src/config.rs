@@ -63,6 +63,10 @@ pub struct Config {
     pub bootstrap_api_key: Option<SecretString>,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_proxy: bool,
+    /// How often jobs run by this node heartbeat, ms; their lease is twice that.
+    pub job_heartbeat_ms: u64,
+    /// Whether `serve` also runs jobs (set false for API-only nodes with separate workers).
+    pub run_jobs: bool,
 }
 
 /// A setting that could not be used.
@@ -101,6 +105,8 @@ const KEYS: &[(&str, &str)] = &[
     ("bootstrap_password", "SWITCHBOARD_BOOTSTRAP_PASSWORD"),
     ("bootstrap_api_key", "SWITCHBOARD_BOOTSTRAP_API_KEY"),
     ("trust_proxy", "SWITCHBOARD_TRUST_PROXY"),
+    ("job_heartbeat_ms", "SWITCHBOARD_JOB_HEARTBEAT_MS"),
+    ("run_jobs", "SWITCHBOARD_RUN_JOBS"),
 ];
 
 /// The environment variable that names the config file.
@@ -199,6 +205,8 @@ impl Config {
             bootstrap_password: None,
             bootstrap_api_key: None,
             trust_proxy: false,
+            job_heartbeat_ms: 5_000,
+            run_jobs: true,
         }
     }
 
@@ -345,6 +353,15 @@ impl Config {
                 other => Ok(other),
             })?,
             trust_proxy: raw.parse("trust_proxy", d.trust_proxy, boolean)?,
+            job_heartbeat_ms: raw.parse(
+                "job_heartbeat_ms",
+                d.job_heartbeat_ms,
+                |s| match number::<u64>("a number of milliseconds")(s)? {
+                    n if (200..=600_000).contains(&n) => Ok(n),
+                    _ => Err(format!("`{s}` must be 200 to 600000")),
+                },
+            )?,
+            run_jobs: raw.parse("run_jobs", d.run_jobs, boolean)?,
             data_dir: d.data_dir,
         })
     }

@@ -116,6 +116,7 @@ pub struct Runtime {
     http: reqwest::Client,
     node: String,
     timing: Timing,
+    dispatch: bool,
     secrets: Arc<Mutex<HashMap<String, String>>>,
     slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
@@ -125,6 +126,7 @@ pub struct Runtime {
 pub struct RuntimeBuilder {
     handlers: HashMap<String, Arc<dyn Handler>>,
     timing: Timing,
+    dispatch: bool,
 }
 
 impl Runtime {
@@ -133,6 +135,7 @@ impl Runtime {
         RuntimeBuilder {
             handlers: HashMap::new(),
             timing: Timing::default(),
+            dispatch: true,
         }
     }
 
@@ -198,6 +201,10 @@ impl Runtime {
     }
 
     async fn dispatch(&self, mut stop: watch::Receiver<bool>) {
+        if !self.dispatch {
+            let _ = stop.changed().await;
+            return;
+        }
         let any = self.wake.get("*", "*");
         loop {
             if *stop.borrow() {
@@ -510,6 +517,18 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets how often running jobs heartbeat (their lease is about twice that).
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.timing.heartbeat = every;
+        self
+    }
+
+    /// Whether this node runs jobs; maintenance and cron run either way.
+    pub fn dispatch(mut self, on: bool) -> Self {
+        self.dispatch = on;
+        self
+    }
+
     /// Finishes the runtime for `db`.
     pub fn build(self, db: Db) -> Runtime {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
@@ -525,6 +544,7 @@ impl RuntimeBuilder {
                 .unwrap_or_default(),
             node: format!("node-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
             timing: self.timing,
+            dispatch: self.dispatch,
             secrets: Arc::default(),
             slots: Arc::default(),
             running: Arc::default(),

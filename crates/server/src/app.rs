@@ -92,7 +92,10 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let runtime = runtime.build(db.clone());
+        let runtime = runtime
+            .heartbeat(Duration::from_millis(config.job_heartbeat_ms))
+            .dispatch(config.run_jobs)
+            .build(db.clone());
         let state = AppState::new(Inner {
             runtime,
             jwt: JwtKeys::new(&secret, config.access_token_ttl_secs),

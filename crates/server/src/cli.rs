@@ -42,6 +42,121 @@ pub enum Command {
     Users(UsersCommand),
     /// Check configuration, database, Redis and storage; exit 1 if anything fails.
     Doctor,
+    /// Run job workers, maintenance and cron without the API.
+    Worker,
+    /// Inspect and operate queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Enqueue and operate jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+}
+
+/// `switchboard queue …`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Every queue with its counts.
+    List {
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// One queue's settings, counts and throughput, as JSON.
+    Stats {
+        /// Queue name.
+        name: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Stop handing out jobs.
+    Pause {
+        /// Queue name.
+        name: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Hand out jobs again.
+    Resume {
+        /// Queue name.
+        name: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Retry every failed job.
+    RetryFailed {
+        /// Queue name.
+        name: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Delete finished jobs.
+    Clean {
+        /// Queue name.
+        name: String,
+        /// completed, failed or cancelled.
+        #[arg(long, default_value = "completed")]
+        state: String,
+        /// Only jobs finished at least this many seconds ago.
+        #[arg(long, default_value_t = 0)]
+        older_than_secs: i64,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+/// `switchboard job …`
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Enqueue a job; prints its id.
+    Enqueue {
+        /// Queue.
+        #[arg(long)]
+        queue: String,
+        /// Kind.
+        #[arg(long)]
+        kind: String,
+        /// JSON payload.
+        #[arg(long, default_value = "null")]
+        payload: String,
+        /// critical, high, normal, low or 0–100.
+        #[arg(long)]
+        priority: Option<String>,
+        /// Start no earlier than this many ms from now.
+        #[arg(long)]
+        delay_ms: Option<i64>,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// A job with its attempt errors, as JSON.
+    Get {
+        /// Job id.
+        id: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Retry a finished job.
+    Retry {
+        /// Job id.
+        id: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// Job id.
+        id: String,
+        /// Project id (default: the first project).
+        #[arg(long)]
+        project: Option<String>,
+    },
 }
 
 /// `switchboard keys …`
@@ -126,6 +241,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(k) => keys(&config, k).await.map(|()| ExitCode::SUCCESS),
             Command::Users(u) => users_cmd(&config, u).await.map(|()| ExitCode::SUCCESS),
             Command::Doctor => Ok(doctor(&config).await),
+            Command::Worker => worker(config).await.map(|()| ExitCode::SUCCESS),
+            Command::Queue(q) => queue_cmd(&config, q).await.map(|()| ExitCode::SUCCESS),
+            Command::Job(j) => job_cmd(&config, j).await.map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
@@ -415,4 +533,208 @@ pub async fn doctor(config: &Config) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    let stop = shutdown_signal();
+    let (db, _) = app::connect(&config).await?;
+    let runtime = switchboard_queue::runtime::Runtime::builder()
+        .heartbeat(std::time::Duration::from_millis(config.job_heartbeat_ms))
+        .build(db.clone());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(runtime.run(stop_rx));
+    tracing::info!(backend = db.backend().name(), "worker running");
+    stop.await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), running).await;
+    db.close().await;
+    Ok(())
+}
+
+fn queue_arg(name: &str) -> anyhow::Result<switchboard_queue::QueueName> {
+    switchboard_queue::QueueName::parse(name).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn api_err(e: crate::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.problem().detail)
+}
+
+async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
+    use crate::queue::service::{self, BulkOp};
+    use switchboard_queue::{store, JobState, QueueSettings};
+    let (db, _) = app::connect(config).await?;
+    let (project, name) = match &cmd {
+        QueueCommand::List { project } => (project.clone(), None),
+        QueueCommand::Stats { name, project }
+        | QueueCommand::Pause { name, project }
+        | QueueCommand::Resume { name, project }
+        | QueueCommand::RetryFailed { name, project }
+        | QueueCommand::Clean { name, project, .. } => (project.clone(), Some(queue_arg(name)?)),
+    };
+    let project = project_for(&db, project).await?;
+    let ctx = cli_actor(&project);
+    let known = match &name {
+        Some(n) => {
+            let mut conn = db.read().await?;
+            let found = store::queues(conn.ex(), &project, Some(n)).await?;
+            Some(
+                found
+                    .into_iter()
+                    .next()
+                    .with_context(|| format!("no queue {n}"))?,
+            )
+        }
+        None => None,
+    };
+    match (cmd, name, known) {
+        (QueueCommand::List { .. }, ..) => {
+            let mut conn = db.read().await?;
+            println!(
+                "{:<24} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>9}",
+                "queue",
+                "paused",
+                "scheduled",
+                "available",
+                "running",
+                "completed",
+                "failed",
+                "retryable"
+            );
+            for q in store::queues(conn.ex(), &project, None).await? {
+                let c = |s: JobState| q.counts.get(&s).copied().unwrap_or(0);
+                println!(
+                    "{:<24} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>9}",
+                    q.name.as_str(),
+                    q.settings.paused,
+                    c(JobState::Scheduled),
+                    c(JobState::Available),
+                    c(JobState::Running),
+                    c(JobState::Completed),
+                    c(JobState::Failed),
+                    c(JobState::Retryable)
+                );
+            }
+        }
+        (QueueCommand::Stats { .. }, _, Some(info)) => {
+            println!("{}", serde_json::to_string_pretty(&info)?)
+        }
+        (QueueCommand::Pause { .. }, Some(n), _) => {
+            let pause = |s| Ok(QueueSettings { paused: true, ..s });
+            service::save_settings(&db, &ctx, &n, "queue.pause", pause)
+                .await
+                .map_err(api_err)?;
+            println!("paused {n}");
+        }
+        (QueueCommand::Resume { .. }, Some(n), _) => {
+            let resume = |s| Ok(QueueSettings { paused: false, ..s });
+            service::save_settings(&db, &ctx, &n, "queue.resume", resume)
+                .await
+                .map_err(api_err)?;
+            println!("resumed {n}");
+        }
+        (QueueCommand::RetryFailed { .. }, Some(n), _) => {
+            let count = service::bulk(&db, &ctx, &n, BulkOp::RetryFailed)
+                .await
+                .map_err(api_err)?;
+            println!("retried {count} failed jobs of {n}");
+        }
+        (
+            QueueCommand::Clean {
+                state,
+                older_than_secs,
+                ..
+            },
+            Some(n),
+            _,
+        ) => {
+            let state = JobState::parse(&state)
+                .filter(|s| s.is_final())
+                .context("--state must be completed, failed or cancelled")?;
+            let before = time::add_secs(time::now(), -older_than_secs.max(0));
+            let mut total = 0;
+            loop {
+                let op = BulkOp::Clean {
+                    state,
+                    before,
+                    limit: 10_000,
+                };
+                let n_done = service::bulk(&db, &ctx, &n, op).await.map_err(api_err)?;
+                total += n_done;
+                if n_done < 10_000 {
+                    break;
+                }
+            }
+            println!("deleted {total} {} jobs of {n}", state.as_str());
+        }
+        _ => {}
+    }
+    db.close().await;
+    Ok(())
+}
+
+async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
+    use crate::queue::service::{self, JobOp};
+    use switchboard_queue::{store, JobSpec};
+    let (db, _) = app::connect(config).await?;
+    match cmd {
+        JobCommand::Enqueue {
+            queue,
+            kind,
+            payload,
+            priority,
+            delay_ms,
+            project,
+        } => {
+            let project = project_for(&db, project).await?;
+            let payload: serde_json::Value =
+                serde_json::from_str(&payload).context("--payload is not JSON")?;
+            let priority = priority.map(|p| {
+                p.parse::<i64>()
+                    .map(serde_json::Value::from)
+                    .unwrap_or(serde_json::Value::String(p))
+            });
+            let spec: JobSpec = serde_json::from_value(serde_json::json!({
+                "queue": queue, "kind": kind, "payload": payload, "priority": priority, "delay_ms": delay_ms,
+            }))?;
+            let new = spec.validate(time::now(), &[]).map_err(|e| {
+                anyhow::anyhow!(e
+                    .iter()
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            })?;
+            let mut tx = db.begin().await?;
+            let out = store::enqueue(&mut tx, &project, std::slice::from_ref(&new)).await?;
+            tx.commit().await?;
+            println!("{}", out[0].job.id);
+        }
+        JobCommand::Get { id, project } => {
+            let project = project_for(&db, project).await?;
+            let mut conn = db.read().await?;
+            let job = store::get(conn.ex(), &project, &id)
+                .await?
+                .with_context(|| format!("no job {id}"))?;
+            let errors = store::attempt_errors(conn.ex(), &job.id).await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "job": job, "errors": errors }))?
+            );
+        }
+        JobCommand::Retry { id, project } => {
+            let project = project_for(&db, project).await?;
+            let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Retry)
+                .await
+                .map_err(api_err)?;
+            println!("{} {}", job.id, job.state.as_str());
+        }
+        JobCommand::Cancel { id, project } => {
+            let project = project_for(&db, project).await?;
+            let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Cancel)
+                .await
+                .map_err(api_err)?;
+            println!("{} {}", job.id, job.state.as_str());
+        }
+    }
+    db.close().await;
+    Ok(())
 }

@@ -2,6 +2,7 @@
 //! worker's heartbeat / complete / fail with the lease token.
 
 use super::invalid;
+use super::service::{self, JobOp};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -10,7 +11,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchboard_core::audit::{self, Change};
 use switchboard_core::id::ProjectId;
 use switchboard_core::time;
 use switchboard_queue::store::{self, Enqueued, FailOptions, JobFilter};
@@ -253,67 +253,22 @@ async fn get_job(
     load_detail(&state, auth.project(), &id).await.map(Json)
 }
 
-/// An operator's action on one job.
-#[derive(Clone, Copy)]
-pub enum JobOp {
-    /// Back to available with fresh attempts.
-    Retry,
-    /// Stop it.
-    Cancel,
-    /// Remove it.
-    Delete,
-}
-
-/// Runs `op` on a job in one transaction with its audit event.
+/// Runs `op` with its audit event, then wakes the queue or signals the job's worker.
 pub async fn admin_op(
     state: &AppState,
     auth: &Authed<scope::JobsWrite>,
     id: &str,
     op: JobOp,
 ) -> ApiResult<Job> {
-    let mut tx = state.db.begin().await?;
-    let before = store::get(tx.ex(), auth.project(), id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("job"))?;
-    let (action, after) = match op {
-        JobOp::Retry => (
-            "job.retry",
-            store::retry(&mut tx, auth.project(), id).await?,
-        ),
-        JobOp::Cancel => (
-            "job.cancel",
-            store::cancel(&mut tx, auth.project(), id).await?,
-        ),
-        JobOp::Delete => (
-            "job.delete",
-            store::delete(&mut tx, auth.project(), id).await?,
-        ),
-    };
-    let after_json = match op {
-        JobOp::Delete => None,
-        _ => Some(serde_json::json!({ "state": after.state, "attempt": after.attempt })),
-    };
-    audit::record(
-        &mut tx,
-        &auth.audit(),
-        Change {
-            action,
-            entity_type: "job",
-            entity_id: id,
-            before: Some(serde_json::json!({ "state": before.state, "attempt": before.attempt })),
-            after: after_json,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    let job = service::job_op(&state.db, &auth.audit(), id, op).await?;
     match op {
         JobOp::Retry => state
             .runtime
             .wakeups()
-            .wake(auth.project().as_str(), after.queue.as_str()),
+            .wake(auth.project().as_str(), job.queue.as_str()),
         JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(id),
     }
-    Ok(after)
+    Ok(job)
 }
 
 /// Makes a finished job available again with a fresh set of attempts.

@@ -7,6 +7,7 @@
 pub mod jobs;
 pub mod queues;
 pub mod schedules;
+pub mod service;
 
 use crate::error::{ApiError, FieldError};
 use switchboard_queue::store::QueueError;

@@ -2,6 +2,7 @@
 //! workers' long-polling claim.
 
 use super::invalid;
+use super::service::{self, BulkOp};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
@@ -10,7 +11,6 @@ use crate::state::AppState;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
-use switchboard_core::audit::{self, Change};
 use switchboard_core::time;
 use switchboard_queue::store::{self, ClaimFor};
 use switchboard_queue::{ClaimedJob, JobState, QueueInfo, QueueName, QueueSettings, RateLimit};
@@ -180,26 +180,7 @@ async fn save(
     action: &str,
     change: impl FnOnce(QueueSettings) -> ApiResult<QueueSettings>,
 ) -> ApiResult<QueueInfo> {
-    let mut tx = state.db.begin().await?;
-    store::ensure_queue(tx.ex(), auth.project(), name).await?;
-    let before = store::queue_settings(tx.ex(), auth.project(), name)
-        .await?
-        .unwrap_or_default();
-    let after = change(before.clone())?;
-    store::save_settings(&mut tx, auth.project(), name, &after).await?;
-    audit::record(
-        &mut tx,
-        &auth.audit(),
-        Change {
-            action,
-            entity_type: "queue",
-            entity_id: name.as_str(),
-            before: serde_json::to_value(&before).ok(),
-            after: serde_json::to_value(&after).ok(),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    service::save_settings(&state.db, &auth.audit(), name, action, change).await?;
     state
         .runtime
         .wakeups()
@@ -280,30 +261,13 @@ pub struct Affected {
     pub count: i64,
 }
 
-async fn audited_count(
+async fn run_bulk(
     state: &AppState,
     auth: &Authed<scope::QueuesWrite>,
     name: &QueueName,
-    action: &str,
-    detail: serde_json::Value,
-    count: i64,
-    mut tx: switchboard_core::db::Tx,
+    op: BulkOp,
 ) -> ApiResult<Json<Affected>> {
-    let mut after = detail;
-    after["count"] = serde_json::json!(count);
-    audit::record(
-        &mut tx,
-        &auth.audit(),
-        Change {
-            action,
-            entity_type: "queue",
-            entity_id: name.as_str(),
-            before: None,
-            after: Some(after),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    let count = service::bulk(&state.db, &auth.audit(), name, op).await?;
     state
         .runtime
         .wakeups()
@@ -322,18 +286,7 @@ async fn retry_failed(
     Path(name): Path<String>,
 ) -> ApiResult<Json<Affected>> {
     let name = existing(&state, &auth, &name).await?;
-    let mut tx = state.db.begin().await?;
-    let n = store::retry_failed(&mut tx, auth.project(), &name).await?;
-    audited_count(
-        &state,
-        &auth,
-        &name,
-        "queue.retry_failed",
-        serde_json::json!({}),
-        n,
-        tx,
-    )
-    .await
+    run_bulk(&state, &auth, &name, BulkOp::RetryFailed).await
 }
 
 /// Body of `POST /v1/queues/{name}/clean`.
@@ -378,16 +331,15 @@ async fn clean(
         return Err(ApiError::invalid_field("limit", "must be 1 to 10000"));
     }
     let before = time::from_db(time::to_db(time::now()) - input.older_than_ms.saturating_mul(1000));
-    let mut tx = state.db.begin().await?;
-    let n = store::clean(&mut tx, auth.project(), &name, st, before, limit).await?;
-    audited_count(
+    run_bulk(
         &state,
         &auth,
         &name,
-        "queue.clean",
-        serde_json::json!({ "state": st, "older_than_ms": input.older_than_ms }),
-        n,
-        tx,
+        BulkOp::Clean {
+            state: st,
+            before,
+            limit,
+        },
     )
     .await
 }

@@ -297,3 +297,92 @@ fn serve_bootstraps_once_and_stops_on_sigterm() {
         "credentials are printed only on the first start"
     );
 }
+
+both!(cli_operates_queues_and_jobs);
+
+async fn cli_operates_queues_and_jobs(b: Backend) {
+    let app = spawn_app(b).await;
+    let run = |args: &[&str]| {
+        let o = switchboard(Some(&app), args, &[]);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout(&o)
+    };
+    let id = run(&[
+        "job",
+        "enqueue",
+        "--queue",
+        "cli-q",
+        "--kind",
+        "report",
+        "--payload",
+        "{\"a\":1}",
+        "--priority",
+        "high",
+    ]);
+    let id = id.trim().to_owned();
+    assert!(id.starts_with("job_"));
+    let got: serde_json::Value = serde_json::from_str(&run(&["job", "get", &id])).unwrap();
+    assert_eq!(
+        (
+            got["job"]["state"].as_str(),
+            got["job"]["priority"].as_i64()
+        ),
+        (Some("available"), Some(1))
+    );
+    assert!(run(&["queue", "list"])
+        .lines()
+        .any(|l| l.starts_with("cli-q")));
+
+    run(&["queue", "pause", "cli-q"]);
+    assert_eq!(
+        json_of(app.get("/v1/queues/cli-q").await, 200).await["paused"],
+        true
+    );
+    run(&["queue", "resume", "cli-q"]);
+    let claimed = json_of(
+        app.post(
+            "/v1/queues/cli-q/claim",
+            &serde_json::json!({"worker": "w"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let token = claimed["jobs"][0]["lease_token"].as_str().unwrap();
+    let failed = app
+        .post(
+            &format!("/v1/jobs/{id}/fail"),
+            &serde_json::json!({"lease_token": token, "error": "boom", "permanent": true}),
+        )
+        .await;
+    assert_eq!(failed.status(), 200);
+    assert!(run(&["queue", "retry-failed", "cli-q"]).contains("retried 1"));
+    assert!(run(&["job", "cancel", &id]).contains("cancelled"));
+    assert!(run(&["queue", "clean", "cli-q", "--state", "cancelled"]).contains("deleted 1"));
+    let stats: serde_json::Value =
+        serde_json::from_str(&run(&["queue", "stats", "cli-q"])).unwrap();
+    assert_eq!(stats["counts"]["cancelled"], 0);
+    let o = switchboard(
+        Some(&app),
+        &["job", "enqueue", "--queue", "bad queue", "--kind", "k"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let o = switchboard(Some(&app), &["queue", "pause", "nope"], &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let events = json_of(
+        app.get("/v1/audit-events?actor=cli&entity_type=queue")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        events["data"].as_array().unwrap().len(),
+        4,
+        "pause, resume, retry-failed, clean"
+    );
+}
