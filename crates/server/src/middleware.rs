@@ -2,7 +2,7 @@
 //! problem+json for every error, and rate limits.
 
 use crate::auth::{ClientInfo, Principal};
-use crate::error::{problem, problem_response, ApiError, PROBLEM_JSON};
+use crate::error::{problem, problem_response, ApiError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -74,7 +74,7 @@ pub async fn client_info(State(state): State<AppState>, mut req: Request, next: 
     resp
 }
 
-/// `nosniff`, referrer policy, no framing, a CSP (strict for HTML, `default-src 'none'` for
+/// `nosniff`, a same-origin referrer policy, no framing, a CSP (strict for HTML, `default-src 'none'` for
 /// everything else), HSTS when served over HTTPS.
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -88,9 +88,11 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // `same-origin`: nothing leaks to other sites, and browsers still send a real `Origin` on
+    // the dashboard's own form posts (with `no-referrer` they send `Origin: null`).
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
@@ -139,12 +141,13 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
 pub async fn problem_errors(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
-    // Problem documents and deliberate JSON bodies (such as `/readyz`'s 503) stay as they are.
-    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(PROBLEM_JSON.as_bytes())
-            || v.as_bytes().starts_with(b"application/json")
-    });
-    if status.as_u16() < 400 || is_json {
+    // Only bare framework rejections (plain text or no body type) are rewritten: problem
+    // documents, deliberate JSON (such as `/readyz`'s 503) and HTML pages stay as they are.
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if status.as_u16() < 400 || !plain {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
@@ -157,6 +160,8 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
     };
     let code = match status {
         StatusCode::NOT_FOUND => "not-found",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
         StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",

@@ -340,33 +340,33 @@ async fn trigger(
     auth: Authed<scope::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Triggered>)> {
+    let job_id = trigger_now(&state, &auth.audit(), &id).await?;
+    Ok((StatusCode::CREATED, Json(Triggered { job_id })))
+}
+
+/// Enqueues one run of a schedule now, audited (API and dashboard).
+pub async fn trigger_now(
+    state: &AppState,
+    ctx: &switchboard_core::audit::AuditContext,
+    id: &str,
+) -> ApiResult<JobId> {
+    let project = &ctx.project_id;
     let mut tx = state.db.begin().await?;
-    let s = repo::get(tx.ex(), auth.project(), &id)
+    let s = repo::get(tx.ex(), project, id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let job_id = repo::enqueue_run(
-        &mut tx,
-        auth.project(),
-        &s,
-        None,
-        state.runtime.local_kinds(),
-    )
-    .await?;
-    audit::record(
-        &mut tx,
-        &auth.audit(),
-        Change {
-            action: "schedule.trigger",
-            entity_type: "schedule",
-            entity_id: &id,
-            before: None,
-            after: Some(serde_json::json!({ "job_id": job_id })),
-        },
-    )
-    .await?;
+    let job_id = repo::enqueue_run(&mut tx, project, &s, None, state.runtime.local_kinds()).await?;
+    let change = Change {
+        action: "schedule.trigger",
+        entity_type: "schedule",
+        entity_id: id,
+        before: None,
+        after: Some(serde_json::json!({ "job_id": job_id })),
+    };
+    audit::record(&mut tx, ctx, change).await?;
     tx.commit().await?;
     if let Some(q) = s.job.get("queue").and_then(|q| q.as_str()) {
-        state.runtime.wakeups().wake(auth.project().as_str(), q);
+        state.runtime.wakeups().wake(project.as_str(), q);
     }
-    Ok((StatusCode::CREATED, Json(Triggered { job_id })))
+    Ok(job_id)
 }

@@ -189,7 +189,7 @@ async fn cors_and_security_headers(b: Backend) {
         "https://app.example.com"
     );
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
-    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(r.headers()["referrer-policy"], "same-origin");
     assert!(r.headers()["content-security-policy"]
         .to_str()
         .unwrap()

@@ -1,5 +1,9 @@
 //! The server-rendered dashboard at `/dashboard`: password login with a session cookie,
-//! then pages an operator reads. No JavaScript is needed; the CSP forbids inline scripts.
+//! then pages an operator reads and acts on. No JavaScript is needed; the CSP forbids inline
+//! scripts. Actions are POST forms; the session cookie is SameSite=Lax and the Origin of
+//! every POST is checked, so other sites cannot submit them.
+
+mod queues;
 
 use crate::auth::ClientInfo;
 use crate::error::ApiError;
@@ -34,6 +38,11 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/dashboard/logout", post(logout))
         .route("/dashboard/keys", get(keys_page))
         .route("/dashboard/audit", get(audit_page))
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
+        .merge(queues::router())
         .merge(login_post)
 }
 
@@ -61,13 +70,17 @@ table{border-collapse:collapse;width:100%;background:#fff}\
 th,td{border-bottom:1px solid #e5e7eb;padding:.4rem .6rem;text-align:left;font-size:.9rem;vertical-align:top}\
 th{background:#f3f4f6}code{font-size:.85rem}.card{background:#fff;padding:1rem;margin-bottom:1rem;border:1px solid #e5e7eb}\
 .error{color:#b91c1c}input{padding:.4rem;margin:.2rem 0 .6rem;width:100%;box-sizing:border-box}\
-button{padding:.4rem .9rem}";
+button{padding:.4rem .9rem}form.inline{display:inline;margin:0}form.inline button{padding:.15rem .5rem}\
+.filters input,.filters select{width:auto;margin-right:.5rem}pre{background:#f3f4f6;padding:.6rem;overflow:auto}\
+.state-failed{color:#b91c1c}.state-completed{color:#15803d}.state-running{color:#1d4ed8}.flash{background:#ecfdf5;border:1px solid #a7f3d0;padding:.5rem}";
 
 /// Wraps a page body in the common layout.
 pub fn layout(title: &str, user: Option<&UserRecord>, body: &str) -> Html<String> {
     let nav = match user {
         Some(u) => format!(
-            "<a href=\"/dashboard\">Overview</a><a href=\"/dashboard/keys\">API keys</a>\
+            "<a href=\"/dashboard\">Overview</a><a href=\"/dashboard/queues\">Queues</a>\
+             <a href=\"/dashboard/jobs\">Jobs</a><a href=\"/dashboard/schedules\">Schedules</a>\
+             <a href=\"/dashboard/keys\">API keys</a>\
              <a href=\"/dashboard/audit\">Audit log</a><a href=\"/docs/\">API docs</a>\
              <form method=\"post\" action=\"/dashboard/logout\"><span>{} ({})</span> \
              <button type=\"submit\">Log out</button></form>",
@@ -223,7 +236,8 @@ async fn overview(
     Ok(layout("Overview", Some(&me), &body))
 }
 
-fn ts(t: Option<time::Timestamp>) -> String {
+/// A timestamp for people, or a dash.
+pub fn ts(t: Option<time::Timestamp>) -> String {
     t.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| "—".into())
 }
