@@ -45,10 +45,10 @@ fn ctx(me: &DashboardUser, client: &crate::auth::ClientInfo) -> AuditContext {
     }
 }
 
-/// Refuses viewers and POSTs from other origins.
-fn may_operate(me: &DashboardUser, headers: &HeaderMap) -> Result<(), Response> {
+/// `Some(refusal)` for viewers and for POSTs from other origins.
+fn refuse(me: &DashboardUser, headers: &HeaderMap) -> Option<Response> {
     if me.0.user.role == Role::Viewer {
-        return Err((
+        return Some((
             StatusCode::FORBIDDEN,
             layout(
                 "Forbidden",
@@ -67,9 +67,9 @@ fn may_operate(me: &DashboardUser, headers: &HeaderMap) -> Result<(), Response> 
         .and_then(|o| o.to_str().ok())
         .is_none_or(|o| o.split("://").nth(1) == Some(host));
     if origin_ok {
-        Ok(())
+        None
     } else {
-        Err((
+        Some((
             StatusCode::FORBIDDEN,
             "cross-origin form submission refused",
         )
@@ -138,8 +138,8 @@ async fn queue_action(
     headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if let Err(r) = may_operate(&me, &headers) {
-        return Ok(r);
+    if let Some(refusal) = refuse(&me, &headers) {
+        return Ok(refusal);
     }
     let name = QueueName::parse(&name).map_err(|_| ApiError::not_found("queue"))?;
     let ctx = ctx(&me, &client);
@@ -323,8 +323,8 @@ async fn job_action(
     headers: HeaderMap,
     Path((id, action)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    if let Err(r) = may_operate(&me, &headers) {
-        return Ok(r);
+    if let Some(refusal) = refuse(&me, &headers) {
+        return Ok(refusal);
     }
     let op = match action.as_str() {
         "retry" => JobOp::Retry,
@@ -390,8 +390,8 @@ async fn trigger_schedule(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if let Err(r) = may_operate(&me, &headers) {
-        return Ok(r);
+    if let Some(refusal) = refuse(&me, &headers) {
+        return Ok(refusal);
     }
     let job = crate::queue::schedules::trigger_now(&state, &ctx(&me, &client), &id).await?;
     Ok(Redirect::to(&format!("/dashboard/jobs/{job}")).into_response())
