@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchboard_core::db::{Backend, Db};
 use switchboard_core::id::ProjectId;
-use switchboard_core::{on_db, time};
+use switchboard_core::on_db;
 use tokio::sync::{watch, Semaphore};
 
 /// Why a handler failed.
@@ -285,11 +285,7 @@ impl Runtime {
 
     async fn execute(&self, project: ProjectId, claimed: ClaimedJob) {
         let ClaimedJob { job, lease_token } = claimed;
-        let labels = [("queue", job.queue.to_string())];
-        if let Some(started) = job.started_at {
-            let wait = (time::to_db(started) - time::to_db(job.run_at)).max(0) as f64 / 1e6;
-            metrics::histogram!("queue_enqueue_to_start_seconds", &labels).record(wait);
-        }
+        let labels = store::labels(project.as_str(), job.queue.as_str());
         let (cancel_tx, cancel_rx) = watch::channel(false);
         self.running
             .lock()
@@ -348,19 +344,12 @@ impl Runtime {
             Ok::<_, QueueError>(())
         }
         .await;
-        match (&outcome, result) {
-            (_, Err(QueueError::StaleLease | QueueError::Cancelled | QueueError::NotFound(_))) => {
+        match result {
+            Err(QueueError::StaleLease | QueueError::Cancelled | QueueError::NotFound(_)) => {
                 tracing::info!(job = %job.id, "job changed while running; outcome discarded");
             }
-            (_, Err(e)) => {
-                tracing::error!(job = %job.id, error = %e, "could not record job outcome")
-            }
-            (Ok(_), Ok(())) => {
-                metrics::counter!("queue_jobs_completed_total", &labels).increment(1)
-            }
-            (Err(_), Ok(())) => {
-                metrics::counter!("queue_jobs_failed_attempts_total", &labels).increment(1)
-            }
+            Err(e) => tracing::error!(job = %job.id, error = %e, "could not record job outcome"),
+            Ok(()) => {}
         }
     }
 

@@ -99,6 +99,11 @@ macro_rules! job_from_row {
     }};
 }
 
+/// Prometheus labels of a queue.
+pub fn labels(project: &str, queue: &str) -> [(&'static str, String); 2] {
+    [("project", project.to_owned()), ("queue", queue.to_owned())]
+}
+
 /// Counter changes of one transaction, folded per (project, queue, state).
 #[derive(Default)]
 pub struct Deltas(BTreeMap<(String, String, &'static str), i64>);
@@ -292,6 +297,13 @@ pub async fn enqueue(tx: &mut Tx, project: &ProjectId, jobs: &[NewJob]) -> Resul
         }
     }
     deltas.apply(tx.ex()).await?;
+    for j in &fresh {
+        metrics::counter!(
+            "queue_jobs_enqueued_total",
+            &labels(project.as_str(), j.queue.as_str())
+        )
+        .increment(1);
+    }
     if tx.backend() == Backend::Postgres && !fresh.is_empty() {
         notify(tx, project, queues.into_iter()).await?;
     }
@@ -486,6 +498,11 @@ pub async fn claim(
     }
     // RETURNING gives no order guarantee: hand jobs out in priority order.
     let mut claimed = claimed;
+    let l = labels(project.as_str(), queue.as_str());
+    for c in &claimed {
+        let waited = (time::to_db(now) - time::to_db(c.job.run_at)).max(0) as f64 / 1e6;
+        metrics::histogram!("queue_enqueue_to_start_seconds", &l).record(waited);
+    }
     claimed.sort_by(|a, b| {
         (a.job.priority, a.job.run_at, a.job.id.as_str()).cmp(&(
             b.job.priority,
@@ -600,6 +617,11 @@ pub async fn complete(
     d.add(project.as_str(), job.queue.as_str(), JobState::Completed, 1);
     d.apply(tx.ex()).await?;
     bump_minute(tx.ex(), project.as_str(), job.queue.as_str(), now, 1, 0).await?;
+    metrics::counter!(
+        "queue_jobs_completed_total",
+        &labels(project.as_str(), job.queue.as_str())
+    )
+    .increment(1);
     Ok(job)
 }
 
@@ -662,6 +684,14 @@ pub async fn fail(
     d.apply(tx.ex()).await?;
     if state == JobState::Failed {
         bump_minute(tx.ex(), project.as_str(), &queue, now, 0, 1).await?;
+        metrics::counter!("queue_jobs_failed_total", &labels(project.as_str(), &queue))
+            .increment(1);
+    } else {
+        metrics::counter!(
+            "queue_jobs_retried_total",
+            &labels(project.as_str(), &queue)
+        )
+        .increment(1);
     }
     Ok(job)
 }

@@ -48,15 +48,17 @@ fn ctx(me: &DashboardUser, client: &crate::auth::ClientInfo) -> AuditContext {
 /// `Some(refusal)` for viewers and for POSTs from other origins.
 fn refuse(me: &DashboardUser, headers: &HeaderMap) -> Option<Response> {
     if me.0.user.role == Role::Viewer {
-        return Some((
-            StatusCode::FORBIDDEN,
-            layout(
-                "Forbidden",
-                Some(&me.0),
-                "<p>Viewers cannot change queues or jobs.</p>",
-            ),
-        )
-            .into_response());
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                layout(
+                    "Forbidden",
+                    Some(&me.0),
+                    "<p>Viewers cannot change queues or jobs.</p>",
+                ),
+            )
+                .into_response(),
+        );
     }
     let host = headers
         .get(header::HOST)
@@ -69,11 +71,13 @@ fn refuse(me: &DashboardUser, headers: &HeaderMap) -> Option<Response> {
     if origin_ok {
         None
     } else {
-        Some((
-            StatusCode::FORBIDDEN,
-            "cross-origin form submission refused",
+        Some(
+            (
+                StatusCode::FORBIDDEN,
+                "cross-origin form submission refused",
+            )
+                .into_response(),
         )
-            .into_response())
     }
 }
 

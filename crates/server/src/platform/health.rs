@@ -110,8 +110,29 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     crate::telemetry::collect_process_metrics();
+    if let Err(e) = record_queue_depths(&state).await {
+        tracing::warn!(error = %e, "queue depth gauges not refreshed");
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
+}
+
+/// Sets `queue_jobs{project, queue, state}` from the maintained counters (one small query,
+/// never `count(*)` over the jobs table).
+async fn record_queue_depths(state: &AppState) -> Result<(), sqlx::Error> {
+    use sqlx::Row;
+    let mut conn = state.db.read().await?;
+    let rows: Vec<(String, String, String, i64)> = switchboard_core::on_db!(conn.ex(), c => {
+        let rows = sqlx::query("SELECT project_id, queue, state, n FROM queue_counts").fetch_all(c).await?;
+        rows.iter()
+            .map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
+            .collect::<Result<_, _>>()?
+    });
+    for (project, queue, st, n) in rows {
+        let labels = [("project", project), ("queue", queue), ("state", st)];
+        metrics::gauge!("queue_jobs", &labels).set(n as f64);
+    }
+    Ok(())
 }

@@ -63,10 +63,6 @@ pub async fn enqueue(
                 .wake(project.as_str(), j.queue.as_str());
         }
     }
-    let labels = |q: &QueueName| [("queue", q.to_string())];
-    for e in out.iter().filter(|e| e.created) {
-        metrics::counter!("queue_jobs_enqueued_total", &labels(&e.job.queue)).increment(1);
-    }
     Ok(out)
 }
 
@@ -405,7 +401,6 @@ async fn complete(
     )
     .await?;
     tx.commit().await?;
-    metrics::counter!("queue_jobs_completed_total", "queue" => job.queue.to_string()).increment(1);
     Ok(Json(job))
 }
 
@@ -463,11 +458,5 @@ async fn fail(
     )
     .await?;
     tx.commit().await?;
-    let labels = [("queue", job.queue.to_string())];
-    if job.state == JobState::Failed {
-        metrics::counter!("queue_jobs_failed_total", &labels).increment(1);
-    } else {
-        metrics::counter!("queue_jobs_retried_total", &labels).increment(1);
-    }
     Ok(Json(job))
 }

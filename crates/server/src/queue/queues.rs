@@ -416,13 +416,6 @@ async fn claim(
         tx.commit().await?;
         let now = Instant::now();
         if !jobs.is_empty() || now >= deadline {
-            for j in &jobs {
-                if let Some(started) = j.job.started_at {
-                    let wait =
-                        (time::to_db(started) - time::to_db(j.job.run_at)).max(0) as f64 / 1e6;
-                    metrics::histogram!("queue_enqueue_to_start_seconds", "queue" => name.to_string()).record(wait);
-                }
-            }
             return Ok(Json(ClaimOut { jobs }));
         }
         // Woken by an enqueue on any node, or poll (a missed NOTIFY costs latency only).

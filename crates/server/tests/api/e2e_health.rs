@@ -54,6 +54,66 @@ async fn health_metrics_and_docs(b: Backend) {
         "process metrics"
     );
 
+    // Queue metrics: depth per state, enqueued, completed, enqueue→start latency.
+    for _ in 0..2 {
+        json_of(
+            app.post("/v1/jobs", &serde_json::json!({"queue": "m", "kind": "k"}))
+                .await,
+            201,
+        )
+        .await;
+    }
+    let c = json_of(
+        app.post("/v1/queues/m/claim", &serde_json::json!({"worker": "w"}))
+            .await,
+        200,
+    )
+    .await;
+    let id = c["jobs"][0]["id"].as_str().unwrap();
+    let token = c["jobs"][0]["lease_token"].as_str().unwrap();
+    let body = serde_json::json!({"lease_token": token});
+    json_of(
+        app.post(&format!("/v1/jobs/{id}/complete"), &body).await,
+        200,
+    )
+    .await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let me = json_of(app.get("/v1/me").await, 200).await;
+    let project = format!("project=\"{}\"", me["project_id"].as_str().unwrap());
+    let line = |prefix: &str, extra: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(prefix)
+                    && l.contains("queue=\"m\"")
+                    && l.contains(&project)
+                    && l.contains(extra)
+            })
+            .map(str::to_owned)
+    };
+    let depth = line("queue_jobs{", "state=\"available\"");
+    assert!(depth.is_some_and(|l| l.ends_with(" 1")), "{metrics}");
+    assert!(
+        line("queue_jobs_enqueued_total", "").is_some_and(|l| l.ends_with(" 2")),
+        "{metrics}"
+    );
+    assert!(
+        line("queue_jobs_completed_total", "").is_some_and(|l| l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        line("queue_enqueue_to_start_seconds_count", "").is_some_and(|l| l.ends_with(" 1")),
+        "{metrics}"
+    );
+
     let spec = json_of(
         app.client
             .get(app.url("/openapi.json"))
