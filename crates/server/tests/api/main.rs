@@ -15,6 +15,7 @@ mod e2e_keys;
 mod e2e_push;
 mod e2e_rate_limit;
 mod e2e_reliability;
+mod e2e_scenarios;
 mod e2e_schedules;
 mod e2e_tenancy;
 mod e2e_users;
