@@ -46,7 +46,7 @@ CREATE TABLE jobs (
     finished_at       BIGINT
 );
 -- The claim path reads only this small partial index.
-CREATE INDEX jobs_ready ON jobs (project_id, queue, priority, run_at, id) WHERE state = 'available';
+CREATE INDEX jobs_ready ON jobs (project_id, queue, runner, priority, run_at, id) WHERE state = 'available';
 CREATE INDEX jobs_due ON jobs (run_at) WHERE state IN ('scheduled', 'retryable');
 CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE state = 'running';
 CREATE INDEX jobs_list ON jobs (project_id, id);

@@ -4,7 +4,7 @@
 
 use crate::model::*;
 use crate::push::{self, Delivery};
-use crate::store::{self, ClaimFor, FailOptions, QueueError};
+use crate::store::{self, ClaimFor, Completion, FailOptions, QueueError};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,7 +14,20 @@ use std::time::Duration;
 use switchboard_core::db::{Backend, Db};
 use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+/// A finished attempt waiting to be recorded by the completer.
+enum Outcome {
+    Done(Completion),
+    Failed {
+        project: ProjectId,
+        id: String,
+        token: String,
+        error: JobError,
+    },
+    /// Everything sent before this is committed when the sender is answered.
+    Drain(oneshot::Sender<()>),
+}
 
 /// Why a handler failed.
 #[derive(Debug, Clone)]
@@ -120,6 +133,8 @@ pub struct Runtime {
     secrets: Arc<Mutex<HashMap<String, String>>>,
     slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
     running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    outcomes_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>>,
 }
 
 /// Builds a [`Runtime`].
@@ -184,20 +199,42 @@ impl Runtime {
         Ok(s)
     }
 
-    /// Runs dispatcher and maintenance until `stop` turns true.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        if let Db::Postgres(pool) = &self.db {
-            let listener = tokio::spawn(self.wake.clone().listen(pool.clone()));
-            let m = tokio::spawn(self.clone().maintenance(stop.clone()));
-            self.dispatch(stop.clone()).await;
-            listener.abort();
-            m.abort();
-        } else {
-            let m = tokio::spawn(self.clone().maintenance(stop.clone()));
-            self.dispatch(stop.clone()).await;
-            m.abort();
+    /// Runs dispatcher, completer and maintenance until `stop` turns true; then lets running
+    /// jobs finish (up to 10 s) and commits their outcomes.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let rx = self
+            .outcomes_rx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let completer = rx.map(|rx| tokio::spawn(complete_loop(self.db.clone(), rx)));
+        let listener = match &self.db {
+            Db::Postgres(pool) => Some(tokio::spawn(self.wake.clone().listen(pool.clone()))),
+            Db::Sqlite { .. } => None,
+        };
+        let maintenance = tokio::spawn(self.clone().maintenance(stop.clone()));
+        self.dispatch(stop).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let _ = stop.changed().await;
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.outcomes.send(Outcome::Drain(done_tx)).is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
+        }
+        maintenance.abort();
+        if let Some(l) = listener {
+            l.abort();
+        }
+        if let Some(c) = completer {
+            c.abort();
+        }
     }
 
     async fn dispatch(&self, mut stop: watch::Receiver<bool>) {
@@ -311,45 +348,22 @@ impl Runtime {
             tracing::info!(job = %job.id, "job cancelled or lease lost; outcome discarded");
             return;
         }
-        let result = async {
-            let mut tx = self.db.begin().await?;
-            match &outcome {
-                Ok(result) => {
-                    store::complete(
-                        &mut tx,
-                        &project,
-                        job.id.as_str(),
-                        &lease_token,
-                        result.as_ref(),
-                    )
-                    .await?;
-                }
-                Err(e) => {
-                    let opts = FailOptions {
-                        retry_after_ms: e.retry_after_ms,
-                        permanent: e.permanent,
-                    };
-                    store::fail(
-                        &mut tx,
-                        &project,
-                        job.id.as_str(),
-                        &lease_token,
-                        &e.message,
-                        opts,
-                    )
-                    .await?;
-                }
-            }
-            tx.commit().await?;
-            Ok::<_, QueueError>(())
-        }
-        .await;
-        match result {
-            Err(QueueError::StaleLease | QueueError::Cancelled | QueueError::NotFound(_)) => {
-                tracing::info!(job = %job.id, "job changed while running; outcome discarded");
-            }
-            Err(e) => tracing::error!(job = %job.id, error = %e, "could not record job outcome"),
-            Ok(()) => {}
+        let outcome = match outcome {
+            Ok(result) => Outcome::Done(Completion {
+                project,
+                id: job.id.to_string(),
+                token: lease_token,
+                result,
+            }),
+            Err(error) => Outcome::Failed {
+                project,
+                id: job.id.to_string(),
+                token: lease_token,
+                error,
+            },
+        };
+        if self.outcomes.send(outcome).is_err() {
+            tracing::warn!(job = %job.id, "runtime stopped; the job's lease will lapse and it will run again");
         }
     }
 
@@ -522,6 +536,7 @@ impl RuntimeBuilder {
     pub fn build(self, db: Db) -> Runtime {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
         kinds.sort();
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         Runtime {
             db,
             wake: Wakeups::default(),
@@ -537,6 +552,90 @@ impl RuntimeBuilder {
             secrets: Arc::default(),
             slots: Arc::default(),
             running: Arc::default(),
+            outcomes,
+            outcomes_rx: Arc::new(Mutex::new(Some(outcomes_rx))),
         }
+    }
+}
+
+/// Records finished attempts in batches: whatever arrives while one batch commits rides the
+/// next commit, so a burst of completions costs one transaction, not one each.
+async fn complete_loop(db: Db, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    let mut batch: Vec<Outcome> = Vec::with_capacity(1024);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(o) => batch.push(o),
+                Err(_) => break,
+            }
+        }
+        let mut waiters = Vec::new();
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for o in batch.drain(..) {
+            match o {
+                Outcome::Done(c) => done.push(c),
+                Outcome::Failed {
+                    project,
+                    id,
+                    token,
+                    error,
+                } => failed.push((project, id, token, error)),
+                Outcome::Drain(tx) => waiters.push(tx),
+            }
+        }
+        for attempt in 1..=3 {
+            match record_outcomes(&db, &done, &failed).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => {
+                    tracing::warn!(error = %e, "recording job outcomes failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => tracing::error!(error = %e, jobs = done.len() + failed.len(),
+                    "could not record job outcomes; their leases will lapse and they will run again"),
+            }
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+async fn record_outcomes(
+    db: &Db,
+    done: &[Completion],
+    failed: &[(ProjectId, String, String, JobError)],
+) -> Result<(), QueueError> {
+    if done.is_empty() && failed.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.begin().await?;
+    for r in store::complete_many(&mut tx, done).await? {
+        if let Err(e) = r {
+            log_refused(&e);
+        }
+    }
+    for (project, id, token, e) in failed {
+        let opts = FailOptions {
+            retry_after_ms: e.retry_after_ms,
+            permanent: e.permanent,
+        };
+        match store::fail(&mut tx, project, id, token, &e.message, opts).await {
+            Ok(_) => {}
+            Err(QueueError::Db(e)) => return Err(QueueError::Db(e)),
+            Err(other) => log_refused(&other),
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn log_refused(e: &QueueError) {
+    match e {
+        QueueError::StaleLease | QueueError::Cancelled | QueueError::NotFound(_) => {
+            tracing::info!(error = %e, "job changed while running; outcome discarded")
+        }
+        other => tracing::error!(error = %other, "could not record job outcome"),
     }
 }

@@ -450,17 +450,19 @@ pub async fn claim(
     }
     let token_base = switchboard_core::secret::random_token("");
     let lease_until = time::to_db(now) + lease_ms * 1000;
-    let (runners, kinds): (&[&str], Vec<String>) = match who {
-        ClaimFor::Pull => (&["pull"], Vec::new()),
-        ClaimFor::Runtime(k) => (&["push", "local"], k.to_vec()),
+    // One pass per runner so each query walks the ready index in priority order.
+    let passes: Vec<(&str, Option<String>)> = match who {
+        ClaimFor::Pull => vec![("pull", None)],
+        ClaimFor::Runtime([]) => vec![("push", None)],
+        ClaimFor::Runtime(kinds) => vec![
+            ("local", Some(format!(",{},", kinds.join(",")))),
+            ("push", None),
+        ],
     };
-    let kinds_csv = format!(",{},", kinds.join(","));
-    let pick = "SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND state = 'available' \
-        AND (runner = $8 OR (runner = $9 AND $10 LIKE '%,' || kind || ',%')) \
-        ORDER BY priority, run_at, id LIMIT $3";
+    let pick = "SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND runner = $8 AND state = 'available' \
+        AND ($9 IS NULL OR $9 LIKE '%,' || kind || ',%') ORDER BY priority, run_at, id LIMIT $3";
     let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
         lease_expires_at = $5, worker = $6, started_at = $7";
-    let (first, second) = (runners[0], runners.get(1).copied().unwrap_or("none"));
     let sql = match tx.backend() {
         Backend::Postgres => format!(
             "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) UPDATE jobs {set} FROM picked \
@@ -475,29 +477,35 @@ pub async fn claim(
             format!("UPDATE jobs {set} WHERE id IN ({pick}) RETURNING {JOB_COLUMNS}, lease_token")
         }
     };
-    let claimed: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
-        let rows = sqlx::query(&sql)
-            .bind(project.as_str())
-            .bind(queue.as_str())
-            .bind(n)
-            .bind(&token_base)
-            .bind(lease_until)
-            .bind(worker)
-            .bind(time::to_db(now))
-            .bind(first)
-            .bind(second)
-            .bind(&kinds_csv)
-            .fetch_all(c).await?;
-        rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
-            job: job_from_row!(r),
-            lease_token: r.try_get("lease_token")?,
-        })).collect::<Result<Vec<_>, _>>()?
-    });
+    let mut claimed: Vec<ClaimedJob> = Vec::new();
+    for (runner, kinds) in passes {
+        let want = n - claimed.len() as i64;
+        if want <= 0 {
+            break;
+        }
+        let got: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
+            let rows = sqlx::query(&sql)
+                .bind(project.as_str())
+                .bind(queue.as_str())
+                .bind(want)
+                .bind(&token_base)
+                .bind(lease_until)
+                .bind(worker)
+                .bind(time::to_db(now))
+                .bind(runner)
+                .bind(kinds.as_deref())
+                .fetch_all(c).await?;
+            rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
+                job: job_from_row!(r),
+                lease_token: r.try_get("lease_token")?,
+            })).collect::<Result<Vec<_>, _>>()?
+        });
+        claimed.extend(got);
+    }
     if claimed.is_empty() {
         return Ok(claimed);
     }
     // RETURNING gives no order guarantee: hand jobs out in priority order.
-    let mut claimed = claimed;
     let l = labels(project.as_str(), queue.as_str());
     for c in &claimed {
         let waited = (time::to_db(now) - time::to_db(c.job.run_at)).max(0) as f64 / 1e6;
@@ -597,32 +605,77 @@ pub async fn complete(
     token: &str,
     result: Option<&serde_json::Value>,
 ) -> Result<Job> {
+    let item = Completion {
+        project: project.clone(),
+        id: id.to_owned(),
+        token: token.to_owned(),
+        result: result.cloned(),
+    };
+    complete_many(tx, std::slice::from_ref(&item))
+        .await?
+        .remove(0)
+}
+
+/// One completion of a batch.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    /// The job's project.
+    pub project: ProjectId,
+    /// Job id.
+    pub id: String,
+    /// Lease token of the claim.
+    pub token: String,
+    /// Result to store.
+    pub result: Option<serde_json::Value>,
+}
+
+/// Completes many running jobs in one transaction (one counter and throughput update for
+/// the whole batch); each item succeeds or is refused on its own.
+pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Result<Job>>> {
     let now = time::now();
     let sql = format!(
         "UPDATE jobs SET state = 'completed', result = $4, finished_at = $5, lease_token = NULL, \
          lease_expires_at = NULL WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3 \
          RETURNING {JOB_COLUMNS}"
     );
-    let job: Option<Job> = on_db!(tx.ex(), c => {
-        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).bind(token)
-            .bind(result.map(|r| r.to_string())).bind(time::to_db(now))
-            .fetch_optional(c).await?;
-        row.map(|r| Ok::<_, sqlx::Error>(job_from_row!(&r))).transpose()?
-    });
-    let Some(job) = job else {
-        return Err(lease_miss(tx.ex(), project, id).await);
-    };
+    let mut out = Vec::with_capacity(items.len());
     let mut d = Deltas::default();
-    d.add(project.as_str(), job.queue.as_str(), JobState::Running, -1);
-    d.add(project.as_str(), job.queue.as_str(), JobState::Completed, 1);
+    let mut per_queue: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for it in items {
+        let job: Option<Job> = on_db!(tx.ex(), c => {
+            let row = sqlx::query(&sql).bind(it.project.as_str()).bind(&it.id).bind(&it.token)
+                .bind(it.result.as_ref().map(|r| r.to_string())).bind(time::to_db(now))
+                .fetch_optional(c).await?;
+            row.map(|r| Ok::<_, sqlx::Error>(job_from_row!(&r))).transpose()?
+        });
+        match job {
+            Some(job) => {
+                d.add(
+                    it.project.as_str(),
+                    job.queue.as_str(),
+                    JobState::Running,
+                    -1,
+                );
+                d.add(
+                    it.project.as_str(),
+                    job.queue.as_str(),
+                    JobState::Completed,
+                    1,
+                );
+                *per_queue
+                    .entry((it.project.to_string(), job.queue.to_string()))
+                    .or_default() += 1;
+                out.push(Ok(job));
+            }
+            None => out.push(Err(lease_miss(tx.ex(), &it.project, &it.id).await)),
+        }
+    }
     d.apply(tx.ex()).await?;
-    bump_minute(tx.ex(), project.as_str(), job.queue.as_str(), now, 1, 0).await?;
-    metrics::counter!(
-        "queue_jobs_completed_total",
-        &labels(project.as_str(), job.queue.as_str())
-    )
-    .increment(1);
-    Ok(job)
+    for ((p, q), n) in per_queue {
+        bump_minute(tx.ex(), &p, &q, now, n, 0).await?;
+        metrics::counter!("queue_jobs_completed_total", &labels(&p, &q)).increment(n as u64);
+    }
+    Ok(out)
 }
 
 /// How a failure should be treated.
@@ -1094,11 +1147,20 @@ pub async fn queues(
 
 /// Queues that have available push or local jobs right now, across projects (runtime use).
 pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<(String, String, i32)>, sqlx::Error> {
+    // One index probe per queue, not a scan of every available job.
+    let ready = |runner: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM jobs j WHERE j.project_id = q.project_id AND j.queue = q.name \
+             AND j.runner = '{runner}' AND j.state = 'available')"
+        )
+    };
+    let sql = format!(
+        "SELECT q.project_id, q.name, q.concurrency FROM queues q WHERE q.paused = FALSE AND ({} OR {}) LIMIT 1000",
+        ready("push"),
+        ready("local")
+    );
     on_db!(ex, c => {
-        let rows = sqlx::query(
-            "SELECT DISTINCT j.project_id, j.queue, q.concurrency FROM jobs j JOIN queues q ON q.project_id = j.project_id AND q.name = j.queue \
-             WHERE j.state = 'available' AND j.runner IN ('push', 'local') AND q.paused = FALSE LIMIT 1000",
-        ).fetch_all(c).await?;
-        rows.iter().map(|r| Ok((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("concurrency")?))).collect()
+        let rows = sqlx::query(&sql).fetch_all(c).await?;
+        rows.iter().map(|r| Ok((r.try_get("project_id")?, r.try_get("name")?, r.try_get("concurrency")?))).collect()
     })
 }
