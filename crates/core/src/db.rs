@@ -108,6 +108,14 @@ impl Conn {
     }
 }
 
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Transactions committed by this process (benchmarks report commits per job: each durable
+/// commit costs one WAL flush).
+pub fn commits() -> u64 {
+    COMMITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// An open transaction; dropped without [`Tx::commit`] it rolls back.
 pub enum Tx {
     /// On the SQLite writer.
@@ -135,6 +143,7 @@ impl Tx {
 
     /// Makes every write of the transaction durable.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
+        COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self {
             Tx::Sqlite(t) => t.commit().await,
             Tx::Postgres(t) => t.commit().await,

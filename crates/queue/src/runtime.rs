@@ -116,8 +116,46 @@ impl Timing {
     }
 }
 
-/// A queue's per-node concurrency: the configured limit and its semaphore.
-type Slots = (i32, Arc<Semaphore>);
+/// A queue's per-node concurrency: the configured limit, its semaphore, and how many jobs
+/// this node holds (claimed, running or waiting for a slot).
+#[derive(Clone)]
+struct Slots {
+    concurrency: i32,
+    sem: Arc<Semaphore>,
+    in_hand: Arc<std::sync::atomic::AtomicUsize>,
+    /// Moving average of run time, µs (starts pessimistic at one second).
+    mean_run_us: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Slots {
+    fn new(concurrency: i32) -> Slots {
+        Slots {
+            concurrency,
+            sem: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            in_hand: Arc::default(),
+            mean_run_us: Arc::new(std::sync::atomic::AtomicU64::new(1_000_000)),
+        }
+    }
+
+    /// How many jobs to hold: at least twice the concurrency; for fast jobs more, as long
+    /// as the last one held would still start within a quarter of its lease.
+    fn target(&self, lease_ms: i64) -> usize {
+        let c = self.concurrency.max(1) as u64;
+        let mean = self
+            .mean_run_us
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        let by_time = c * (lease_ms.max(1) as u64 * 1000 / 4) / mean;
+        by_time.clamp(2 * c, 2 * c.max(500)) as usize
+    }
+
+    fn record_run(&self, took: Duration) {
+        let us = took.as_micros().min(u64::MAX as u128) as u64;
+        let old = self.mean_run_us.load(std::sync::atomic::Ordering::Relaxed);
+        self.mean_run_us
+            .store((old * 7 + us) / 8, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 /// The runtime of one node.
 #[derive(Clone)]
@@ -266,29 +304,25 @@ impl Runtime {
         };
         let mut started = 0;
         for (project, queue, concurrency) in queues {
-            let sem = {
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                let entry = slots
+            let slots = {
+                let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                let entry = all
                     .entry((project.clone(), queue.clone()))
-                    .or_insert_with(|| {
-                        (
-                            concurrency,
-                            Arc::new(Semaphore::new(concurrency.max(1) as usize)),
-                        )
-                    });
-                if entry.0 != concurrency {
+                    .or_insert_with(|| Slots::new(concurrency));
+                if entry.concurrency != concurrency {
                     // Settings changed: new runs use the new limit; old runs finish on the old one.
-                    *entry = (
-                        concurrency,
-                        Arc::new(Semaphore::new(concurrency.max(1) as usize)),
-                    );
+                    *entry = Slots::new(concurrency);
                 }
-                entry.1.clone()
+                entry.clone()
             };
-            let free = sem.available_permits();
-            if free == 0 {
+            // A local queue (as Graphile Worker has), sized by observed run time; claim only
+            // when half of it is free, so each claim transaction carries a large batch.
+            let target = slots.target(self.timing.lease_ms());
+            let in_hand = slots.in_hand.load(std::sync::atomic::Ordering::SeqCst);
+            if in_hand > target / 2 {
                 continue;
             }
+            let room = target - in_hand;
             let project_id = ProjectId::from_db(project);
             let queue_name = QueueName::from_db(queue);
             let mut tx = self.db.begin().await?;
@@ -298,21 +332,24 @@ impl Runtime {
                 &queue_name,
                 ClaimFor::Runtime(&self.kinds),
                 &self.node,
-                free as i64,
+                room as i64,
                 self.timing.lease_ms(),
             )
             .await?;
             tx.commit().await?;
+            slots
+                .in_hand
+                .fetch_add(claimed.len(), std::sync::atomic::Ordering::SeqCst);
             for job in claimed {
-                let Ok(permit) = sem.clone().try_acquire_owned() else {
-                    break;
-                };
                 started += 1;
                 let rt = self.clone();
                 let project = project_id.clone();
+                let slots = slots.clone();
                 tokio::spawn(async move {
-                    rt.execute(project, job).await;
-                    drop(permit);
+                    rt.execute(project, job, &slots).await;
+                    slots
+                        .in_hand
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                     rt.wake.get("*", "*").notify_one();
                 });
             }
@@ -320,7 +357,9 @@ impl Runtime {
         Ok(started)
     }
 
-    async fn execute(&self, project: ProjectId, claimed: ClaimedJob) {
+    /// Runs one claimed job: its lease is heartbeated from the moment it is claimed, and it
+    /// starts when the queue has a free slot on this node.
+    async fn execute(&self, project: ProjectId, claimed: ClaimedJob, slots: &Slots) {
         let ClaimedJob { job, lease_token } = claimed;
         let labels = store::labels(project.as_str(), job.queue.as_str());
         let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -336,6 +375,9 @@ impl Runtime {
             self.timing,
             cancel_tx,
         ));
+        let Ok(_permit) = slots.sem.clone().acquire_owned().await else {
+            return;
+        };
         let start = std::time::Instant::now();
         let outcome = self.run_attempt(&project, &job, cancel_rx.clone()).await;
         heartbeat.abort();
@@ -343,6 +385,7 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(job.id.as_str());
+        slots.record_run(start.elapsed());
         metrics::histogram!("queue_job_run_seconds", &labels).record(start.elapsed().as_secs_f64());
         if *cancel_rx.borrow() {
             tracing::info!(job = %job.id, "job cancelled or lease lost; outcome discarded");

@@ -50,6 +50,26 @@ pub enum Command {
     /// Enqueue and operate jobs.
     #[command(subcommand)]
     Job(JobCommand),
+    /// Measure the engine against the configured database.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `switchboard bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Enqueue, drain and paced-latency phases on a throwaway queue.
+    Queue {
+        /// Jobs to enqueue and drain.
+        #[arg(long, default_value_t = 100_000)]
+        jobs: u64,
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 50)]
+        concurrency: i32,
+        /// Jobs per enqueue transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
 }
 
 /// `switchboard queue …`
@@ -244,6 +264,18 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Worker => worker(config).await.map(|()| ExitCode::SUCCESS),
             Command::Queue(q) => queue_cmd(&config, q).await.map(|()| ExitCode::SUCCESS),
             Command::Job(j) => job_cmd(&config, j).await.map(|()| ExitCode::SUCCESS),
+            Command::Bench(BenchCommand::Queue { jobs, concurrency, batch }) => {
+                let valid = jobs > 0
+                    && (1..=10_000).contains(&concurrency)
+                    && (1..=10_000).contains(&batch);
+                if valid {
+                    let opts = crate::bench::BenchOptions { jobs, concurrency, batch };
+                    crate::bench::run(&config, opts).await.map(|_| ExitCode::SUCCESS)
+                } else {
+                    eprintln!("switchboard: --jobs must be positive, --concurrency and --batch 1 to 10000");
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
     });
     match result {

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod bootstrap;
 pub mod cli;
 pub mod dashboard;

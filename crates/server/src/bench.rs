@@ -1,0 +1,276 @@
+//! `switchboard bench queue`: the queue engine against whatever `DATABASE_URL` names.
+//!
+//! 1. enqueue N no-op jobs in batches (one transaction per batch);
+//! 2. drain them with the in-process runtime at concurrency C (claims and completions
+//!    batched as in production);
+//! 3. offer a paced load at half the measured drain rate and record enqueue→start latency.
+//!
+//! Prints jobs/s per phase, latency percentiles and commits per job (each durable commit is
+//! one WAL flush; on PostgreSQL the WAL syncs from `pg_stat_wal` are printed as well).
+
+use crate::app;
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use sqlx::Row;
+use std::time::{Duration, Instant};
+use switchboard_core::audit;
+use switchboard_core::config::Config;
+use switchboard_core::db::{self, Db};
+use switchboard_core::id::ProjectId;
+use switchboard_core::{on_db, time};
+use switchboard_queue::runtime::{JobContext, Runtime};
+use switchboard_queue::{
+    store, Backoff, JobKind, NewJob, Priority, QueueName, QueueSettings, Runner,
+};
+use tokio::sync::watch;
+
+/// What to run.
+#[derive(Clone, Copy, Debug)]
+pub struct BenchOptions {
+    /// Jobs to enqueue and drain.
+    pub jobs: u64,
+    /// Jobs run at once.
+    pub concurrency: i32,
+    /// Jobs per enqueue transaction.
+    pub batch: usize,
+}
+
+/// Measured figures.
+#[derive(Debug)]
+pub struct BenchReport {
+    /// Backend name.
+    pub backend: &'static str,
+    /// Enqueue phase, jobs/s.
+    pub enqueue_per_sec: f64,
+    /// Drain phase, jobs/s.
+    pub drain_per_sec: f64,
+    /// Both phases, jobs/s.
+    pub end_to_end_per_sec: f64,
+    /// Commits per job over enqueue + drain.
+    pub commits_per_job: f64,
+    /// PostgreSQL WAL syncs per job, if known.
+    pub wal_syncs_per_job: Option<f64>,
+    /// Paced phase: offered rate, jobs/s.
+    pub paced_rate: f64,
+    /// Paced phase: enqueue→start p50, ms.
+    pub latency_p50_ms: f64,
+    /// Paced phase: enqueue→start p99, ms.
+    pub latency_p99_ms: f64,
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>9} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+async fn bench_project(db: &Db) -> anyhow::Result<ProjectId> {
+    let mut conn = db.read().await?;
+    let found: Option<String> = on_db!(conn.ex(), c => sqlx::query("SELECT id FROM projects WHERE name = 'bench' LIMIT 1")
+        .fetch_optional(c).await?.map(|r| r.try_get("id")).transpose()?);
+    drop(conn);
+    if let Some(id) = found {
+        return Ok(ProjectId::from_db(id));
+    }
+    let project = crate::platform::projects::Project {
+        id: ProjectId::generate(),
+        name: "bench".into(),
+        created_at: time::now(),
+    };
+    let mut tx = db.begin().await?;
+    crate::platform::projects::repo::insert(tx.ex(), &project).await?;
+    audit::init_chain(tx.ex(), &project.id).await?;
+    tx.commit().await?;
+    Ok(project.id)
+}
+
+async fn wal_syncs(db: &Db) -> Option<i64> {
+    let Db::Postgres(pool) = db else { return None };
+    sqlx::query("SELECT CAST(wal_sync AS BIGINT) AS n FROM pg_stat_wal")
+        .fetch_one(pool)
+        .await
+        .ok()
+        .and_then(|r| r.try_get("n").ok())
+}
+
+async fn completed(db: &Db, project: &ProjectId, queue: &QueueName) -> anyhow::Result<i64> {
+    let mut conn = db.read().await?;
+    let q = store::queues(conn.ex(), project, Some(queue)).await?;
+    Ok(q.first()
+        .and_then(|q| {
+            q.counts
+                .get(&switchboard_queue::JobState::Completed)
+                .copied()
+        })
+        .unwrap_or(0))
+}
+
+fn job(queue: &QueueName, run_at: time::Timestamp) -> NewJob {
+    NewJob {
+        queue: queue.clone(),
+        kind: JobKind::from_db("bench.noop".into()),
+        payload: serde_json::Value::Null,
+        priority: Priority::NORMAL,
+        run_at,
+        max_attempts: 3,
+        backoff: Backoff::default(),
+        timeout_ms: 30_000,
+        unique: None,
+        tags: Vec::new(),
+        target: None,
+        runner: Runner::Local,
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchReport> {
+    let (db, _) = app::connect(config).await?;
+    let project = bench_project(&db).await?;
+    let queue = QueueName::parse(&format!(
+        "bench-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tx = db.begin().await?;
+    let settings = QueueSettings {
+        concurrency: opts.concurrency,
+        keep_completed_secs: 3600,
+        ..QueueSettings::default()
+    };
+    store::save_settings(&mut tx, &project, &queue, &settings).await?;
+    tx.commit().await?;
+    println!(
+        "switchboard bench queue: {} jobs, concurrency {}, batches of {}, {} backend",
+        opts.jobs,
+        opts.concurrency,
+        opts.batch,
+        db.backend().name()
+    );
+
+    let (commits0, wal0) = (db::commits(), wal_syncs(&db).await);
+    // 1. Enqueue.
+    let pb = bar(opts.jobs, "enqueue");
+    let start = Instant::now();
+    let mut left = opts.jobs;
+    while left > 0 {
+        let n = left.min(opts.batch as u64);
+        let now = time::now();
+        let batch: Vec<NewJob> = (0..n).map(|_| job(&queue, now)).collect();
+        let mut tx = db.begin().await?;
+        store::enqueue(&mut tx, &project, &batch).await?;
+        tx.commit().await?;
+        left -= n;
+        pb.inc(n);
+    }
+    let enqueue_secs = start.elapsed().as_secs_f64();
+    pb.finish();
+
+    // 2. Drain with the in-process runtime.
+    let runtime = Runtime::builder()
+        .handler("bench.noop", |_ctx: JobContext| async { Ok(None) })
+        .build(db.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pb = bar(opts.jobs, "drain");
+    let start = Instant::now();
+    let running = tokio::spawn(runtime.clone().run(stop_rx));
+    loop {
+        let done = completed(&db, &project, &queue).await? as u64;
+        pb.set_position(done.min(opts.jobs));
+        if done >= opts.jobs {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_secs = start.elapsed().as_secs_f64();
+    pb.finish();
+    let (commits1, wal1) = (db::commits(), wal_syncs(&db).await);
+
+    // 3. Paced load at half the drain rate: enqueue→start latency.
+    let drain_rate = opts.jobs as f64 / drain_secs;
+    let rate = (drain_rate / 2.0).clamp(10.0, 2000.0);
+    let count = (rate * 3.0) as u64;
+    let pb = bar(count, "paced");
+    let base = completed(&db, &project, &queue).await? as u64;
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut next = Instant::now();
+    for _ in 0..count {
+        let mut tx = db.begin().await?;
+        store::enqueue(&mut tx, &project, &[job(&queue, time::now())]).await?;
+        tx.commit().await?;
+        runtime.wakeups().wake(project.as_str(), queue.as_str());
+        pb.inc(1);
+        next += interval;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    while (completed(&db, &project, &queue).await? as u64) < base + count {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    pb.finish();
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
+
+    let mut conn = db.read().await?;
+    let mut lat: Vec<f64> = on_db!(conn.ex(), c => {
+        let rows = sqlx::query(
+            "SELECT started_at - run_at AS waited FROM jobs WHERE project_id = $1 AND queue = $2 \
+             ORDER BY created_at DESC LIMIT $3",
+        )
+        .bind(project.as_str()).bind(queue.as_str()).bind(count as i64)
+        .fetch_all(c).await?;
+        rows.iter().map(|r| r.try_get::<Option<i64>, _>("waited").map(|w| w.unwrap_or(0) as f64 / 1000.0))
+            .collect::<Result<Vec<_>, _>>()?
+    });
+    drop(conn);
+    lat.sort_by(|a, b| a.total_cmp(b));
+
+    // Leave nothing behind.
+    let mut tx = db.begin().await?;
+    on_db!(tx.ex(), c => {
+        sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND queue = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM queue_counts WHERE project_id = $1 AND queue = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM queue_minutes WHERE project_id = $1 AND queue = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM queues WHERE project_id = $1 AND name = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await.map(|_| ())
+    }).context("cleaning up the bench queue")?;
+    tx.commit().await?;
+
+    let jobs = opts.jobs as f64;
+    let report = BenchReport {
+        backend: db.backend().name(),
+        enqueue_per_sec: jobs / enqueue_secs,
+        drain_per_sec: drain_rate,
+        end_to_end_per_sec: jobs / (enqueue_secs + drain_secs),
+        commits_per_job: (commits1 - commits0) as f64 / jobs,
+        wal_syncs_per_job: wal0.zip(wal1).map(|(a, b)| (b - a) as f64 / jobs),
+        paced_rate: rate,
+        latency_p50_ms: percentile(&lat, 0.50),
+        latency_p99_ms: percentile(&lat, 0.99),
+    };
+    println!("enqueue      {:>10.0} jobs/s", report.enqueue_per_sec);
+    println!("drain        {:>10.0} jobs/s", report.drain_per_sec);
+    println!("end to end   {:>10.0} jobs/s", report.end_to_end_per_sec);
+    println!("commits/job  {:>10.4}", report.commits_per_job);
+    if let Some(w) = report.wal_syncs_per_job {
+        println!("WAL syncs/job{:>10.4}", w);
+    }
+    println!(
+        "latency at {:.0} jobs/s (half the drain rate): p50 {:.2} ms, p99 {:.2} ms",
+        report.paced_rate, report.latency_p50_ms, report.latency_p99_ms
+    );
+    db.close().await;
+    Ok(report)
+}
