@@ -386,3 +386,37 @@ async fn cli_operates_queues_and_jobs(b: Backend) {
         "pause, resume, retry-failed, clean"
     );
 }
+
+#[test]
+fn bench_queue_runs_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = switchboard(
+        None,
+        &[
+            "bench",
+            "queue",
+            "--jobs",
+            "300",
+            "--concurrency",
+            "10",
+            "--batch",
+            "100",
+        ],
+        &[("SWITCHBOARD_DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for line in ["enqueue", "drain", "end to end", "commits/job", "p99"] {
+        assert!(out.contains(line), "{line}: {out}");
+    }
+    let o = switchboard(
+        None,
+        &["bench", "queue", "--jobs", "0"],
+        &[("SWITCHBOARD_DATA_DIR", dir.path().to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
