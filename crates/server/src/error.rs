@@ -125,6 +125,15 @@ impl ApiError {
         }])
     }
 
+    /// 409 `code` when `e` is a unique-constraint violation, else the database error.
+    pub fn unique(e: sqlx::Error, code: &'static str, detail: &str) -> Self {
+        if switchboard_core::db::is_unique_violation(&e) {
+            Self::conflict(code, detail)
+        } else {
+            e.into()
+        }
+    }
+
     /// 500, after logging what went wrong.
     pub fn internal(err: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = err.to_string();

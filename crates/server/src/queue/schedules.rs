@@ -228,13 +228,11 @@ async fn create_schedule(
     };
     let s = build(base, input, state.runtime.local_kinds())?;
     let mut tx = state.db.begin().await?;
-    if let Err(e) = repo::save(tx.ex(), auth.project(), &s, true).await {
-        return Err(if switchboard_core::db::is_unique_violation(&e) {
-            ApiError::conflict("name-taken", "a schedule with this name already exists")
-        } else {
-            e.into()
-        });
-    }
+    repo::save(tx.ex(), auth.project(), &s, true)
+        .await
+        .map_err(|e| {
+            ApiError::unique(e, "name-taken", "a schedule with this name already exists")
+        })?;
     audit_schedule(
         &mut tx,
         &auth,
@@ -282,13 +280,11 @@ async fn update_schedule(
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     let after = build(before.clone(), input, state.runtime.local_kinds())?;
-    if let Err(e) = repo::save(tx.ex(), auth.project(), &after, false).await {
-        return Err(if switchboard_core::db::is_unique_violation(&e) {
-            ApiError::conflict("name-taken", "a schedule with this name already exists")
-        } else {
-            e.into()
-        });
-    }
+    repo::save(tx.ex(), auth.project(), &after, false)
+        .await
+        .map_err(|e| {
+            ApiError::unique(e, "name-taken", "a schedule with this name already exists")
+        })?;
     audit_schedule(
         &mut tx,
         &auth,

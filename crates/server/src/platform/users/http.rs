@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use switchboard_core::audit::{self, Change};
-use switchboard_core::db::is_unique_violation;
 use switchboard_core::id::UserId;
 use switchboard_core::time;
 use utoipa::ToSchema;
@@ -112,13 +111,11 @@ async fn create_user(
     };
     let hash = password::hash(&input.password).map_err(|e| ApiError::internal(&e))?;
     let mut tx = state.db.begin().await?;
-    if let Err(e) = repo::insert(tx.ex(), auth.project(), &user, &hash).await {
-        return Err(if is_unique_violation(&e) {
-            ApiError::conflict("email-taken", "a user with this e-mail already exists")
-        } else {
-            e.into()
-        });
-    }
+    repo::insert(tx.ex(), auth.project(), &user, &hash)
+        .await
+        .map_err(|e| {
+            ApiError::unique(e, "email-taken", "a user with this e-mail already exists")
+        })?;
     record(&mut tx, &auth, "user.create", &user, None).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(user)))

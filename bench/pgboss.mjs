@@ -1,0 +1,19 @@
+// pg-boss on PostgreSQL, tuned per its docs: batch fetches and the shortest polling interval.
+import * as mod from 'pg-boss';
+import { N, C, batches, countdown, report } from './common.mjs';
+
+const PgBoss = mod.PgBoss ?? mod.default;
+const boss = new PgBoss({ connectionString: process.env.PG_URL, max: 20 });
+boss.on('error', (e) => console.error(e));
+await boss.start();
+await boss.createQueue('bench');
+const t0 = performance.now();
+for (const b of batches()) await boss.insert('bench', b.map((i) => ({ data: { i } })));
+const t1 = performance.now();
+const c = countdown(N);
+await boss.work('bench', { batchSize: C, pollingIntervalSeconds: 0.5 }, async (jobs) => { c.tick(jobs.length); });
+await c.done;
+const t2 = performance.now();
+report('pg-boss 12.38.0', t0, t1, t2);
+await boss.stop({ graceful: false, wait: false }).catch(() => {});
+process.exit(0);

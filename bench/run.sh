@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Side-by-side queue benchmark on this machine: Switchboard (SQLite and PostgreSQL) against
+# BullMQ (Redis, appendfsync everysec), graphile-worker and pg-boss (same PostgreSQL).
+# Workload for all: N no-op jobs enqueued in batches of BATCH, drained at concurrency C.
+# Needs: cargo, node + npm, PostgreSQL on 127.0.0.1:5432 (user postgres), redis-server.
+set -euo pipefail
+cd "$(dirname "$0")"
+export N=${N:-100000} C=${C:-50} BATCH=${BATCH:-1000}
+PG=${PG:-postgres://postgres@127.0.0.1:5432}
+REDIS_PORT=${REDIS_PORT:-6390}
+export REDIS_PORT
+
+npm install --no-audit --no-fund --silent
+(cd .. && cargo build --release -q)
+sb=../target/release/switchboard
+
+tmp=$(mktemp -d)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --appendonly yes --appendfsync everysec \
+  --dir "$tmp" --daemonize yes --logfile "$tmp/redis.log"
+trap 'redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+for db in sbbench_switchboard sbbench_graphile sbbench_pgboss; do
+  psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
+done
+
+echo "== switchboard (SQLite, synchronous=FULL)"
+SWITCHBOARD_DATA_DIR="$tmp/sb" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" | tail -6
+echo "== switchboard (PostgreSQL)"
+DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" | tail -7
+echo "== bullmq (Redis, appendfsync everysec)"
+node bullmq.mjs
+echo "== graphile-worker (PostgreSQL)"
+PG_URL="$PG/sbbench_graphile" node graphile.mjs
+echo "== pg-boss (PostgreSQL)"
+PG_URL="$PG/sbbench_pgboss" node pgboss.mjs
