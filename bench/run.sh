@@ -27,8 +27,8 @@ SWITCHBOARD_DATA_DIR="$tmp/sb" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" 
 echo "== switchboard (PostgreSQL)"
 DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" | tail -7
 echo "== bullmq (Redis, appendfsync everysec)"
-node bullmq.mjs
+node bullmq.mjs || echo "FAILED: bullmq.mjs"
 echo "== graphile-worker (PostgreSQL)"
-PG_URL="$PG/sbbench_graphile" node graphile.mjs
+PG_URL="$PG/sbbench_graphile" node graphile.mjs || echo "FAILED: graphile.mjs"
 echo "== pg-boss (PostgreSQL)"
-PG_URL="$PG/sbbench_pgboss" node pgboss.mjs
+PG_URL="$PG/sbbench_pgboss" node pgboss.mjs || echo "FAILED: pgboss.mjs"
