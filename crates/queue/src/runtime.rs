@@ -16,6 +16,13 @@ use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+/// A job this node holds, whose lease the heartbeat loop extends.
+struct Held {
+    project: ProjectId,
+    token: String,
+    cancel: watch::Sender<bool>,
+}
+
 /// A finished attempt waiting to be recorded by the completer.
 enum Outcome {
     Done(Completion),
@@ -170,7 +177,7 @@ pub struct Runtime {
     dispatch: bool,
     secrets: Arc<Mutex<HashMap<String, String>>>,
     slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
-    running: Arc<Mutex<HashMap<String, watch::Sender<bool>>>>,
+    running: Arc<Mutex<HashMap<String, Held>>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     outcomes_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>>,
 }
@@ -209,13 +216,13 @@ impl Runtime {
 
     /// Signals the worker of a job cancelled through this node.
     pub fn signal_cancel(&self, job: &str) {
-        if let Some(tx) = self
+        if let Some(held) = self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(job)
         {
-            let _ = tx.send(true);
+            let _ = held.cancel.send(true);
         }
     }
 
@@ -251,6 +258,7 @@ impl Runtime {
             Db::Sqlite { .. } => None,
         };
         let maintenance = tokio::spawn(self.clone().maintenance(stop.clone()));
+        let heartbeats = tokio::spawn(self.clone().heartbeats(stop.clone()));
         self.dispatch(stop).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !self
@@ -267,6 +275,7 @@ impl Runtime {
             let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
         }
         maintenance.abort();
+        heartbeats.abort();
         if let Some(l) = listener {
             l.abort();
         }
@@ -363,24 +372,20 @@ impl Runtime {
         let ClaimedJob { job, lease_token } = claimed;
         let labels = store::labels(project.as_str(), job.queue.as_str());
         let (cancel_tx, cancel_rx) = watch::channel(false);
+        let held = Held {
+            project: project.clone(),
+            token: lease_token.clone(),
+            cancel: cancel_tx,
+        };
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id.to_string(), cancel_tx.clone());
-        let heartbeat = tokio::spawn(heartbeat_loop(
-            self.db.clone(),
-            project.clone(),
-            job.id.to_string(),
-            lease_token.clone(),
-            self.timing,
-            cancel_tx,
-        ));
+            .insert(job.id.to_string(), held);
         let Ok(_permit) = slots.sem.clone().acquire_owned().await else {
             return;
         };
         let start = std::time::Instant::now();
         let outcome = self.run_attempt(&project, &job, cancel_rx.clone()).await;
-        heartbeat.abort();
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -454,6 +459,61 @@ impl Runtime {
         }
     }
 
+    /// One loop for the whole node: every heartbeat interval, the leases of all held jobs are
+    /// extended in set-based statements; a job whose lease could not be extended (cancelled,
+    /// deleted, or re-leased elsewhere) is told to stop.
+    async fn heartbeats(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(self.timing.heartbeat) => {},
+            }
+            let mut by_project: HashMap<String, (ProjectId, Vec<(String, String)>)> =
+                HashMap::new();
+            for (id, h) in self
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                by_project
+                    .entry(h.project.to_string())
+                    .or_insert_with(|| (h.project.clone(), Vec::new()))
+                    .1
+                    .push((id.clone(), h.token.clone()));
+            }
+            if by_project.is_empty() {
+                continue;
+            }
+            let beat = async {
+                let mut tx = self.db.begin().await?;
+                let mut lost = Vec::new();
+                for (project, pairs) in by_project.values() {
+                    let kept =
+                        store::heartbeat_many(&mut tx, project, pairs, self.timing.lease_ms())
+                            .await?;
+                    lost.extend(
+                        pairs
+                            .iter()
+                            .filter(|(id, _)| !kept.contains(id))
+                            .map(|(id, _)| id.clone()),
+                    );
+                }
+                tx.commit().await?;
+                Ok::<_, QueueError>(lost)
+            }
+            .await;
+            match beat {
+                Ok(lost) => {
+                    for id in lost {
+                        self.signal_cancel(&id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "heartbeat failed; will retry"),
+            }
+        }
+    }
+
     async fn maintenance(self, mut stop: watch::Receiver<bool>) {
         let mut last_prune = std::time::Instant::now();
         let mut last_cron = std::time::Instant::now() - Duration::from_secs(10);
@@ -505,34 +565,6 @@ impl Runtime {
             }
         }
         Ok(())
-    }
-}
-
-async fn heartbeat_loop(
-    db: Db,
-    project: ProjectId,
-    job: String,
-    token: String,
-    timing: Timing,
-    cancel: watch::Sender<bool>,
-) {
-    loop {
-        tokio::time::sleep(timing.heartbeat).await;
-        let beat = async {
-            let mut tx = db.begin().await?;
-            store::heartbeat(&mut tx, &project, &job, &token, timing.lease_ms(), None).await?;
-            tx.commit().await?;
-            Ok::<_, QueueError>(())
-        }
-        .await;
-        match beat {
-            Ok(()) => {}
-            Err(QueueError::Cancelled | QueueError::StaleLease | QueueError::NotFound(_)) => {
-                let _ = cancel.send(true);
-                return;
-            }
-            Err(e) => tracing::warn!(job, error = %e, "heartbeat failed; will retry"),
-        }
     }
 }
 

@@ -597,6 +597,40 @@ pub async fn heartbeat(
     Ok(time::from_db(until))
 }
 
+/// Extends the leases of many held jobs of a project (300 per statement); returns the ids
+/// whose lease was extended. The others were cancelled, deleted or re-leased.
+pub async fn heartbeat_many(
+    tx: &mut Tx,
+    project: &ProjectId,
+    pairs: &[(String, String)],
+    lease_ms: i64,
+) -> Result<std::collections::HashSet<String>, sqlx::Error> {
+    let until = time::to_db(time::now()) + lease_ms * 1000;
+    let mut kept = std::collections::HashSet::with_capacity(pairs.len());
+    for chunk in pairs.chunks(300) {
+        let ids: Vec<String> = on_db!(tx.ex(), c => {
+            let mut q = sqlx::QueryBuilder::new("UPDATE jobs SET lease_expires_at = ");
+            q.push_bind(until);
+            q.push(" WHERE project_id = ");
+            q.push_bind(project.as_str());
+            q.push(" AND state = 'running' AND (id, lease_token) IN (VALUES ");
+            let mut sep = q.separated(", ");
+            for (id, token) in chunk {
+                sep.push("(");
+                sep.push_bind_unseparated(id);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(token);
+                sep.push_unseparated(")");
+            }
+            q.push(") RETURNING id");
+            let rows = q.build().fetch_all(&mut *c).await?;
+            rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?
+        });
+        kept.extend(ids);
+    }
+    Ok(kept)
+}
+
 /// Marks a running job completed; refuses stale tokens.
 pub async fn complete(
     tx: &mut Tx,

@@ -18,7 +18,8 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 both!(
     push_signed_and_completed,
     push_retries_and_failures,
-    in_process_handlers_with_concurrency
+    in_process_handlers_with_concurrency,
+    heartbeats_keep_long_jobs_and_cancel_reaches_handlers
 );
 
 /// Verifies `webhook-signature` exactly as a receiving app would.
@@ -261,4 +262,66 @@ async fn in_process_handlers_with_concurrency(b: Backend) {
         2,
         "per-node concurrency of the queue"
     );
+}
+
+async fn heartbeats_keep_long_jobs_and_cancel_reaches_handlers(b: Backend) {
+    let runtime = Runtime::builder()
+        .handler("long", |_ctx: JobContext| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok(Some(json!({"done": true})))
+        })
+        .handler("until-cancelled", |mut ctx: JobContext| async move {
+            let _ = ctx.cancelled.wait_for(|c| *c).await;
+            Ok(Some(json!({"finished": "after cancel"})))
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::helpers::test_config(b, dir.path()).await;
+    config.job_heartbeat_ms = 300; // lease ≈ 350 ms, the job runs 1.5 s
+    let app = crate::helpers::spawn_full(config, Some(dir), runtime).await;
+
+    let long = json_of(
+        app.post("/v1/jobs", &json!({"queue": "long", "kind": "long"}))
+            .await,
+        201,
+    )
+    .await;
+    let id = long["id"].as_str().unwrap();
+    let done = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(
+        done["attempt"], 1,
+        "heartbeats kept the lease: never rescued"
+    );
+    assert!(done["errors"].as_array().unwrap().is_empty());
+
+    let job = json_of(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "long", "kind": "until-cancelled"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "running"
+    })
+    .await;
+    let c = json_of(
+        app.post(&format!("/v1/jobs/{id}/cancel"), &json!({})).await,
+        200,
+    )
+    .await;
+    assert_eq!(c["state"], "cancelled");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let after = json_of(app.get(&format!("/v1/jobs/{id}")).await, 200).await;
+    assert_eq!(
+        after["state"], "cancelled",
+        "the handler's late result is discarded: {after}"
+    );
+    assert!(after["result"].is_null());
 }
