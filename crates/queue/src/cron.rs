@@ -73,7 +73,7 @@ impl CronSpec {
 }
 
 /// What to do with ticks missed while no node was running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Misfire {
     /// Drop them; continue with the next future tick.
@@ -86,7 +86,7 @@ pub enum Misfire {
 }
 
 /// Whether a tick may start while the previous run is unfinished.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {
     /// Always enqueue.
@@ -97,9 +97,10 @@ pub enum Overlap {
 }
 
 /// A stored schedule.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Schedule {
     /// `sched_…`
+    #[schema(value_type = String)]
     pub id: ScheduleId,
     /// Unique name in the project.
     pub name: String,
@@ -118,12 +119,16 @@ pub struct Schedule {
     /// Paused schedules do not tick.
     pub paused: bool,
     /// Next tick.
+    #[schema(value_type = String, format = DateTime)]
     pub next_run_at: Timestamp,
     /// Last tick that enqueued a job.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub last_run_at: Option<Timestamp>,
     /// Job of the last tick.
+    #[schema(value_type = Option<String>)]
     pub last_job_id: Option<JobId>,
     /// Created.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
 }
 

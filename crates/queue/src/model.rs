@@ -4,6 +4,7 @@ pub use crate::backoff::Backoff;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use switchboard_core::time::Timestamp;
+use utoipa::ToSchema;
 
 switchboard_core::typed_id!(
     /// A job.
@@ -52,8 +53,9 @@ fn name_like(field: &'static str, s: &str, max: usize) -> Result<String, Invalid
 }
 
 /// A queue name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "emails")]
 pub struct QueueName(String);
 
 impl QueueName {
@@ -78,8 +80,9 @@ impl std::fmt::Display for QueueName {
 }
 
 /// A job kind (what the handler does).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "send_welcome")]
 pub struct JobKind(String);
 
 impl JobKind {
@@ -98,8 +101,9 @@ impl JobKind {
 }
 
 /// Lower runs first. Named levels: critical 0, high 1, normal 2, low 3; numbers 0–100.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = i32, example = 2)]
 pub struct Priority(i32);
 
 impl Priority {
@@ -143,7 +147,9 @@ impl Priority {
 }
 
 /// A job's lifecycle state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for its `run_at`.
@@ -199,7 +205,7 @@ impl JobState {
 }
 
 /// Where Switchboard sends an HTTP-push job.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// `http://` or `https://` URL.
@@ -246,7 +252,7 @@ impl Target {
 }
 
 /// How a job is run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Runner {
     /// Claimed by an external worker over HTTP.
@@ -306,9 +312,10 @@ pub struct NewJob {
 }
 
 /// A stored job.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct Job {
     /// `job_…`
+    #[schema(value_type = String, example = "job_01jqz6w0m3f2t9x4y5z6a7b8c9")]
     pub id: JobId,
     /// Queue.
     pub queue: QueueName,
@@ -321,6 +328,7 @@ pub struct Job {
     /// Priority (lower first).
     pub priority: Priority,
     /// Earliest (next) start.
+    #[schema(value_type = String, format = DateTime)]
     pub run_at: Timestamp,
     /// Attempts started so far.
     pub attempt: i32,
@@ -347,17 +355,21 @@ pub struct Job {
     /// Worker holding the lease.
     pub worker: Option<String>,
     /// When the current lease ends.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub lease_expires_at: Option<Timestamp>,
     /// Created.
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
     /// Latest attempt start.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub started_at: Option<Timestamp>,
     /// Reached a final state.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub finished_at: Option<Timestamp>,
 }
 
 /// A job handed to a worker, with its fencing token.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ClaimedJob {
     /// The job.
     #[serde(flatten)]
@@ -367,7 +379,7 @@ pub struct ClaimedJob {
 }
 
 /// One failed attempt.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct AttemptError {
     /// Attempt number, from 1.
     pub attempt: i32,
@@ -376,11 +388,12 @@ pub struct AttemptError {
     /// Worker that ran it.
     pub worker: Option<String>,
     /// When.
+    #[schema(value_type = String, format = DateTime)]
     pub at: Timestamp,
 }
 
 /// Per-queue settings.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct QueueSettings {
     /// Jobs run at once by one node's in-process runtime.
     pub concurrency: i32,
@@ -413,7 +426,7 @@ impl Default for QueueSettings {
 }
 
 /// A queue's start-rate limit.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Starts allowed per period (also the burst).
@@ -423,7 +436,7 @@ pub struct RateLimit {
 }
 
 /// A queue with its counters.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct QueueInfo {
     /// Name.
     pub name: QueueName,
@@ -431,6 +444,7 @@ pub struct QueueInfo {
     #[serde(flatten)]
     pub settings: QueueSettings,
     /// Jobs per state, from maintained counters.
+    #[schema(value_type = std::collections::HashMap<String, i64>)]
     pub counts: BTreeMap<JobState, i64>,
     /// Jobs completed in the last minute.
     pub completed_last_minute: i64,
@@ -439,7 +453,7 @@ pub struct QueueInfo {
 }
 
 /// A job as clients describe it (`POST /v1/jobs`, cron schedules).
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Queue name.
@@ -451,9 +465,11 @@ pub struct JobSpec {
     pub payload: serde_json::Value,
     /// `critical`, `high`, `normal` (default), `low`, or 0–100 (lower first).
     #[serde(default)]
+    #[schema(value_type = Option<Object>, example = "high")]
     pub priority: Option<serde_json::Value>,
     /// Earliest start (RFC 3339).
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub run_at: Option<Timestamp>,
     /// Or a delay from now, ms.
     #[serde(default)]

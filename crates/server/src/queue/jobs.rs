@@ -35,7 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub const MAX_BATCH: usize = 10_000;
 
 /// A job with its attempt history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct JobDetail {
     /// The job.
     #[serde(flatten)]
@@ -68,9 +68,9 @@ pub async fn enqueue(
 
 /// Enqueues a job. A job whose `unique_key` is still held returns the existing job (200).
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
-    request_body(content = Object, description = "queue, kind, payload, priority, run_at | delay_ms, max_attempts, backoff, timeout_ms, unique_key, unique_window_secs, tags, target"),
+    request_body = JobSpec,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = Object, description = "Created"), (status = 200, body = Object, description = "Existing job with the same unique key"),
+    responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key"),
         (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn create_job(
@@ -96,7 +96,6 @@ async fn create_job(
 #[serde(deny_unknown_fields)]
 pub struct BatchIn {
     /// Up to 10,000 jobs, inserted all or none.
-    #[schema(value_type = Vec<Object>)]
     pub jobs: Vec<JobSpec>,
 }
 
@@ -206,7 +205,7 @@ pub fn job_filter(q: &JobQuery) -> ApiResult<JobFilter> {
 /// Lists jobs, newest first.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     params(JobQuery),
-    responses((status = 200, body = Object)),
+    responses((status = 200, body = Page<Job>)),
     security(("bearer" = [])))]
 async fn list_jobs(
     State(state): State<AppState>,
@@ -239,7 +238,7 @@ pub async fn load_detail(state: &AppState, project: &ProjectId, id: &str) -> Api
 /// One job with the errors of its failed attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = JobDetail), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn get_job(
     State(state): State<AppState>,
@@ -270,7 +269,7 @@ pub async fn admin_op(
 /// Makes a finished job available again with a fresh set of attempts.
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn retry_job(
     State(state): State<AppState>,
@@ -283,7 +282,7 @@ async fn retry_job(
 /// Cancels a job; a running job's worker is told on its next heartbeat.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn cancel_job(
     State(state): State<AppState>,
@@ -296,7 +295,7 @@ async fn cancel_job(
 /// Deletes a job and its history.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn delete_job(
     State(state): State<AppState>,
@@ -383,7 +382,7 @@ pub struct CompleteIn {
 #[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = CompleteIn,
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn complete(
     State(state): State<AppState>,
@@ -423,7 +422,7 @@ pub struct FailIn {
 #[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = FailIn,
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn fail(
     State(state): State<AppState>,

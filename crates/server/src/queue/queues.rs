@@ -36,7 +36,7 @@ fn queue_name(s: &str) -> ApiResult<QueueName> {
 
 /// Every queue of the project with counts per state and last-minute throughput.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
-    responses((status = 200, body = Object)),
+    responses((status = 200, body = Page<QueueInfo>)),
     security(("bearer" = [])))]
 async fn list_queues(
     State(state): State<AppState>,
@@ -68,7 +68,7 @@ pub async fn load_queue(
 /// One queue.
 #[utoipa::path(get, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn get_queue(
     State(state): State<AppState>,
@@ -92,7 +92,7 @@ pub struct QueuePatch {
     pub global_concurrency: Option<Option<i32>>,
     /// `{limit, period_ms}` starts per period across the cluster, or null.
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<RateLimit>)]
     pub rate_limit: Option<Option<RateLimit>>,
     /// Keep completed jobs this long, seconds.
     pub keep_completed_secs: Option<i64>,
@@ -192,7 +192,7 @@ async fn save(
 #[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     request_body = QueuePatch,
-    responses((status = 200, body = Object), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn update_queue(
     State(state): State<AppState>,
@@ -221,7 +221,7 @@ async fn existing(
 /// Stops handing out jobs of this queue (running jobs finish).
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn pause(
     State(state): State<AppState>,
@@ -239,7 +239,7 @@ async fn pause(
 /// Resumes a paused queue.
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn resume(
     State(state): State<AppState>,
@@ -359,7 +359,7 @@ pub struct ClaimIn {
 }
 
 /// Answer of a claim.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ClaimOut {
     /// Claimed jobs, each with its `lease_token`.
     pub jobs: Vec<ClaimedJob>,
@@ -369,7 +369,7 @@ pub struct ClaimOut {
 #[utoipa::path(post, path = "/v1/queues/{name}/claim", tag = "workers",
     params(("name" = String, Path, description = "Queue name")),
     request_body = ClaimIn,
-    responses((status = 200, body = Object), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ClaimOut), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn claim(
     State(state): State<AppState>,

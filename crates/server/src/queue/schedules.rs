@@ -35,27 +35,25 @@ pub struct ScheduleIn {
     /// IANA zone, default `UTC`.
     pub timezone: Option<String>,
     /// The job each tick enqueues (same fields as `POST /v1/jobs`).
-    #[schema(value_type = Option<Object>)]
     pub job: Option<JobSpec>,
     /// `skip`, `run_once` (default) or `backfill`.
-    #[schema(value_type = Option<String>)]
     pub misfire: Option<Misfire>,
     /// With `backfill`: most missed ticks to run (default 10).
     pub backfill_limit: Option<i32>,
     /// `allow` (default) or `skip` while the previous run is unfinished.
-    #[schema(value_type = Option<String>)]
     pub overlap: Option<Overlap>,
     /// Paused schedules do not tick.
     pub paused: Option<bool>,
 }
 
 /// A schedule with its next runs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleOut {
     /// The schedule.
     #[serde(flatten)]
     pub schedule: Schedule,
     /// The next five ticks (UTC).
+    #[schema(value_type = Vec<String>)]
     pub upcoming: Vec<time::Timestamp>,
 }
 
@@ -169,7 +167,7 @@ async fn audit_schedule(
 /// Lists schedules by name.
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
     params(PageParams),
-    responses((status = 200, body = Object)),
+    responses((status = 200, body = Page<ScheduleOut>)),
     security(("bearer" = [])))]
 async fn list_schedules(
     State(state): State<AppState>,
@@ -190,7 +188,7 @@ async fn list_schedules(
 /// Creates a schedule.
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
     request_body = ScheduleIn,
-    responses((status = 201, body = Object), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ScheduleOut), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn create_schedule(
     State(state): State<AppState>,
@@ -249,7 +247,7 @@ async fn create_schedule(
 /// One schedule with its next five ticks.
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn get_schedule(
     State(state): State<AppState>,
@@ -267,7 +265,7 @@ async fn get_schedule(
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
-    responses((status = 200, body = Object), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn update_schedule(
     State(state): State<AppState>,

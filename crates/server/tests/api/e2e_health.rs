@@ -144,6 +144,23 @@ async fn health_metrics_and_docs(b: Backend) {
         );
     }
     assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    // Every schema a path refers to is in the document.
+    let text = spec.to_string();
+    let schemas = spec["components"]["schemas"].as_object().unwrap();
+    for part in text.split("\"#/components/schemas/").skip(1) {
+        let name = part.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "dangling $ref to {name}");
+    }
+    for name in [
+        "Job",
+        "JobSpec",
+        "QueueInfo",
+        "ClaimOut",
+        "ScheduleOut",
+        "Backoff",
+    ] {
+        assert!(schemas.contains_key(name), "{name} schema missing");
+    }
     let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger-ui"));
