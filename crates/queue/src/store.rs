@@ -631,7 +631,7 @@ pub async fn heartbeat_many(
     Ok(kept)
 }
 
-/// Marks a running job completed; refuses stale tokens.
+/// Marks a running job completed and returns it; refuses stale tokens.
 pub async fn complete(
     tx: &mut Tx,
     project: &ProjectId,
@@ -639,16 +639,18 @@ pub async fn complete(
     token: &str,
     result: Option<&serde_json::Value>,
 ) -> Result<Job> {
+    let now = time::now();
     let item = Completion {
         project: project.clone(),
         id: id.to_owned(),
         token: token.to_owned(),
-        // Always the per-row path, which reads the whole job back; `null` stores no result.
-        result: Some(result.cloned().unwrap_or(serde_json::Value::Null)),
+        result: result.cloned(),
     };
-    complete_many(tx, std::slice::from_ref(&item))
-        .await?
-        .remove(0)
+    let Some(job) = complete_row(tx, &item, now).await? else {
+        return Err(lease_miss(tx.ex(), project, id).await);
+    };
+    record_completed(tx, vec![(project.to_string(), job.queue.to_string())], now).await?;
+    Ok(job)
 }
 
 /// One completion of a batch.
@@ -664,17 +666,52 @@ pub struct Completion {
     pub result: Option<serde_json::Value>,
 }
 
-/// Completes many running jobs in one transaction: jobs without a result in set-based
-/// statements of up to 300 `(id, lease_token)` pairs, the others one by one; one counter and
-/// throughput update for the whole batch. Each item succeeds or is refused on its own.
-pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Result<Job>>> {
-    let now = time::now();
+/// Completes one job and reads it back (`None`: the token matched no running job).
+async fn complete_row(
+    tx: &mut Tx,
+    it: &Completion,
+    now: Timestamp,
+) -> Result<Option<Job>, sqlx::Error> {
     let sql = format!(
         "UPDATE jobs SET state = 'completed', result = $4, finished_at = $5, lease_token = NULL, \
          lease_expires_at = NULL WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3 \
          RETURNING {JOB_COLUMNS}"
     );
-    let mut out: Vec<Option<Result<Job>>> = items.iter().map(|_| None).collect();
+    on_db!(tx.ex(), c => {
+        let row = sqlx::query(&sql).bind(it.project.as_str()).bind(&it.id).bind(&it.token)
+            .bind(it.result.as_ref().map(|r| r.to_string())).bind(time::to_db(now))
+            .fetch_optional(c).await?;
+        row.map(|r| Ok(job_from_row!(&r))).transpose()
+    })
+}
+
+/// Counters, throughput and metrics for completed jobs, given as `(project, queue)`.
+async fn record_completed(
+    tx: &mut Tx,
+    done: Vec<(String, String)>,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let mut d = Deltas::default();
+    let mut per_queue: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for (p, q) in done {
+        d.add(&p, &q, JobState::Running, -1);
+        d.add(&p, &q, JobState::Completed, 1);
+        *per_queue.entry((p, q)).or_default() += 1;
+    }
+    d.apply(tx.ex()).await?;
+    for ((p, q), n) in per_queue {
+        bump_minute(tx.ex(), &p, &q, now, n, 0).await?;
+        metrics::counter!("queue_jobs_completed_total", &labels(&p, &q)).increment(n as u64);
+    }
+    Ok(())
+}
+
+/// Completes many running jobs in one transaction: jobs without a result in set-based
+/// statements of up to 300 `(id, lease_token)` pairs, the others one by one; one counter and
+/// throughput update for the whole batch. Each item succeeds or is refused on its own.
+pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Result<()>>> {
+    let now = time::now();
+    let mut out: Vec<Option<Result<()>>> = items.iter().map(|_| None).collect();
     let mut done: Vec<(String, String)> = Vec::new();
     // Set-based path: no result to store, so only the state changes.
     let plain: Vec<usize> = (0..items.len())
@@ -682,9 +719,7 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
         .collect();
     for chunk in plain.chunks(300) {
         let hit: Vec<(String, String, String)> = on_db!(tx.ex(), c => {
-            let mut q = sqlx::QueryBuilder::new(
-                "UPDATE jobs SET state = 'completed', finished_at = ",
-            );
+            let mut q = sqlx::QueryBuilder::new("UPDATE jobs SET state = 'completed', finished_at = ");
             q.push_bind(time::to_db(now));
             q.push(", lease_token = NULL, lease_expires_at = NULL WHERE state = 'running' AND (id, lease_token) IN (VALUES ");
             let mut sep = q.separated(", ");
@@ -699,18 +734,10 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
             let rows = q.build().fetch_all(&mut *c).await?;
             rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?))).collect::<Result<_, _>>()?
         });
-        let by_id: HashMap<&str, (&str, &str)> = hit
-            .iter()
-            .map(|(id, p, q)| (id.as_str(), (p.as_str(), q.as_str())))
-            .collect();
-        for i in chunk {
-            let it = &items[*i];
-            match by_id.get(it.id.as_str()) {
-                Some((p, q)) if *p == it.project.as_str() => {
-                    done.push((p.to_string(), q.to_string()));
-                    out[*i] = Some(Ok(placeholder_job(&it.id, q)));
-                }
-                _ => {}
+        for (id, p, q) in hit {
+            if let Some(i) = chunk.iter().find(|i| items[**i].id == id) {
+                out[*i] = Some(Ok(()));
+                done.push((p, q));
             }
         }
     }
@@ -718,71 +745,23 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
         if out[i].is_some() {
             continue;
         }
-        let job: Option<Job> = if it.result.is_some() {
-            on_db!(tx.ex(), c => {
-                let row = sqlx::query(&sql).bind(it.project.as_str()).bind(&it.id).bind(&it.token)
-                    .bind(it.result.as_ref().map(|r| r.to_string())).bind(time::to_db(now))
-                    .fetch_optional(c).await?;
-                row.map(|r| Ok::<_, sqlx::Error>(job_from_row!(&r))).transpose()?
-            })
-        } else {
-            None
+        let row = match it.result {
+            Some(_) => complete_row(tx, it, now).await?,
+            None => None,
         };
-        out[i] = Some(match job {
+        out[i] = Some(match row {
             Some(job) => {
                 done.push((it.project.to_string(), job.queue.to_string()));
-                Ok(job)
+                Ok(())
             }
             None => Err(lease_miss(tx.ex(), &it.project, &it.id).await),
         });
     }
-    let mut d = Deltas::default();
-    let mut per_queue: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for (p, q) in done {
-        d.add(&p, &q, JobState::Running, -1);
-        d.add(&p, &q, JobState::Completed, 1);
-        *per_queue.entry((p, q)).or_default() += 1;
-    }
-    d.apply(tx.ex()).await?;
-    for ((p, q), n) in per_queue {
-        bump_minute(tx.ex(), &p, &q, now, n, 0).await?;
-        metrics::counter!("queue_jobs_completed_total", &labels(&p, &q)).increment(n as u64);
-    }
+    record_completed(tx, done, now).await?;
     Ok(out
         .into_iter()
         .map(|o| o.unwrap_or(Err(QueueError::NotFound("job"))))
         .collect())
-}
-
-/// The set-based path does not read jobs back; callers of [`complete_many`] only look at
-/// success. Single completions ([`complete`]) always return the full row.
-fn placeholder_job(id: &str, queue: &str) -> Job {
-    let now = time::now();
-    Job {
-        id: JobId::from_db(id.to_owned()),
-        queue: QueueName::from_db(queue.to_owned()),
-        kind: JobKind::from_db(String::new()),
-        payload: serde_json::Value::Null,
-        state: JobState::Completed,
-        priority: Priority::NORMAL,
-        run_at: now,
-        attempt: 0,
-        max_attempts: 0,
-        backoff: Backoff::default(),
-        timeout_ms: 0,
-        unique_key: None,
-        tags: Vec::new(),
-        progress: None,
-        result: None,
-        last_error: None,
-        target: None,
-        runner: Runner::Local,
-        worker: None,
-        lease_expires_at: None,
-        created_at: now,
-        started_at: None,
-        finished_at: Some(now),
-    }
 }
 
 /// How a failure should be treated.
@@ -949,13 +928,10 @@ pub async fn delete(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
     let job = get(tx.ex(), project, id)
         .await?
         .ok_or(QueueError::NotFound("job"))?;
-    on_db!(tx.ex(), c => {
-        sqlx::query("DELETE FROM job_errors WHERE job_id = $1").bind(id).execute(&mut *c).await?;
-        sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND id = $2").bind(project.as_str()).bind(id).execute(&mut *c).await.map(|_| ())
-    })?;
-    let mut d = Deltas::default();
-    d.add(project.as_str(), job.queue.as_str(), job.state, -1);
-    d.apply(tx.ex()).await?;
+    delete_ids(tx, &[id.to_owned()])
+        .await?
+        .apply(tx.ex())
+        .await?;
     Ok(job)
 }
 
