@@ -165,8 +165,12 @@ macro_rules! migrations {
 
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
-        Backend::Sqlite => migrations!("sqlite": 1 "0001_platform", 2 "0002_queue"),
-        Backend::Postgres => migrations!("postgres": 1 "0001_platform", 2 "0002_queue"),
+        Backend::Sqlite => {
+            migrations!("sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes")
+        }
+        Backend::Postgres => {
+            migrations!("postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes")
+        }
     };
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -205,7 +209,8 @@ impl Db {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            .row_buffer_size(4096);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

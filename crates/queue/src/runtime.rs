@@ -132,15 +132,21 @@ struct Slots {
     in_hand: Arc<std::sync::atomic::AtomicUsize>,
     /// Moving average of run time, µs (starts pessimistic at one second).
     mean_run_us: Arc<std::sync::atomic::AtomicU64>,
+    /// The queue's run-time histogram, looked up once rather than per job.
+    run_seconds: metrics::Histogram,
 }
 
 impl Slots {
-    fn new(concurrency: i32) -> Slots {
+    fn new(project: &str, queue: &str, concurrency: i32) -> Slots {
         Slots {
             concurrency,
             sem: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             in_hand: Arc::default(),
             mean_run_us: Arc::new(std::sync::atomic::AtomicU64::new(1_000_000)),
+            run_seconds: metrics::histogram!(
+                "queue_job_run_seconds",
+                &store::labels(project, queue)
+            ),
         }
     }
 
@@ -154,6 +160,11 @@ impl Slots {
             .max(1);
         let by_time = c * (lease_ms.max(1) as u64 * 1000 / 4) / mean;
         by_time.clamp(2 * c, 2 * c.max(500)) as usize
+    }
+
+    /// Claim more once this few jobs are left in hand, so each claim carries a large batch.
+    fn refill_at(&self, lease_ms: i64) -> usize {
+        self.target(lease_ms) / 2
     }
 
     fn record_run(&self, took: Duration) {
@@ -317,10 +328,10 @@ impl Runtime {
                 let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
                 let entry = all
                     .entry((project.clone(), queue.clone()))
-                    .or_insert_with(|| Slots::new(concurrency));
+                    .or_insert_with(|| Slots::new(&project, &queue, concurrency));
                 if entry.concurrency != concurrency {
                     // Settings changed: new runs use the new limit; old runs finish on the old one.
-                    *entry = Slots::new(concurrency);
+                    *entry = Slots::new(&project, &queue, concurrency);
                 }
                 entry.clone()
             };
@@ -328,7 +339,7 @@ impl Runtime {
             // when half of it is free, so each claim transaction carries a large batch.
             let target = slots.target(self.timing.lease_ms());
             let in_hand = slots.in_hand.load(std::sync::atomic::Ordering::SeqCst);
-            if in_hand > target / 2 {
+            if in_hand > slots.refill_at(self.timing.lease_ms()) {
                 continue;
             }
             let room = target - in_hand;
@@ -356,10 +367,14 @@ impl Runtime {
                 let slots = slots.clone();
                 tokio::spawn(async move {
                     rt.execute(project, job, &slots).await;
-                    slots
+                    let left = slots
                         .in_hand
-                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                    rt.wake.get("*", "*").notify_one();
+                        .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+                        - 1;
+                    // Wake the dispatcher only once the local queue wants refilling.
+                    if left <= slots.refill_at(rt.timing.lease_ms()) {
+                        rt.wake.get("*", "*").notify_one();
+                    }
                 });
             }
         }
@@ -370,7 +385,6 @@ impl Runtime {
     /// starts when the queue has a free slot on this node.
     async fn execute(&self, project: ProjectId, claimed: ClaimedJob, slots: &Slots) {
         let ClaimedJob { job, lease_token } = claimed;
-        let labels = store::labels(project.as_str(), job.queue.as_str());
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let held = Held {
             project: project.clone(),
@@ -390,8 +404,9 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(job.id.as_str());
-        slots.record_run(start.elapsed());
-        metrics::histogram!("queue_job_run_seconds", &labels).record(start.elapsed().as_secs_f64());
+        let took = start.elapsed();
+        slots.record_run(took);
+        slots.run_seconds.record(took.as_secs_f64());
         if *cancel_rx.borrow() {
             tracing::info!(job = %job.id, "job cancelled or lease lost; outcome discarded");
             return;
@@ -515,10 +530,14 @@ impl Runtime {
     }
 
     async fn maintenance(self, mut stop: watch::Receiver<bool>) {
-        let mut last_prune = std::time::Instant::now();
-        let mut last_cron = std::time::Instant::now() - Duration::from_secs(10);
+        let long_ago = std::time::Instant::now() - Duration::from_secs(10);
+        let mut last = LastRun {
+            prune: std::time::Instant::now(),
+            cron: long_ago,
+            rescue: long_ago,
+        };
         loop {
-            if let Err(e) = self.maintain_once(&mut last_prune, &mut last_cron).await {
+            if let Err(e) = self.maintain_once(&mut last).await {
                 tracing::warn!(error = %e, "queue maintenance failed; retrying");
             }
             tokio::select! {
@@ -528,14 +547,19 @@ impl Runtime {
         }
     }
 
-    async fn maintain_once(
-        &self,
-        last_prune: &mut std::time::Instant,
-        last_cron: &mut std::time::Instant,
-    ) -> Result<(), QueueError> {
+    async fn maintain_once(&self, last: &mut LastRun) -> Result<(), QueueError> {
         let mut tx = self.db.begin().await?;
         let woken = store::promote_due(&mut tx, 5_000).await?;
-        let rescued = store::rescue_expired(&mut tx, 1_000).await?;
+        // Lapsed leases are looked for a few times per lease, which keeps the promise of a
+        // rescue within two heartbeats without scanning the lease index every tick.
+        let rescue_every =
+            (self.timing.heartbeat / 4).clamp(self.timing.maintenance, Duration::from_secs(1));
+        let rescued = if last.rescue.elapsed() >= rescue_every {
+            last.rescue = std::time::Instant::now();
+            store::rescue_expired(&mut tx, 1_000).await?
+        } else {
+            0
+        };
         tx.commit().await?;
         if rescued > 0 {
             tracing::warn!(rescued, "jobs with lapsed leases made retryable");
@@ -548,15 +572,15 @@ impl Runtime {
         if !woken.is_empty() || rescued > 0 {
             self.wake.get("*", "*").notify_one();
         }
-        if last_cron.elapsed() >= Duration::from_secs(1) {
-            *last_cron = std::time::Instant::now();
+        if last.cron.elapsed() >= Duration::from_secs(1) {
+            last.cron = std::time::Instant::now();
             let n = crate::schedules::tick(&self.db, &self.kinds, 60).await?;
             if n > 0 {
                 self.wake.get("*", "*").notify_one();
             }
         }
-        if last_prune.elapsed() >= Duration::from_secs(60) {
-            *last_prune = std::time::Instant::now();
+        if last.prune.elapsed() >= Duration::from_secs(60) {
+            last.prune = std::time::Instant::now();
             let mut tx = self.db.begin().await?;
             let n = store::prune(&mut tx, 10_000).await?;
             tx.commit().await?;
@@ -566,6 +590,13 @@ impl Runtime {
         }
         Ok(())
     }
+}
+
+/// When maintenance last did its less frequent chores.
+struct LastRun {
+    prune: std::time::Instant,
+    cron: std::time::Instant,
+    rescue: std::time::Instant,
 }
 
 /// The project's push-signing secret, created on first use.

@@ -359,26 +359,43 @@ pub async fn list(
     f: &JobFilter,
     limit: i64,
 ) -> Result<Vec<Job>, sqlx::Error> {
-    let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1 AND ($2 IS NULL OR queue = $2) \
-         AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR tags LIKE $5 ESCAPE '!') \
-         AND ($6 IS NULL OR id < $6) ORDER BY id DESC LIMIT $7"
-    );
-    // Tags are stored as `,a,b,`; LIKE wildcards in the tag itself are escaped.
-    let tag = f.tag.as_ref().map(|t| {
+    // Only the filters given become conditions, so the planner can walk `jobs_queue`
+    // (or `jobs_list`) newest first; a state is written as a literal (it is one of a fixed
+    // set) so partial indexes on state can be used.
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1");
+    let mut binds: Vec<String> = vec![project.to_string()];
+    let mut cond = |sql: &mut String, column: &str, op: &str, value: String| {
+        binds.push(value);
+        sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
+    };
+    if let Some(q) = &f.queue {
+        cond(&mut sql, "queue", "=", q.to_string());
+    }
+    if let Some(k) = &f.kind {
+        cond(&mut sql, "kind", "=", k.clone());
+    }
+    if let Some(t) = &f.tag {
+        // Tags are stored as `,a,b,`; LIKE wildcards in the tag itself are escaped.
         let escaped = t.replace('!', "!!").replace('%', "!%").replace('_', "!_");
-        format!("%,{escaped},%")
-    });
+        cond(&mut sql, "tags", "LIKE", format!("%,{escaped},%"));
+        sql.push_str(" ESCAPE '!'");
+    }
+    if let Some(before) = &f.before_id {
+        cond(&mut sql, "id", "<", before.clone());
+    }
+    if let Some(state) = f.state {
+        sql.push_str(&format!(" AND state = '{}'", state.as_str()));
+    }
+    sql.push_str(&format!(
+        " ORDER BY id DESC LIMIT {}",
+        limit.clamp(0, 10_000)
+    ));
     on_db!(ex, c => {
-        let rows = sqlx::query(&sql)
-            .bind(project.as_str())
-            .bind(f.queue.as_ref().map(|q| q.as_str()))
-            .bind(f.state.map(|s| s.as_str()))
-            .bind(f.kind.as_deref())
-            .bind(tag)
-            .bind(f.before_id.as_deref())
-            .bind(limit)
-            .fetch_all(c).await?;
+        let mut q = sqlx::query(&sql);
+        for b in &binds {
+            q = q.bind(b);
+        }
+        let rows = q.fetch_all(c).await?;
         rows.iter().map(|r| Ok(job_from_row!(r))).collect()
     })
 }
@@ -451,31 +468,10 @@ pub async fn claim(
     let token_base = switchboard_core::secret::random_token("");
     let lease_until = time::to_db(now) + lease_ms * 1000;
     // One pass per runner so each query walks the ready index in priority order.
-    let passes: Vec<(&str, Option<String>)> = match who {
-        ClaimFor::Pull => vec![("pull", None)],
-        ClaimFor::Runtime([]) => vec![("push", None)],
-        ClaimFor::Runtime(kinds) => vec![
-            ("local", Some(format!(",{},", kinds.join(",")))),
-            ("push", None),
-        ],
-    };
-    let pick = "SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND runner = $8 AND state = 'available' \
-        AND ($9 IS NULL OR $9 LIKE '%,' || kind || ',%') ORDER BY priority, run_at, id LIMIT $3";
-    let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
-        lease_expires_at = $5, worker = $6, started_at = $7";
-    let sql = match tx.backend() {
-        Backend::Postgres => format!(
-            "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) UPDATE jobs {set} FROM picked \
-             WHERE jobs.id = picked.id RETURNING {cols}, lease_token",
-            cols = JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("jobs.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Backend::Sqlite => {
-            format!("UPDATE jobs {set} WHERE id IN ({pick}) RETURNING {JOB_COLUMNS}, lease_token")
-        }
+    let passes: Vec<(&str, &[String])> = match who {
+        ClaimFor::Pull => vec![("pull", &[])],
+        ClaimFor::Runtime([]) => vec![("push", &[])],
+        ClaimFor::Runtime(kinds) => vec![("local", kinds), ("push", &[])],
     };
     let mut claimed: Vec<ClaimedJob> = Vec::new();
     for (runner, kinds) in passes {
@@ -483,8 +479,9 @@ pub async fn claim(
         if want <= 0 {
             break;
         }
+        let sql = claim_sql(tx.backend(), kinds.len());
         let got: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
-            let rows = sqlx::query(&sql)
+            let mut q = sqlx::query(&sql)
                 .bind(project.as_str())
                 .bind(queue.as_str())
                 .bind(want)
@@ -492,9 +489,11 @@ pub async fn claim(
                 .bind(lease_until)
                 .bind(worker)
                 .bind(time::to_db(now))
-                .bind(runner)
-                .bind(kinds.as_deref())
-                .fetch_all(c).await?;
+                .bind(runner);
+            for k in kinds {
+                q = q.bind(k);
+            }
+            let rows = q.fetch_all(c).await?;
             rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
                 job: job_from_row!(r),
                 lease_token: r.try_get("lease_token")?,
@@ -529,6 +528,42 @@ pub async fn claim(
             .execute(c).await.map(|_| ()))?;
     }
     Ok(claimed)
+}
+
+/// The claim statement for a runner pass, restricted to `kinds` local kinds if any.
+///
+/// Kinds are matched with `kind IN ($9, …)` so PostgreSQL's planner estimates them from the
+/// column statistics; a pattern match there made it misjudge the ready index once the table
+/// was analysed and fall back to a sequential scan and sort of the whole table.
+fn claim_sql(backend: Backend, kinds: usize) -> String {
+    let kind_filter = if kinds == 0 {
+        String::new()
+    } else {
+        let binds: Vec<String> = (0..kinds).map(|i| format!("${}", 9 + i)).collect();
+        format!(" AND kind IN ({})", binds.join(", "))
+    };
+    let pick = format!(
+        "FROM jobs WHERE project_id = $1 AND queue = $2 AND runner = $8 AND state = 'available'{kind_filter} \
+         ORDER BY priority, run_at, id LIMIT $3"
+    );
+    let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
+        lease_expires_at = $5, worker = $6, started_at = $7";
+    match backend {
+        Backend::Postgres => format!(
+            "WITH picked AS (SELECT id {pick} FOR UPDATE SKIP LOCKED) UPDATE jobs {set} FROM picked \
+             WHERE jobs.id = picked.id RETURNING {cols}, lease_token",
+            cols = JOB_COLUMNS
+                .split(", ")
+                .map(|c| format!("jobs.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        // By rowid: the ready index leads straight to the rows, no lookup through the
+        // primary-key index per job.
+        Backend::Sqlite => format!(
+            "UPDATE jobs {set} WHERE rowid IN (SELECT rowid {pick}) RETURNING {JOB_COLUMNS}, lease_token"
+        ),
+    }
 }
 
 async fn lock_queue(
@@ -910,7 +945,7 @@ pub async fn retry_failed(tx: &mut Tx, project: &ProjectId, queue: &QueueName) -
     let now = time::to_db(time::now());
     let n = on_db!(tx.ex(), c => sqlx::query(
         "UPDATE jobs SET state = 'available', attempt = 0, run_at = $3, finished_at = NULL \
-         WHERE project_id = $1 AND queue = $2 AND state = 'failed'",
+         WHERE project_id = $1 AND queue = $2 AND state = 'failed' AND state IN ('completed', 'failed', 'cancelled')",
     ).bind(project.as_str()).bind(queue.as_str()).bind(now).execute(c).await?.rows_affected())
         as i64;
     let mut d = Deltas::default();
@@ -953,7 +988,8 @@ pub async fn clean(
         .into());
     }
     let ids: Vec<String> = on_db!(tx.ex(), c => {
-        let rows = sqlx::query("SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND state = $3 AND finished_at < $4 LIMIT $5")
+        let rows = sqlx::query("SELECT id FROM jobs WHERE project_id = $1 AND queue = $2 AND state = $3 AND finished_at < $4 \
+             AND state IN ('completed', 'failed', 'cancelled') LIMIT $5")
             .bind(project.as_str()).bind(queue.as_str()).bind(state.as_str()).bind(time::to_db(before)).bind(limit)
             .fetch_all(c).await?;
         rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?
@@ -1000,7 +1036,12 @@ pub async fn promote_due(tx: &mut Tx, limit: i64) -> Result<Vec<(String, String)
     let mut d = Deltas::default();
     let mut woken: Vec<(String, String)> = Vec::new();
     for from in [JobState::Scheduled, JobState::Retryable] {
-        let pick = "SELECT id FROM jobs WHERE state = $1 AND run_at <= $2 ORDER BY run_at LIMIT $3";
+        // The state is a literal so PostgreSQL can use the partial `jobs_due` index even in a
+        // generic plan.
+        let pick = format!(
+            "SELECT id FROM jobs WHERE state = '{}' AND run_at <= $1 ORDER BY run_at LIMIT $2",
+            from.as_str()
+        );
         let sql = match tx.backend() {
             Backend::Postgres => format!(
                 "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = 'available' \
@@ -1011,7 +1052,7 @@ pub async fn promote_due(tx: &mut Tx, limit: i64) -> Result<Vec<(String, String)
             ),
         };
         let rows: Vec<(String, String)> = on_db!(tx.ex(), c => {
-            let rows = sqlx::query(&sql).bind(from.as_str()).bind(now).bind(limit).fetch_all(c).await?;
+            let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(c).await?;
             rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?))).collect::<Result<_, _>>()?
         });
         for (p, q) in rows {
@@ -1037,6 +1078,10 @@ pub async fn promote_due(tx: &mut Tx, limit: i64) -> Result<Vec<(String, String)
 
 /// Running jobs whose lease lapsed (worker died or hung) go back to retryable — or to
 /// failed when out of attempts — with the error recorded; returns how many.
+///
+/// The lapsed leases are read in index order: on PostgreSQL a plain index scan marks the
+/// entries of finished jobs dead as it passes them, so the next scan skips them (a bitmap
+/// scan would revisit every such entry until vacuum).
 pub async fn rescue_expired(tx: &mut Tx, limit: i64) -> Result<i64> {
     let now = time::now();
     let lock = if tx.backend() == Backend::Postgres {
@@ -1046,7 +1091,7 @@ pub async fn rescue_expired(tx: &mut Tx, limit: i64) -> Result<i64> {
     };
     let sql = format!(
         "SELECT id, project_id, queue, attempt, max_attempts, backoff, worker, lease_token FROM jobs \
-         WHERE state = 'running' AND lease_expires_at < $1 LIMIT $2{lock}"
+         WHERE state = 'running' AND lease_expires_at < $1 ORDER BY lease_expires_at LIMIT $2{lock}"
     );
     type Row = (
         String,
@@ -1108,25 +1153,39 @@ pub async fn rescue_expired(tx: &mut Tx, limit: i64) -> Result<i64> {
     Ok(rescued)
 }
 
+/// Finished jobs past their queue's retention: one branch per final state, each a range
+/// scan of `jobs_final` per queue (`CROSS JOIN` makes SQLite's planner put `queues`
+/// outside; PostgreSQL plans it as an inner join).
+static PRUNE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    ["completed", "failed", "cancelled"]
+        .iter()
+        .map(|state| {
+            format!(
+                "SELECT j.id FROM queues q CROSS JOIN jobs j \
+                 WHERE j.project_id = q.project_id AND j.queue = q.name AND j.state = '{state}' AND j.state IN ('completed', 'failed', 'cancelled') \
+                 AND j.finished_at < $1 - q.keep_{state}_secs * 1000000"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+        + " LIMIT $2"
+});
+
 /// Deletes finished jobs past their queue's retention, `limit` at most; returns how many.
 pub async fn prune(tx: &mut Tx, limit: i64) -> Result<i64> {
     let now = time::to_db(time::now());
-    let rows: Vec<(String, String, String, String)> = on_db!(tx.ex(), c => {
+    let ids: Vec<String> = on_db!(tx.ex(), c => {
         let rows = sqlx::query(
-            "SELECT j.id, j.project_id, j.queue, j.state FROM jobs j JOIN queues q ON q.project_id = j.project_id AND q.name = j.queue \
-             WHERE (j.state = 'completed' AND j.finished_at < $1 - q.keep_completed_secs * 1000000) \
-                OR (j.state = 'failed' AND j.finished_at < $1 - q.keep_failed_secs * 1000000) \
-                OR (j.state = 'cancelled' AND j.finished_at < $1 - q.keep_cancelled_secs * 1000000) LIMIT $2",
+            &PRUNE_SQL,
         ).bind(now).bind(limit).fetch_all(c).await?;
-        rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?))).collect::<Result<_, _>>()?
+        rows.iter().map(|r| r.try_get("id")).collect::<Result<_, _>>()?
     });
-    let ids: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
     delete_ids(tx, &ids).await?.apply(tx.ex()).await?;
     on_db!(tx.ex(), c => {
         sqlx::query("DELETE FROM job_uniques WHERE expires_at < $1").bind(now).execute(&mut *c).await?;
         sqlx::query("DELETE FROM queue_minutes WHERE minute < $1").bind(now / 1_000_000 - 7 * 24 * 3600).execute(&mut *c).await.map(|_| ())?
     });
-    Ok(rows.len() as i64)
+    Ok(ids.len() as i64)
 }
 
 macro_rules! settings_from_row {
@@ -1228,22 +1287,19 @@ pub async fn queues(
     })
 }
 
-/// Queues that have available push or local jobs right now, across projects (runtime use).
+/// Unpaused queues with available jobs by the counters, across projects (runtime use).
 pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<(String, String, i32)>, sqlx::Error> {
-    // One index probe per queue, not a scan of every available job.
-    let ready = |runner: &str| {
-        format!(
-            "EXISTS (SELECT 1 FROM jobs j WHERE j.project_id = q.project_id AND j.queue = q.name \
-             AND j.runner = '{runner}' AND j.state = 'available')"
-        )
-    };
-    let sql = format!(
-        "SELECT q.project_id, q.name, q.concurrency FROM queues q WHERE q.paused = FALSE AND ({} OR {}) LIMIT 1000",
-        ready("push"),
-        ready("local")
-    );
+    // From the maintained counters alone: probing the job table here (as a correlated
+    // EXISTS, PostgreSQL hashed it into a scan of every available job; as one probe per
+    // queue, it walked the same index entries the claim walks next). A queue whose available
+    // jobs are all for pull workers costs one claim that finds nothing.
     on_db!(ex, c => {
-        let rows = sqlx::query(&sql).fetch_all(c).await?;
+        let rows = sqlx::query(
+            "SELECT q.project_id, q.name, q.concurrency FROM queue_counts n JOIN queues q \
+             ON q.project_id = n.project_id AND q.name = n.queue \
+             WHERE n.state = 'available' AND n.n > 0 AND q.paused = FALSE LIMIT 1000",
+        )
+        .fetch_all(c).await?;
         rows.iter().map(|r| Ok((r.try_get("project_id")?, r.try_get("name")?, r.try_get("concurrency")?))).collect()
     })
 }
