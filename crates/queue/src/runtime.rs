@@ -4,7 +4,7 @@
 
 use crate::model::*;
 use crate::push::{self, Delivery};
-use crate::store::{self, ClaimFor, Completion, FailOptions, QueueError};
+use crate::store::{self, ClaimFor, ClaimKey, Completion, FailOptions, Hints, QueueError};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
 use std::future::Future;
@@ -134,6 +134,8 @@ struct Slots {
     mean_run_us: Arc<std::sync::atomic::AtomicU64>,
     /// The queue's run-time histogram, looked up once rather than per job.
     run_seconds: metrics::Histogram,
+    /// Where the last claims stopped, and when claims last started from the top.
+    hints: Arc<Mutex<(Hints, std::time::Instant)>>,
 }
 
 impl Slots {
@@ -147,6 +149,7 @@ impl Slots {
                 "queue_job_run_seconds",
                 &store::labels(project, queue)
             ),
+            hints: Arc::new(Mutex::new((Hints::default(), std::time::Instant::now()))),
         }
     }
 
@@ -301,23 +304,30 @@ impl Runtime {
             return;
         }
         let any = self.wake.get("*", "*");
+        let mut polled = true;
         loop {
             if *stop.borrow() {
                 return;
             }
-            if let Err(e) = self.dispatch_once().await {
+            if let Err(e) = self.dispatch_pass(polled).await {
                 tracing::warn!(error = %e, "dispatcher pass failed; retrying");
             }
-            tokio::select! {
+            polled = tokio::select! {
                 _ = stop.changed() => return,
-                _ = any.notified() => {},
-                _ = tokio::time::sleep(self.timing.poll) => {},
-            }
+                _ = any.notified() => false,
+                _ = tokio::time::sleep(self.timing.poll) => true,
+            };
         }
     }
 
     /// Claims and starts what this node can run now; returns how many jobs started.
     pub async fn dispatch_once(&self) -> Result<usize, QueueError> {
+        self.dispatch_pass(true).await
+    }
+
+    /// One dispatcher pass; `polled` when no wake-up started it (so claims read every
+    /// queue from the top: a notification may have been lost).
+    async fn dispatch_pass(&self, polled: bool) -> Result<usize, QueueError> {
         let queues = {
             let mut conn = self.db.read().await?;
             store::runnable_queues(conn.ex()).await?
@@ -343,6 +353,7 @@ impl Runtime {
                 continue;
             }
             let room = target - in_hand;
+            let hints = self.hints_for(&slots, &project, &queue, polled);
             let project_id = ProjectId::from_db(project);
             let queue_name = QueueName::from_db(queue);
             let mut tx = self.db.begin().await?;
@@ -350,13 +361,26 @@ impl Runtime {
                 &mut tx,
                 &project_id,
                 &queue_name,
-                ClaimFor::Runtime(&self.kinds),
+                ClaimFor::Runtime(&self.kinds, &hints),
                 &self.node,
                 room as i64,
                 self.timing.lease_ms(),
             )
             .await?;
             tx.commit().await?;
+            if self.db.backend() == Backend::Postgres {
+                let mut h = slots.hints.lock().unwrap_or_else(|p| p.into_inner());
+                for c in &claimed {
+                    let key = Some(ClaimKey::of(&c.job));
+                    let slot = match c.job.runner {
+                        Runner::Local => &mut h.0.local,
+                        _ => &mut h.0.push,
+                    };
+                    if key > *slot {
+                        *slot = key;
+                    }
+                }
+            }
             slots
                 .in_hand
                 .fetch_add(claimed.len(), std::sync::atomic::Ordering::SeqCst);
@@ -379,6 +403,37 @@ impl Runtime {
             }
         }
         Ok(started)
+    }
+
+    /// The hints for the next claim of a queue: kept on PostgreSQL unless this pass was
+    /// started by the poll timer, a second has passed since claims last read from the top, or
+    /// a job announced since sorts before a hint.
+    fn hints_for(&self, slots: &Slots, project: &str, queue: &str, polled: bool) -> Hints {
+        let announced = self.wake.take_announced(project, queue);
+        if self.db.backend() != Backend::Postgres {
+            return Hints::default();
+        }
+        let mut h = slots.hints.lock().unwrap_or_else(|p| p.into_inner());
+        let before = |hint: &Option<ClaimKey>| match (hint, &announced) {
+            (None, _) | (_, None) => false,
+            (Some(_), Some(None)) => true,
+            (Some(k), Some(Some(first))) => first < k,
+        };
+        if polled || h.1.elapsed() >= Duration::from_secs(1) {
+            tracing::debug!(polled, "claim hints: from the top");
+            h.0 = Hints::default();
+        }
+        if before(&h.0.local) {
+            tracing::debug!(?announced, hint = ?h.0.local, "claim hints: announced earlier");
+            h.0.local = None;
+        }
+        if before(&h.0.push) {
+            h.0.push = None;
+        }
+        if h.0.local.is_none() && h.0.push.is_none() {
+            h.1 = std::time::Instant::now();
+        }
+        h.0.clone()
     }
 
     /// Runs one claimed job: its lease is heartbeated from the moment it is claimed, and it

@@ -305,22 +305,41 @@ pub async fn enqueue(tx: &mut Tx, project: &ProjectId, jobs: &[NewJob]) -> Resul
         .increment(1);
     }
     if tx.backend() == Backend::Postgres && !fresh.is_empty() {
-        notify(tx, project, queues.into_iter()).await?;
+        // Each queue's earliest new job in claim order rides the NOTIFY, so claimers that
+        // read on from where they stopped know whether to start from the top again.
+        let woken: Vec<(&QueueName, Option<ClaimKey>)> = queues
+            .into_iter()
+            .map(|q| {
+                let first = fresh
+                    .iter()
+                    .filter(|j| j.queue == *q)
+                    .map(ClaimKey::of)
+                    .min();
+                (q, first)
+            })
+            .collect();
+        notify(tx, project, woken.into_iter()).await?;
     }
     Ok(out)
 }
 
-/// One NOTIFY per queue, delivered when the transaction commits.
+/// One NOTIFY per queue, delivered when the transaction commits: `project/queue`, plus
+/// `/priority/run_at/id` of the earliest job made available when that is known (without it,
+/// claimers start again from the top of the queue).
 async fn notify<'a>(
     tx: &mut Tx,
     project: &ProjectId,
-    queues: impl Iterator<Item = &'a QueueName>,
+    queues: impl Iterator<Item = (&'a QueueName, Option<ClaimKey>)>,
 ) -> Result<(), sqlx::Error> {
     if let Tx::Postgres(t) = tx {
-        for q in queues {
+        for (q, first) in queues {
+            let payload = match first {
+                Some(k) => format!("{project}/{q}/{}/{}/{}", k.priority, k.run_at, k.id),
+                None => format!("{project}/{q}"),
+            };
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
-                .bind(format!("{}/{}", project, q))
+                .bind(payload)
                 .execute(&mut **t)
                 .await?;
         }
@@ -414,13 +433,51 @@ pub async fn attempt_errors(ex: Exec<'_>, job: &JobId) -> Result<Vec<AttemptErro
     })
 }
 
+/// A job's place in claim order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ClaimKey {
+    /// Priority (smaller runs first).
+    pub priority: i32,
+    /// When it became runnable, µs.
+    pub run_at: i64,
+    /// Job id.
+    pub id: String,
+}
+
+impl ClaimKey {
+    /// The key of a job.
+    pub fn of(job: &Job) -> ClaimKey {
+        ClaimKey {
+            priority: job.priority.value(),
+            run_at: time::to_db(job.run_at),
+            id: job.id.to_string(),
+        }
+    }
+}
+
+/// Where a runtime's last claims of a queue stopped, per runner.
+///
+/// On PostgreSQL the ready-index entries before that point are mostly dead versions of jobs
+/// already claimed, which every claim from the top would step over again until vacuum
+/// removes them; reading on from the hint skips them. A hint is dropped (and the next claim
+/// starts from the top) when a job that sorts before it may have become available: a
+/// wake-up naming an earlier job or none, a pass started by the poll timer, or once a second.
+#[derive(Clone, Debug, Default)]
+pub struct Hints {
+    /// Local (in-process) jobs.
+    pub local: Option<ClaimKey>,
+    /// HTTP push jobs.
+    pub push: Option<ClaimKey>,
+}
+
 /// Which jobs a claimer takes.
 #[derive(Clone, Debug)]
 pub enum ClaimFor<'a> {
     /// External pull workers.
     Pull,
-    /// This node's runtime: push jobs, and local jobs of these kinds.
-    Runtime(&'a [String]),
+    /// This node's runtime: push jobs, and local jobs of these kinds, each runner read on
+    /// from its hint if there is one.
+    Runtime(&'a [String], &'a Hints),
 }
 
 /// Claims up to `max` available jobs of a queue, in priority order, leasing each for
@@ -468,18 +525,21 @@ pub async fn claim(
     let token_base = switchboard_core::secret::random_token("");
     let lease_until = time::to_db(now) + lease_ms * 1000;
     // One pass per runner so each query walks the ready index in priority order.
-    let passes: Vec<(&str, &[String])> = match who {
-        ClaimFor::Pull => vec![("pull", &[])],
-        ClaimFor::Runtime([]) => vec![("push", &[])],
-        ClaimFor::Runtime(kinds) => vec![("local", kinds), ("push", &[])],
+    let passes: Vec<(&str, &[String], Option<&ClaimKey>)> = match who {
+        ClaimFor::Pull => vec![("pull", &[], None)],
+        ClaimFor::Runtime([], h) => vec![("push", &[], h.push.as_ref())],
+        ClaimFor::Runtime(kinds, h) => vec![
+            ("local", kinds, h.local.as_ref()),
+            ("push", &[], h.push.as_ref()),
+        ],
     };
     let mut claimed: Vec<ClaimedJob> = Vec::new();
-    for (runner, kinds) in passes {
+    for (runner, kinds, after) in passes {
         let want = n - claimed.len() as i64;
         if want <= 0 {
             break;
         }
-        let sql = claim_sql(tx.backend(), kinds.len());
+        let sql = claim_sql(tx.backend(), kinds.len(), after.is_some());
         let got: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
             let mut q = sqlx::query(&sql)
                 .bind(project.as_str())
@@ -492,6 +552,9 @@ pub async fn claim(
                 .bind(runner);
             for k in kinds {
                 q = q.bind(k);
+            }
+            if let Some(a) = after {
+                q = q.bind(a.priority).bind(a.run_at).bind(&a.id);
             }
             let rows = q.fetch_all(c).await?;
             rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
@@ -535,15 +598,25 @@ pub async fn claim(
 /// Kinds are matched with `kind IN ($9, …)` so PostgreSQL's planner estimates them from the
 /// column statistics; a pattern match there made it misjudge the ready index once the table
 /// was analysed and fall back to a sequential scan and sort of the whole table.
-fn claim_sql(backend: Backend, kinds: usize) -> String {
-    let kind_filter = if kinds == 0 {
-        String::new()
-    } else {
+///
+/// With `after`, only jobs after a key (`$10+kinds…`) in claim order are read.
+fn claim_sql(backend: Backend, kinds: usize, after: bool) -> String {
+    let mut filter = String::new();
+    if kinds > 0 {
         let binds: Vec<String> = (0..kinds).map(|i| format!("${}", 9 + i)).collect();
-        format!(" AND kind IN ({})", binds.join(", "))
-    };
+        filter.push_str(&format!(" AND kind IN ({})", binds.join(", ")));
+    }
+    if after {
+        let at = 9 + kinds;
+        filter.push_str(&format!(
+            " AND (priority, run_at, id) > (${}, ${}, ${})",
+            at,
+            at + 1,
+            at + 2
+        ));
+    }
     let pick = format!(
-        "FROM jobs WHERE project_id = $1 AND queue = $2 AND runner = $8 AND state = 'available'{kind_filter} \
+        "FROM jobs WHERE project_id = $1 AND queue = $2 AND runner = $8 AND state = 'available'{filter} \
          ORDER BY priority, run_at, id LIMIT $3"
     );
     let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
@@ -934,7 +1007,12 @@ pub async fn retry(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
     d.add(project.as_str(), &queue, state, -1);
     d.add(project.as_str(), &queue, JobState::Available, 1);
     d.apply(tx.ex()).await?;
-    notify(tx, project, std::iter::once(&QueueName::from_db(queue))).await?;
+    notify(
+        tx,
+        project,
+        std::iter::once((&QueueName::from_db(queue), None)),
+    )
+    .await?;
     get(tx.ex(), project, id)
         .await?
         .ok_or(QueueError::NotFound("job"))
@@ -953,7 +1031,7 @@ pub async fn retry_failed(tx: &mut Tx, project: &ProjectId, queue: &QueueName) -
     d.add(project.as_str(), queue.as_str(), JobState::Available, n);
     d.apply(tx.ex()).await?;
     if n > 0 {
-        notify(tx, project, std::iter::once(queue)).await?;
+        notify(tx, project, std::iter::once((queue, None))).await?;
     }
     Ok(n)
 }

@@ -2,6 +2,7 @@
 //! LISTEN/NOTIFY (one NOTIFY per committing transaction, not per job). Waiters also poll, so
 //! a lost notification (or a pooler that drops LISTEN) costs latency, never jobs.
 
+use crate::store::ClaimKey;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -13,6 +14,9 @@ pub const CHANNEL: &str = "switchboard_jobs";
 #[derive(Clone, Default)]
 pub struct Wakeups {
     inner: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+    /// Per queue, the earliest job (in claim order) announced since the runtime last
+    /// looked; `None` when an announcement named no job (anything may have become available).
+    earliest: Arc<Mutex<HashMap<String, Option<ClaimKey>>>>,
 }
 
 fn key(project: &str, queue: &str) -> String {
@@ -37,11 +41,51 @@ impl Wakeups {
         }
     }
 
-    /// Wakes from a NOTIFY payload `project/queue`.
+    /// Wakes from a NOTIFY payload `project/queue[/priority/run_at/id]`.
     pub fn wake_payload(&self, payload: &str) {
-        if let Some((p, q)) = payload.split_once('/') {
-            self.wake(p, q);
+        let mut parts = payload.splitn(5, '/');
+        let (Some(p), Some(q)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let first = match (parts.next(), parts.next(), parts.next()) {
+            (Some(prio), Some(at), Some(id)) => match (prio.parse(), at.parse()) {
+                (Ok(priority), Ok(run_at)) => Some(ClaimKey {
+                    priority,
+                    run_at,
+                    id: id.to_owned(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        };
+        self.announce(p, q, first);
+        self.wake(p, q);
+    }
+
+    /// Records that jobs of a queue became available, the earliest at `first` in claim
+    /// order (`None`: unknown).
+    pub fn announce(&self, project: &str, queue: &str, first: Option<ClaimKey>) {
+        let mut map = self.earliest.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get_mut(&key(project, queue)) {
+            None => {
+                map.insert(key(project, queue), first);
+            }
+            Some(slot) => {
+                *slot = match (slot.take(), first) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    _ => None,
+                }
+            }
         }
+    }
+
+    /// Takes what [`Wakeups::announce`] recorded for a queue since the last call:
+    /// `None` if nothing was announced, `Some(None)` if an unknown job was.
+    pub fn take_announced(&self, project: &str, queue: &str) -> Option<Option<ClaimKey>> {
+        self.earliest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key(project, queue))
     }
 
     /// Listens for NOTIFY on PostgreSQL until the task is dropped; reconnects by itself.
@@ -67,5 +111,39 @@ impl Wakeups {
             }
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(priority: i32, run_at: i64, id: &str) -> ClaimKey {
+        ClaimKey {
+            priority,
+            run_at,
+            id: id.into(),
+        }
+    }
+
+    #[test]
+    fn announcements_keep_the_earliest_job_or_unknown() {
+        let w = Wakeups::default();
+        w.wake_payload("proj_a/emails/2/100/job_b");
+        w.wake_payload("proj_a/emails/0/900/job_c");
+        w.wake_payload("proj_a/emails/2/50/job_a");
+        assert_eq!(
+            w.take_announced("proj_a", "emails"),
+            Some(Some(key(0, 900, "job_c")))
+        );
+        assert_eq!(w.take_announced("proj_a", "emails"), None);
+        // A payload without a job (or a malformed one) means "anything may be new".
+        w.wake_payload("proj_a/emails/1/10/job_x");
+        w.wake_payload("proj_a/emails");
+        w.wake_payload("proj_a/emails/1/10/job_y");
+        assert_eq!(w.take_announced("proj_a", "emails"), Some(None));
+        w.wake_payload("proj_a/sms/x/10/job_z");
+        assert_eq!(w.take_announced("proj_a", "sms"), Some(None));
+        assert_eq!(w.take_announced("proj_a", "push"), None);
     }
 }

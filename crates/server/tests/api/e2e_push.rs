@@ -19,7 +19,8 @@ both!(
     push_signed_and_completed,
     push_retries_and_failures,
     in_process_handlers_with_concurrency,
-    heartbeats_keep_long_jobs_and_cancel_reaches_handlers
+    heartbeats_keep_long_jobs_and_cancel_reaches_handlers,
+    late_critical_job_overtakes_the_backlog
 );
 
 /// Verifies `webhook-signature` exactly as a receiving app would.
@@ -324,4 +325,94 @@ async fn heartbeats_keep_long_jobs_and_cancel_reaches_handlers(b: Backend) {
         "the handler's late result is discarded: {after}"
     );
     assert!(after["result"].is_null());
+}
+
+/// A critical job enqueued behind a backlog the runtime has started on is the next job it
+/// claims. (On PostgreSQL claims read on from where the last one stopped; the job's
+/// announcement must send the next claim back to the top of the queue.)
+async fn late_critical_job_overtakes_the_backlog(b: Backend) {
+    let started: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (s, g) = (started.clone(), gate.clone());
+    let runtime = Runtime::builder().handler("step", move |ctx: JobContext| {
+        let (s, g) = (s.clone(), g.clone());
+        async move {
+            let name = ctx.job.payload["name"].as_str().unwrap_or("?").to_owned();
+            s.lock().unwrap_or_else(|p| p.into_inner()).push(name);
+            if let Ok(permit) = g.acquire().await {
+                permit.forget();
+            }
+            Ok(None)
+        }
+    });
+    let app = spawn_runtime(b, runtime).await;
+    let r = app
+        .req(reqwest::Method::PATCH, "/v1/queues/line")
+        .json(&json!({"concurrency": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let backlog: Vec<Value> = (0..10)
+        .map(|i| json!({"queue": "line", "kind": "step", "payload": {"name": format!("n{i}")}}))
+        .collect();
+    json_of(
+        app.post("/v1/jobs/batch", &json!({"jobs": backlog})).await,
+        201,
+    )
+    .await;
+    let seen = |n: usize| {
+        let started = started.clone();
+        async move {
+            for _ in 0..200 {
+                if started.lock().unwrap_or_else(|p| p.into_inner()).len() >= n {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    seen(1).await;
+    json_of(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "line", "kind": "step", "priority": "critical", "payload": {"name": "c"}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 2..=4 {
+        gate.add_permits(1);
+        seen(n).await;
+    }
+    gate.add_permits(100);
+    let all = wait_for(&app, "/v1/jobs?queue=line&state=completed", 10, |v| {
+        v["data"].as_array().map(|a| a.len()) == Some(11)
+    })
+    .await;
+    let jobs = all["data"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 11, "{all}");
+    // Claims stamp `started_at`; handlers of jobs already in hand may start in any order, so
+    // the claim order is what is checked. The runtime held two jobs of this one-slot queue
+    // when the critical job arrived (n0 and n1); the claim after one of them finished must
+    // take the critical job, not n2.
+    let claimed_at = |name: &str| {
+        jobs.iter()
+            .find(|j| j["payload"]["name"] == name)
+            .and_then(|j| j["started_at"].as_str())
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .expect("started_at")
+    };
+    let c = claimed_at("c");
+    let before: Vec<String> = (0..10)
+        .map(|i| format!("n{i}"))
+        .filter(|n| claimed_at(n) < c)
+        .collect();
+    assert_eq!(
+        before,
+        vec!["n0", "n1"],
+        "critical job claimed after {before:?}"
+    );
 }
