@@ -469,6 +469,7 @@ impl Runtime {
         let outcome = match outcome {
             Ok(result) => Outcome::Done(Completion {
                 project,
+                queue: job.queue.clone(),
                 id: job.id.to_string(),
                 token: lease_token,
                 result,

@@ -721,7 +721,8 @@ pub async fn heartbeat_many(
             q.push_bind(until);
             q.push(" WHERE project_id = ");
             q.push_bind(project.as_str());
-            q.push(" AND state = 'running' AND (id, lease_token) IN (VALUES ");
+            // No `state = 'running'`: see "Leased jobs by token".
+            q.push(" AND (id, lease_token) IN (VALUES ");
             let mut sep = q.separated(", ");
             for (id, token) in chunk {
                 sep.push("(");
@@ -739,6 +740,12 @@ pub async fn heartbeat_many(
     Ok(kept)
 }
 
+// Leased jobs by token: the set-based statements below find jobs by `(id, lease_token)`
+// alone. Only a running job has a lease token (every way out of `running` clears it), so a
+// matching token means a running job. Adding `state = 'running'` lets PostgreSQL's planner
+// pick a bitmap scan of the partial lease index, whose entries for jobs that already
+// finished pile up until vacuum (a completion batch then took 50–100 ms instead of 2 ms).
+
 /// Marks a running job completed and returns it; refuses stale tokens.
 pub async fn complete(
     tx: &mut Tx,
@@ -748,16 +755,16 @@ pub async fn complete(
     result: Option<&serde_json::Value>,
 ) -> Result<Job> {
     let now = time::now();
-    let item = Completion {
-        project: project.clone(),
-        id: id.to_owned(),
-        token: token.to_owned(),
-        result: result.cloned(),
-    };
-    let Some(job) = complete_row(tx, &item, now).await? else {
+    let Some(job) = complete_row(tx, project, id, token, result, now).await? else {
         return Err(lease_miss(tx.ex(), project, id).await);
     };
-    record_completed(tx, vec![(project.to_string(), job.queue.to_string())], now).await?;
+    record_completed(
+        tx,
+        vec![(project.to_string(), job.queue.to_string())],
+        Vec::new(),
+        now,
+    )
+    .await?;
     Ok(job)
 }
 
@@ -766,6 +773,8 @@ pub async fn complete(
 pub struct Completion {
     /// The job's project.
     pub project: ProjectId,
+    /// The job's queue.
+    pub queue: QueueName,
     /// Job id.
     pub id: String,
     /// Lease token of the claim.
@@ -777,7 +786,10 @@ pub struct Completion {
 /// Completes one job and reads it back (`None`: the token matched no running job).
 async fn complete_row(
     tx: &mut Tx,
-    it: &Completion,
+    project: &ProjectId,
+    id: &str,
+    token: &str,
+    result: Option<&serde_json::Value>,
     now: Timestamp,
 ) -> Result<Option<Job>, sqlx::Error> {
     let sql = format!(
@@ -786,24 +798,30 @@ async fn complete_row(
          RETURNING {JOB_COLUMNS}"
     );
     on_db!(tx.ex(), c => {
-        let row = sqlx::query(&sql).bind(it.project.as_str()).bind(&it.id).bind(&it.token)
-            .bind(it.result.as_ref().map(|r| r.to_string())).bind(time::to_db(now))
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).bind(token)
+            .bind(result.map(|r| r.to_string())).bind(time::to_db(now))
             .fetch_optional(c).await?;
         row.map(|r| Ok(job_from_row!(&r))).transpose()
     })
 }
 
-/// Counters, throughput and metrics for completed jobs, given as `(project, queue)`.
+/// Counters, throughput and metrics for completed jobs, given as `(project, queue)`;
+/// `deleted` of them were removed on completion (their queue keeps no completed jobs).
 async fn record_completed(
     tx: &mut Tx,
     done: Vec<(String, String)>,
+    deleted: Vec<(String, String)>,
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let mut d = Deltas::default();
     let mut per_queue: BTreeMap<(String, String), i64> = BTreeMap::new();
     for (p, q) in done {
-        d.add(&p, &q, JobState::Running, -1);
         d.add(&p, &q, JobState::Completed, 1);
+        d.add(&p, &q, JobState::Running, -1);
+        *per_queue.entry((p, q)).or_default() += 1;
+    }
+    for (p, q) in deleted {
+        d.add(&p, &q, JobState::Running, -1);
         *per_queue.entry((p, q)).or_default() += 1;
     }
     d.apply(tx.ex()).await?;
@@ -817,35 +835,80 @@ async fn record_completed(
 /// Completes many running jobs in one transaction: jobs without a result in set-based
 /// statements of up to 300 `(id, lease_token)` pairs, the others one by one; one counter and
 /// throughput update for the whole batch. Each item succeeds or is refused on its own.
+///
+/// In queues that keep no completed jobs (`keep_completed_secs = 0`, BullMQ's
+/// `removeOnComplete`) the jobs are deleted instead: no index entries to add, nothing left
+/// for retention pruning.
 pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Result<()>>> {
     let now = time::now();
     let mut out: Vec<Option<Result<()>>> = items.iter().map(|_| None).collect();
     let mut done: Vec<(String, String)> = Vec::new();
-    // Set-based path: no result to store, so only the state changes.
-    let plain: Vec<usize> = (0..items.len())
-        .filter(|i| items[*i].result.is_none())
+    let mut deleted: Vec<(String, String)> = Vec::new();
+    let by_id: HashMap<&str, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (it.id.as_str(), i))
         .collect();
-    for chunk in plain.chunks(300) {
-        let hit: Vec<(String, String, String)> = on_db!(tx.ex(), c => {
-            let mut q = sqlx::QueryBuilder::new("UPDATE jobs SET state = 'completed', finished_at = ");
-            q.push_bind(time::to_db(now));
-            q.push(", lease_token = NULL, lease_expires_at = NULL WHERE state = 'running' AND (id, lease_token) IN (VALUES ");
-            let mut sep = q.separated(", ");
-            for i in chunk {
-                sep.push("(");
-                sep.push_bind_unseparated(&items[*i].id);
-                sep.push_unseparated(", ");
-                sep.push_bind_unseparated(&items[*i].token);
-                sep.push_unseparated(")");
+    let keep_none: Vec<(String, String)> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query("SELECT project_id, name FROM queues WHERE keep_completed_secs = 0").fetch_all(c).await?;
+        rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("name")?))).collect::<Result<_, _>>()?
+    });
+    let dropped = |it: &Completion| {
+        keep_none
+            .iter()
+            .any(|(p, q)| p == it.project.as_str() && q == it.queue.as_str())
+    };
+    // Set-based paths: no result to store, so only the state changes (or the row goes).
+    let (gone, kept): (Vec<usize>, Vec<usize>) = (0..items.len())
+        .filter(|i| items[*i].result.is_none())
+        .partition(|i| dropped(&items[*i]));
+    let update = format!(
+        "UPDATE jobs SET state = 'completed', finished_at = {}, lease_token = NULL, lease_expires_at = NULL WHERE ",
+        time::to_db(now)
+    );
+    for (delete, head, which) in [
+        (true, "DELETE FROM jobs WHERE ", gone),
+        (false, update.as_str(), kept),
+    ] {
+        for chunk in which.chunks(300) {
+            let hit: Vec<(String, String, String, i32)> = on_db!(tx.ex(), c => {
+                let mut q = sqlx::QueryBuilder::new(head);
+                // No `state = 'running'`: see "Leased jobs by token".
+                q.push("(id, lease_token) IN (VALUES ");
+                let mut sep = q.separated(", ");
+                for i in chunk {
+                    sep.push("(");
+                    sep.push_bind_unseparated(&items[*i].id);
+                    sep.push_unseparated(", ");
+                    sep.push_bind_unseparated(&items[*i].token);
+                    sep.push_unseparated(")");
+                }
+                q.push(") RETURNING id, project_id, queue, attempt");
+                let rows = q.build().fetch_all(&mut *c).await?;
+                rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?, r.try_get("attempt")?))).collect::<Result<_, _>>()?
+            });
+            let mut retried: Vec<String> = Vec::new();
+            for (id, p, q, attempt) in hit {
+                if let Some(i) = by_id.get(id.as_str()) {
+                    out[*i] = Some(Ok(()));
+                    if delete {
+                        deleted.push((p, q));
+                        if attempt > 1 {
+                            retried.push(id);
+                        }
+                    } else {
+                        done.push((p, q));
+                    }
+                }
             }
-            q.push(") RETURNING id, project_id, queue");
-            let rows = q.build().fetch_all(&mut *c).await?;
-            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?))).collect::<Result<_, _>>()?
-        });
-        for (id, p, q) in hit {
-            if let Some(i) = chunk.iter().find(|i| items[**i].id == id) {
-                out[*i] = Some(Ok(()));
-                done.push((p, q));
+            for ids in retried.chunks(500) {
+                on_db!(tx.ex(), c => {
+                    let mut q = sqlx::QueryBuilder::new("DELETE FROM job_errors WHERE job_id IN (");
+                    let mut sep = q.separated(", ");
+                    for id in ids { sep.push_bind(id); }
+                    q.push(")");
+                    q.build().execute(c).await.map(|_| ())
+                })?;
             }
         }
     }
@@ -853,8 +916,8 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
         if out[i].is_some() {
             continue;
         }
-        let row = match it.result {
-            Some(_) => complete_row(tx, it, now).await?,
+        let row = match &it.result {
+            Some(r) => complete_row(tx, &it.project, &it.id, &it.token, Some(r), now).await?,
             None => None,
         };
         out[i] = Some(match row {
@@ -865,7 +928,7 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
             None => Err(lease_miss(tx.ex(), &it.project, &it.id).await),
         });
     }
-    record_completed(tx, done, now).await?;
+    record_completed(tx, done, deleted, now).await?;
     Ok(out
         .into_iter()
         .map(|o| o.unwrap_or(Err(QueueError::NotFound("job"))))

@@ -12,6 +12,8 @@ use crate::app;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::Row;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_core::audit;
 use switchboard_core::config::Config;
@@ -33,6 +35,8 @@ pub struct BenchOptions {
     pub concurrency: i32,
     /// Jobs per enqueue transaction.
     pub batch: usize,
+    /// Keep completed jobs for an hour rather than deleting them on completion.
+    pub keep_completed: bool,
 }
 
 /// Measured figures.
@@ -98,16 +102,31 @@ async fn wal_syncs(db: &Db) -> Option<i64> {
         .and_then(|r| r.try_get("n").ok())
 }
 
-async fn completed(db: &Db, project: &ProjectId, queue: &QueueName) -> anyhow::Result<i64> {
+/// Jobs of the queue no longer waiting or running (completed, whether kept or deleted).
+async fn finished(
+    db: &Db,
+    project: &ProjectId,
+    queue: &QueueName,
+    enqueued: u64,
+) -> anyhow::Result<u64> {
+    use switchboard_queue::JobState;
     let mut conn = db.read().await?;
     let q = store::queues(conn.ex(), project, Some(queue)).await?;
-    Ok(q.first()
-        .and_then(|q| {
-            q.counts
-                .get(&switchboard_queue::JobState::Completed)
-                .copied()
+    let pending: i64 = q
+        .first()
+        .map(|q| {
+            [
+                JobState::Scheduled,
+                JobState::Available,
+                JobState::Running,
+                JobState::Retryable,
+            ]
+            .iter()
+            .map(|s| q.counts.get(s).copied().unwrap_or(0))
+            .sum()
         })
-        .unwrap_or(0))
+        .unwrap_or(0);
+    Ok(enqueued.saturating_sub(pending.max(0) as u64))
 }
 
 fn job(queue: &QueueName, run_at: time::Timestamp) -> NewJob {
@@ -147,16 +166,17 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let mut tx = db.begin().await?;
     let settings = QueueSettings {
         concurrency: opts.concurrency,
-        keep_completed_secs: 3600,
+        keep_completed_secs: if opts.keep_completed { 3600 } else { 0 },
         ..QueueSettings::default()
     };
     store::save_settings(&mut tx, &project, &queue, &settings).await?;
     tx.commit().await?;
     println!(
-        "switchboard bench queue: {} jobs, concurrency {}, batches of {}, {} backend",
+        "switchboard bench queue: {} jobs, concurrency {}, batches of {}, completed jobs {}, {} backend",
         opts.jobs,
         opts.concurrency,
         opts.batch,
+        if opts.keep_completed { "kept" } else { "deleted" },
         db.backend().name()
     );
 
@@ -178,16 +198,30 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let enqueue_secs = start.elapsed().as_secs_f64();
     pb.finish();
 
-    // 2. Drain with the in-process runtime.
+    // 2. Drain with the in-process runtime. The handler notes each job's enqueue→start
+    // latency (claim time minus the time it became runnable) once the paced phase begins.
+    let waits: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let pacing = Arc::new(AtomicBool::new(false));
+    let (w, p) = (waits.clone(), pacing.clone());
     let runtime = Runtime::builder()
-        .handler("bench.noop", |_ctx: JobContext| async { Ok(None) })
+        .handler("bench.noop", move |ctx: JobContext| {
+            if p.load(Ordering::Relaxed) {
+                if let Some(started) = ctx.job.started_at {
+                    let waited = (time::to_db(started) - time::to_db(ctx.job.run_at)).max(0);
+                    w.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(waited as f64 / 1000.0);
+                }
+            }
+            async { Ok(None) }
+        })
         .build(db.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let pb = bar(opts.jobs, "drain");
     let start = Instant::now();
     let running = tokio::spawn(runtime.clone().run(stop_rx));
     loop {
-        let done = completed(&db, &project, &queue).await? as u64;
+        let done = finished(&db, &project, &queue, opts.jobs).await?;
         pb.set_position(done.min(opts.jobs));
         if done >= opts.jobs {
             break;
@@ -203,7 +237,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let rate = (drain_rate / 2.0).clamp(10.0, 2000.0);
     let count = (rate * 3.0) as u64;
     let pb = bar(count, "paced");
-    let base = completed(&db, &project, &queue).await? as u64;
+    pacing.store(true, Ordering::Relaxed);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let mut next = Instant::now();
     for _ in 0..count {
@@ -217,25 +251,14 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
             tokio::time::sleep(wait).await;
         }
     }
-    while (completed(&db, &project, &queue).await? as u64) < base + count {
+    while finished(&db, &project, &queue, opts.jobs + count).await? < opts.jobs + count {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     pb.finish();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
 
-    let mut conn = db.read().await?;
-    let mut lat: Vec<f64> = on_db!(conn.ex(), c => {
-        let rows = sqlx::query(
-            "SELECT started_at - run_at AS waited FROM jobs WHERE project_id = $1 AND queue = $2 \
-             ORDER BY created_at DESC LIMIT $3",
-        )
-        .bind(project.as_str()).bind(queue.as_str()).bind(count as i64)
-        .fetch_all(c).await?;
-        rows.iter().map(|r| r.try_get::<Option<i64>, _>("waited").map(|w| w.unwrap_or(0) as f64 / 1000.0))
-            .collect::<Result<Vec<_>, _>>()?
-    });
-    drop(conn);
+    let mut lat: Vec<f64> = waits.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(|a, b| a.total_cmp(b));
 
     // Leave nothing behind.

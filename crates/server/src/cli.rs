@@ -69,6 +69,10 @@ pub enum BenchCommand {
         /// Jobs per enqueue transaction.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Keep completed jobs (for an hour) instead of deleting them on completion, which
+        /// is what BullMQ's `removeOnComplete` and graphile-worker do.
+        #[arg(long)]
+        keep_completed: bool,
     },
 }
 
@@ -264,12 +268,22 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Worker => worker(config).await.map(|()| ExitCode::SUCCESS),
             Command::Queue(q) => queue_cmd(&config, q).await.map(|()| ExitCode::SUCCESS),
             Command::Job(j) => job_cmd(&config, j).await.map(|()| ExitCode::SUCCESS),
-            Command::Bench(BenchCommand::Queue { jobs, concurrency, batch }) => {
+            Command::Bench(BenchCommand::Queue {
+                jobs,
+                concurrency,
+                batch,
+                keep_completed,
+            }) => {
                 let valid = jobs > 0
                     && (1..=10_000).contains(&concurrency)
                     && (1..=10_000).contains(&batch);
                 if valid {
-                    let opts = crate::bench::BenchOptions { jobs, concurrency, batch };
+                    let opts = crate::bench::BenchOptions {
+                        jobs,
+                        concurrency,
+                        batch,
+                        keep_completed,
+                    };
                     crate::bench::run(&config, opts).await.map(|_| ExitCode::SUCCESS)
                 } else {
                     eprintln!("switchboard: --jobs must be positive, --concurrency and --batch 1 to 10000");

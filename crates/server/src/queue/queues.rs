@@ -143,7 +143,9 @@ fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSettings>
         );
         s.rate_limit = r;
     }
-    let keep = 1..=365 * 24 * 3600;
+    // 0 keeps nothing: completed jobs are deleted as they complete, failed and cancelled
+    // ones at the next retention pass.
+    let keep = 0..=365 * 24 * 3600;
     for (v, field, slot) in [
         (
             p.keep_completed_secs,
@@ -162,7 +164,7 @@ fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSettings>
         ),
     ] {
         if let Some(v) = v {
-            check(keep.contains(&v), field, "must be 1 second to 365 days");
+            check(keep.contains(&v), field, "must be 0 to 365 days in seconds");
             *slot = v;
         }
     }

@@ -20,7 +20,8 @@ both!(
     push_retries_and_failures,
     in_process_handlers_with_concurrency,
     heartbeats_keep_long_jobs_and_cancel_reaches_handlers,
-    late_critical_job_overtakes_the_backlog
+    late_critical_job_overtakes_the_backlog,
+    queue_keeping_no_completed_jobs_deletes_them_on_completion
 );
 
 /// Verifies `webhook-signature` exactly as a receiving app would.
@@ -415,4 +416,94 @@ async fn late_critical_job_overtakes_the_backlog(b: Backend) {
         vec!["n0", "n1"],
         "critical job claimed after {before:?}"
     );
+}
+
+/// `keep_completed_secs: 0` (BullMQ's `removeOnComplete`): a job is deleted when it
+/// completes, with the errors of its earlier attempts; counters and throughput still add up,
+/// and a queue that keeps completed jobs is not affected.
+async fn queue_keeping_no_completed_jobs_deletes_them_on_completion(b: Backend) {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let a = attempts.clone();
+    let runtime = Runtime::builder()
+        .handler("flaky", move |_ctx: JobContext| {
+            let a = a.clone();
+            async move {
+                if a.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(JobError::retry("first attempt fails"))
+                } else {
+                    Ok(None)
+                }
+            }
+        })
+        .handler("plain", |_ctx: JobContext| async { Ok(None) });
+    let app = spawn_runtime(b, runtime).await;
+    for (queue, keep) in [("gone", 0), ("kept", 3600)] {
+        let r = app
+            .req(reqwest::Method::PATCH, &format!("/v1/queues/{queue}"))
+            .json(&json!({"keep_completed_secs": keep}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let flaky = json_of(
+        app.post(
+            "/v1/jobs",
+            &json!({"queue": "gone", "kind": "flaky", "backoff": {"type": "fixed", "delay_ms": 10}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let plain = json_of(
+        app.post("/v1/jobs", &json!({"queue": "gone", "kind": "plain"}))
+            .await,
+        201,
+    )
+    .await;
+    let kept = json_of(
+        app.post("/v1/jobs", &json!({"queue": "kept", "kind": "plain"}))
+            .await,
+        201,
+    )
+    .await;
+    for job in [&flaky, &plain] {
+        let id = job["id"].as_str().unwrap();
+        let mut status = 0;
+        for _ in 0..200 {
+            status = app.get(&format!("/v1/jobs/{id}")).await.status().as_u16();
+            if status == 404 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert_eq!(status, 404, "job {id} should be gone once completed");
+    }
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+    let id = kept["id"].as_str().unwrap();
+    let done = wait_for(&app, &format!("/v1/jobs/{id}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed");
+    let gone = json_of(app.get("/v1/queues/gone").await, 200).await;
+    for state in ["available", "running", "retryable", "completed"] {
+        assert_eq!(
+            gone["counts"][state].as_i64().unwrap_or(0),
+            0,
+            "{state}: {gone}"
+        );
+    }
+    assert_eq!(gone["completed_last_minute"], 2, "{gone}");
+    let kept = json_of(app.get("/v1/queues/kept").await, 200).await;
+    assert_eq!(kept["counts"]["completed"], 1, "{kept}");
+    // The first attempt's error went with the job.
+    let mut conn = app.state.db.read().await.unwrap();
+    let left = switchboard_queue::store::attempt_errors(
+        conn.ex(),
+        &switchboard_queue::JobId::from_db(flaky["id"].as_str().unwrap().to_owned()),
+    )
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
