@@ -22,10 +22,14 @@ for db in sbbench_switchboard sbbench_graphile sbbench_pgboss; do
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 done
 
-echo "== switchboard (SQLite, synchronous=FULL)"
-SWITCHBOARD_DATA_DIR="$tmp/sb" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" | tail -6
-echo "== switchboard (PostgreSQL)"
-DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" | tail -7
+# Completed jobs deleted on completion (as BullMQ's removeOnComplete and graphile-worker do),
+# then kept for an hour (as pg-boss does).
+for keep in "" --keep-completed; do
+  echo "== switchboard (SQLite, synchronous=FULL) ${keep}"
+  SWITCHBOARD_DATA_DIR="$tmp/sb$keep" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep | tail -6
+  echo "== switchboard (PostgreSQL) ${keep}"
+  DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep | tail -7
+done
 echo "== bullmq (Redis, appendfsync everysec)"
 node bullmq.mjs || echo "FAILED: bullmq.mjs"
 echo "== graphile-worker (PostgreSQL)"

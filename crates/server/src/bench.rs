@@ -232,25 +232,49 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     pb.finish();
     let (commits1, wal1) = (db::commits(), wal_syncs(&db).await);
 
-    // 3. Paced load at half the drain rate: enqueue→start latency.
+    // 3. Paced load at half the drain rate for three seconds: enqueue→start latency. Like
+    // application servers, PRODUCERS tasks each enqueue one job per transaction on their own
+    // schedule; if the database cannot take that many single-job commits, the rate reached
+    // is reported instead.
+    const PRODUCERS: u64 = 16;
     let drain_rate = opts.jobs as f64 / drain_secs;
-    let rate = (drain_rate / 2.0).clamp(10.0, 2000.0);
-    let count = (rate * 3.0) as u64;
+    let rate = (drain_rate / 2.0).max(10.0);
+    let per_producer = ((rate * 3.0) as u64 / PRODUCERS).max(1);
+    let count = per_producer * PRODUCERS;
     let pb = bar(count, "paced");
     pacing.store(true, Ordering::Relaxed);
-    let interval = Duration::from_secs_f64(1.0 / rate);
-    let mut next = Instant::now();
-    for _ in 0..count {
-        let mut tx = db.begin().await?;
-        store::enqueue(&mut tx, &project, &[job(&queue, time::now())]).await?;
-        tx.commit().await?;
-        runtime.wakeups().wake(project.as_str(), queue.as_str());
-        pb.inc(1);
-        next += interval;
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            tokio::time::sleep(wait).await;
-        }
+    let interval = Duration::from_secs_f64(PRODUCERS as f64 / rate);
+    let paced_start = Instant::now();
+    let mut producers = tokio::task::JoinSet::new();
+    for p in 0..PRODUCERS {
+        let (db, project, queue, pb, wake) = (
+            db.clone(),
+            project.clone(),
+            queue.clone(),
+            pb.clone(),
+            runtime.wakeups().clone(),
+        );
+        producers.spawn(async move {
+            // Spread the producers' ticks over one interval.
+            let mut next = Instant::now() + interval.mul_f64(p as f64 / PRODUCERS as f64);
+            for _ in 0..per_producer {
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    tokio::time::sleep(wait).await;
+                }
+                next += interval;
+                let mut tx = db.begin().await?;
+                store::enqueue(&mut tx, &project, &[job(&queue, time::now())]).await?;
+                tx.commit().await?;
+                wake.wake(project.as_str(), queue.as_str());
+                pb.inc(1);
+            }
+            Ok::<_, anyhow::Error>(())
+        });
     }
+    while let Some(done) = producers.join_next().await {
+        done??;
+    }
+    let offered = count as f64 / paced_start.elapsed().as_secs_f64();
     while finished(&db, &project, &queue, opts.jobs + count).await? < opts.jobs + count {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -279,7 +303,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
         end_to_end_per_sec: jobs / (enqueue_secs + drain_secs),
         commits_per_job: (commits1 - commits0) as f64 / jobs,
         wal_syncs_per_job: wal0.zip(wal1).map(|(a, b)| (b - a) as f64 / jobs),
-        paced_rate: rate,
+        paced_rate: offered,
         latency_p50_ms: percentile(&lat, 0.50),
         latency_p99_ms: percentile(&lat, 0.99),
     };
@@ -291,8 +315,8 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
         println!("WAL syncs/job{:>10.4}", w);
     }
     println!(
-        "enqueue→start at {:.0} jobs/s offered (half the drain rate, at most 2000): p50 {:.2} ms, p99 {:.2} ms",
-        report.paced_rate, report.latency_p50_ms, report.latency_p99_ms
+        "enqueue→start at {:.0} jobs/s offered (aimed at half the drain rate, {} producers): p50 {:.2} ms, p99 {:.2} ms",
+        report.paced_rate, PRODUCERS, report.latency_p50_ms, report.latency_p99_ms
     );
     db.close().await;
     Ok(report)
