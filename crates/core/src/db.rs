@@ -79,6 +79,16 @@ pub enum Exec<'a> {
     Postgres(&'a mut PgConnection),
 }
 
+impl Exec<'_> {
+    /// Which engine this connection talks to.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Exec::Sqlite(_) => Backend::Sqlite,
+            Exec::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
 /// Runs `$body` with `$c` bound to the concrete connection of `$exec` (an [`Exec`]).
 #[macro_export]
 macro_rules! on_db {
@@ -166,10 +176,14 @@ macro_rules! migrations {
 fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
         Backend::Sqlite => {
-            migrations!("sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes")
+            migrations!(
+                "sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards"
+            )
         }
         Backend::Postgres => {
-            migrations!("postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes")
+            migrations!(
+                "postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards"
+            )
         }
     };
     Migrator {

@@ -123,12 +123,18 @@ impl Deltas {
         if rows.is_empty() {
             return Ok(());
         }
+        // Each PostgreSQL connection writes its own shard of the counters, so concurrent
+        // transactions of one queue don't wait on one row's lock until the other commits.
+        let shard = match ex.backend() {
+            Backend::Postgres => ", CAST(pg_backend_pid() % 64 AS SMALLINT)",
+            Backend::Sqlite => ", 0",
+        };
         on_db!(ex, c => {
-            let mut q = sqlx::QueryBuilder::new("INSERT INTO queue_counts (project_id, queue, state, n) ");
+            let mut q = sqlx::QueryBuilder::new("INSERT INTO queue_counts (project_id, queue, state, shard, n) ");
             q.push_values(&rows, |mut b, ((p, queue, s), n)| {
-                b.push_bind(p).push_bind(queue).push_bind(*s).push_bind(*n);
+                b.push_bind(p).push_bind(queue).push_bind(*s).push_unseparated(shard).push_bind(*n);
             });
-            q.push(" ON CONFLICT (project_id, queue, state) DO UPDATE SET n = queue_counts.n + excluded.n");
+            q.push(" ON CONFLICT (project_id, queue, state, shard) DO UPDATE SET n = queue_counts.n + excluded.n");
             q.build().execute(&mut *c).await.map(|_| ())
         })
     }
@@ -663,7 +669,7 @@ async fn count_state(
     state: JobState,
 ) -> Result<i64, sqlx::Error> {
     on_db!(ex, c => {
-        let row = sqlx::query("SELECT n FROM queue_counts WHERE project_id = $1 AND queue = $2 AND state = $3")
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM queue_counts WHERE project_id = $1 AND queue = $2 AND state = $3")
             .bind(project.as_str()).bind(queue.as_str()).bind(state.as_str())
             .fetch_optional(c).await?;
         row.map(|r| r.try_get("n")).transpose().map(|n| n.unwrap_or(0))
@@ -1404,7 +1410,8 @@ pub async fn queues(
                 failed_last_minute: 0,
             });
         }
-        let counts = sqlx::query("SELECT queue, state, n FROM queue_counts WHERE project_id = $1 AND ($2 IS NULL OR queue = $2)")
+        let counts = sqlx::query("SELECT queue, state, CAST(SUM(n) AS BIGINT) AS n FROM queue_counts \
+            WHERE project_id = $1 AND ($2 IS NULL OR queue = $2) GROUP BY queue, state")
             .bind(project.as_str()).bind(only.map(|q| q.as_str())).fetch_all(&mut *c).await?;
         let mut index: HashMap<String, usize> = out.iter().enumerate().map(|(i, q)| (q.name.to_string(), i)).collect();
         for r in &counts {
@@ -1436,9 +1443,11 @@ pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<(String, String, i32)>,
     // jobs are all for pull workers costs one claim that finds nothing.
     on_db!(ex, c => {
         let rows = sqlx::query(
-            "SELECT q.project_id, q.name, q.concurrency FROM queue_counts n JOIN queues q \
+            "SELECT q.project_id, q.name, q.concurrency FROM queues q JOIN \
+             (SELECT project_id, queue FROM queue_counts WHERE state = 'available' \
+              GROUP BY project_id, queue HAVING SUM(n) > 0) n \
              ON q.project_id = n.project_id AND q.name = n.queue \
-             WHERE n.state = 'available' AND n.n > 0 AND q.paused = FALSE LIMIT 1000",
+             WHERE q.paused = FALSE LIMIT 1000",
         )
         .fetch_all(c).await?;
         rows.iter().map(|r| Ok((r.try_get("project_id")?, r.try_get("name")?, r.try_get("concurrency")?))).collect()

@@ -125,7 +125,7 @@ async fn record_queue_depths(state: &AppState) -> Result<(), sqlx::Error> {
     use sqlx::Row;
     let mut conn = state.db.read().await?;
     let rows: Vec<(String, String, String, i64)> = switchboard_core::on_db!(conn.ex(), c => {
-        let rows = sqlx::query("SELECT project_id, queue, state, n FROM queue_counts").fetch_all(c).await?;
+        let rows = sqlx::query("SELECT project_id, queue, state, CAST(SUM(n) AS BIGINT) AS n FROM queue_counts GROUP BY project_id, queue, state").fetch_all(c).await?;
         rows.iter()
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
             .collect::<Result<_, _>>()?
