@@ -67,8 +67,8 @@ pub enum Db {
         /// Read-only connections.
         reader: SqlitePool,
     },
-    /// PostgreSQL pool.
-    Postgres(PgPool),
+    /// PostgreSQL pool, and the task sending notifications of committed transactions.
+    Postgres(PgPool, Notifier),
 }
 
 /// A connection borrowed for a sequence of statements: what repo functions take.
@@ -130,8 +130,14 @@ pub fn commits() -> u64 {
 pub enum Tx {
     /// On the SQLite writer.
     Sqlite(Transaction<'static, Sqlite>),
-    /// On PostgreSQL.
-    Postgres(Transaction<'static, Postgres>),
+    /// On PostgreSQL, with the notifications to send once it has committed.
+    Postgres(Transaction<'static, Postgres>, AfterCommit),
+}
+
+/// PostgreSQL notifications a transaction sends when (and only if) it commits.
+pub struct AfterCommit {
+    notices: Vec<(String, String)>,
+    notifier: Notifier,
 }
 
 impl Tx {
@@ -139,7 +145,7 @@ impl Tx {
     pub fn ex(&mut self) -> Exec<'_> {
         match self {
             Tx::Sqlite(t) => Exec::Sqlite(&mut *t),
-            Tx::Postgres(t) => Exec::Postgres(&mut *t),
+            Tx::Postgres(t, _) => Exec::Postgres(&mut *t),
         }
     }
 
@@ -147,7 +153,20 @@ impl Tx {
     pub fn backend(&self) -> Backend {
         match self {
             Tx::Sqlite(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
+            Tx::Postgres(..) => Backend::Postgres,
+        }
+    }
+
+    /// Sends `NOTIFY channel, payload` after the transaction commits (nothing on SQLite,
+    /// where one process owns the database and wakes its waiters directly).
+    ///
+    /// Not `pg_notify` inside the transaction: a notifying transaction holds a database-wide
+    /// lock from its commit until the end of its WAL flush, so concurrent single-job
+    /// enqueues would commit one flush at a time. Wake-ups are hints (claimers also poll),
+    /// so sending them just after the commit loses nothing.
+    pub fn notify_after_commit(&mut self, channel: &str, payload: String) {
+        if let Tx::Postgres(_, after) = self {
+            after.notices.push((channel.to_owned(), payload));
         }
     }
 
@@ -156,7 +175,52 @@ impl Tx {
         COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self {
             Tx::Sqlite(t) => t.commit().await,
-            Tx::Postgres(t) => t.commit().await,
+            Tx::Postgres(t, after) => {
+                t.commit().await?;
+                after.notifier.send(after.notices);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Sends committed transactions' notifications from one task: whatever arrives while a
+/// `NOTIFY` statement is in flight goes out in the next one.
+#[derive(Clone, Debug)]
+pub struct Notifier(tokio::sync::mpsc::UnboundedSender<Vec<(String, String)>>);
+
+impl Notifier {
+    fn start(pool: PgPool) -> Notifier {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(String, String)>>();
+        tokio::spawn(async move {
+            while let Some(mut all) = rx.recv().await {
+                while all.len() < 1000 {
+                    match rx.try_recv() {
+                        Ok(more) => all.extend(more),
+                        Err(_) => break,
+                    }
+                }
+                all.sort();
+                all.dedup();
+                let (channels, payloads): (Vec<String>, Vec<String>) = all.into_iter().unzip();
+                let sent = sqlx::query(
+                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+                )
+                .bind(&channels)
+                .bind(&payloads)
+                .execute(&pool)
+                .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "NOTIFY failed; listeners fall back to polling");
+                }
+            }
+        });
+        Notifier(tx)
+    }
+
+    fn send(&self, notices: Vec<(String, String)>) {
+        if !notices.is_empty() {
+            let _ = self.0.send(notices);
         }
     }
 }
@@ -206,7 +270,8 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            return Ok(Db::Postgres(pool));
+            let notifier = Notifier::start(pool.clone());
+            return Ok(Db::Postgres(pool, notifier));
         }
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| DbError::InvalidUrl(e.to_string()))?;
@@ -243,7 +308,7 @@ impl Db {
     pub fn backend(&self) -> Backend {
         match self {
             Db::Sqlite { .. } => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
+            Db::Postgres(..) => Backend::Postgres,
         }
     }
 
@@ -252,7 +317,7 @@ impl Db {
         let m = migrator(self.backend());
         match self {
             Db::Sqlite { writer, .. } => m.run(writer).await?,
-            Db::Postgres(pool) => m.run(pool).await?,
+            Db::Postgres(pool, _) => m.run(pool).await?,
         }
         Ok(())
     }
@@ -261,7 +326,13 @@ impl Db {
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Db::Postgres(pool, notifier) => Tx::Postgres(
+                pool.begin().await?,
+                AfterCommit {
+                    notices: Vec::new(),
+                    notifier: notifier.clone(),
+                },
+            ),
         })
     }
 
@@ -269,7 +340,7 @@ impl Db {
     pub async fn read(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { reader, .. } => Conn::Sqlite(reader.acquire().await?),
-            Db::Postgres(pool) => Conn::Postgres(pool.acquire().await?),
+            Db::Postgres(pool, _) => Conn::Postgres(pool.acquire().await?),
         })
     }
 
@@ -286,7 +357,7 @@ impl Db {
                 writer.close().await;
                 reader.close().await;
             }
-            Db::Postgres(pool) => pool.close().await,
+            Db::Postgres(pool, _) => pool.close().await,
         }
     }
 }

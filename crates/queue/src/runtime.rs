@@ -136,6 +136,8 @@ struct Slots {
     run_seconds: metrics::Histogram,
     /// Where the last claims stopped, and when claims last started from the top.
     hints: Arc<Mutex<(Hints, std::time::Instant)>>,
+    /// The queue keeps no completed jobs (as of the last dispatcher pass).
+    remove_completed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Slots {
@@ -150,6 +152,7 @@ impl Slots {
                 &store::labels(project, queue)
             ),
             hints: Arc::new(Mutex::new((Hints::default(), std::time::Instant::now()))),
+            remove_completed: Arc::default(),
         }
     }
 
@@ -268,7 +271,7 @@ impl Runtime {
             .take();
         let completer = rx.map(|rx| tokio::spawn(complete_loop(self.db.clone(), rx)));
         let listener = match &self.db {
-            Db::Postgres(pool) => Some(tokio::spawn(self.wake.clone().listen(pool.clone()))),
+            Db::Postgres(pool, _) => Some(tokio::spawn(self.wake.clone().listen(pool.clone()))),
             Db::Sqlite { .. } => None,
         };
         let maintenance = tokio::spawn(self.clone().maintenance(stop.clone()));
@@ -333,7 +336,13 @@ impl Runtime {
             store::runnable_queues(conn.ex()).await?
         };
         let mut started = 0;
-        for (project, queue, concurrency) in queues {
+        for store::Runnable {
+            project,
+            queue,
+            concurrency,
+            remove_completed,
+        } in queues
+        {
             let slots = {
                 let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
                 let entry = all
@@ -343,6 +352,9 @@ impl Runtime {
                     // Settings changed: new runs use the new limit; old runs finish on the old one.
                     *entry = Slots::new(&project, &queue, concurrency);
                 }
+                entry
+                    .remove_completed
+                    .store(remove_completed, std::sync::atomic::Ordering::Relaxed);
                 entry.clone()
             };
             // A local queue (as Graphile Worker has), sized by observed run time; claim only
@@ -473,6 +485,9 @@ impl Runtime {
                 id: job.id.to_string(),
                 token: lease_token,
                 result,
+                remove: slots
+                    .remove_completed
+                    .load(std::sync::atomic::Ordering::Relaxed),
             }),
             Err(error) => Outcome::Failed {
                 project,

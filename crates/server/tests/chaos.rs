@@ -145,7 +145,7 @@ async fn postgres_restart_under_load_loses_nothing() {
         assert_eq!(last[s], 0, "{s}: {last}");
     }
     // The maintained counters agree with the rows.
-    let switchboard_core::db::Db::Postgres(pool) = &state.db else {
+    let switchboard_core::db::Db::Postgres(pool, _) = &state.db else {
         panic!("postgres")
     };
     let rows =

@@ -410,7 +410,14 @@ fn bench_queue_runs_and_reports() {
         "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    for line in ["enqueue", "drain", "end to end", "commits/job", "p99"] {
+    for line in [
+        "enqueue",
+        "drain",
+        "end to end",
+        "commits/job",
+        "single-job enqueue peak",
+        "p99",
+    ] {
         assert!(out.contains(line), "{line}: {out}");
     }
     let o = switchboard(
