@@ -26,9 +26,9 @@ done
 # then kept for an hour (as pg-boss does).
 for keep in "" --keep-completed; do
   echo "== switchboard (SQLite, synchronous=FULL) ${keep}"
-  SWITCHBOARD_DATA_DIR="$tmp/sb$keep" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep | tail -6
+  SWITCHBOARD_DATA_DIR="$tmp/sb$keep" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep
   echo "== switchboard (PostgreSQL) ${keep}"
-  DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep | tail -7
+  DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep
 done
 echo "== bullmq (Redis, appendfsync everysec)"
 node bullmq.mjs || echo "FAILED: bullmq.mjs"
