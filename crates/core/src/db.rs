@@ -80,6 +80,14 @@ pub enum Exec<'a> {
 }
 
 impl Exec<'_> {
+    /// Borrows the same connection again, for the next statement.
+    pub fn re(&mut self) -> Exec<'_> {
+        match self {
+            Exec::Sqlite(c) => Exec::Sqlite(&mut **c),
+            Exec::Postgres(c) => Exec::Postgres(&mut **c),
+        }
+    }
+
     /// Which engine this connection talks to.
     pub fn backend(&self) -> Backend {
         match self {
@@ -342,6 +350,28 @@ impl Db {
             Db::Sqlite { reader, .. } => Conn::Sqlite(reader.acquire().await?),
             Db::Postgres(pool, _) => Conn::Postgres(pool.acquire().await?),
         })
+    }
+
+    /// A PostgreSQL connection for a statement that commits on its own (autocommit): one
+    /// round trip instead of BEGIN, statement, COMMIT. `None` on SQLite, where every write
+    /// goes through the writer's transactions.
+    pub async fn autocommit(&self) -> Result<Option<Conn>, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite { .. } => None,
+            Db::Postgres(pool, _) => Some(Conn::Postgres(pool.acquire().await?)),
+        })
+    }
+
+    /// Sends notifications now (after an autocommit statement); nothing on SQLite.
+    pub fn notify(&self, channel: &str, payloads: Vec<String>) {
+        if let Db::Postgres(_, notifier) = self {
+            notifier.send(
+                payloads
+                    .into_iter()
+                    .map(|p| (channel.to_owned(), p))
+                    .collect(),
+            );
+        }
     }
 
     /// A trivial round trip, for readiness checks.

@@ -44,15 +44,13 @@ pub struct JobDetail {
     pub errors: Vec<AttemptError>,
 }
 
-/// Inserts validated jobs in one transaction and wakes their queues.
+/// Inserts validated jobs (all or none) and wakes their queues.
 pub async fn enqueue(
     state: &AppState,
     project: &ProjectId,
     jobs: &[NewJob],
 ) -> ApiResult<Vec<Enqueued>> {
-    let mut tx = state.db.begin().await?;
-    let out = store::enqueue(&mut tx, project, jobs).await?;
-    tx.commit().await?;
+    let out = store::enqueue_now(&state.db, project, jobs).await?;
     let mut woken: Vec<&QueueName> = Vec::new();
     for j in jobs {
         if !woken.contains(&&j.queue) {
