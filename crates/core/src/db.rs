@@ -83,8 +83,8 @@ impl Exec<'_> {
     /// Borrows the same connection again, for the next statement.
     pub fn re(&mut self) -> Exec<'_> {
         match self {
-            Exec::Sqlite(c) => Exec::Sqlite(&mut **c),
-            Exec::Postgres(c) => Exec::Postgres(&mut **c),
+            Exec::Sqlite(c) => Exec::Sqlite(c),
+            Exec::Postgres(c) => Exec::Postgres(c),
         }
     }
 
