@@ -17,6 +17,9 @@ pub struct Wakeups {
     /// Per queue, the earliest job (in claim order) announced since the runtime last
     /// looked; `None` when an announcement named no job (anything may have become available).
     earliest: Arc<Mutex<HashMap<String, Option<ClaimKey>>>>,
+    /// Bumped each time LISTEN starts (again): notifications sent while no LISTEN was
+    /// active are lost, so what was learnt from them before is incomplete.
+    epoch: Arc<std::sync::atomic::AtomicU64>,
 }
 
 fn key(project: &str, queue: &str) -> String {
@@ -79,6 +82,11 @@ impl Wakeups {
         }
     }
 
+    /// How many times LISTEN has started; a change means notifications may have been missed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Takes what [`Wakeups::announce`] recorded for a queue since the last call:
     /// `None` if nothing was announced, `Some(None)` if an unknown job was.
     pub fn take_announced(&self, project: &str, queue: &str) -> Option<Option<ClaimKey>> {
@@ -96,6 +104,15 @@ impl Wakeups {
                     if let Err(e) = listener.listen(CHANNEL).await {
                         tracing::warn!(error = %e, "LISTEN failed; retrying");
                     } else {
+                        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        if let Some(n) = self
+                            .inner
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get(&key("*", "*"))
+                        {
+                            n.notify_one();
+                        }
                         loop {
                             match listener.recv().await {
                                 Ok(n) => self.wake_payload(n.payload()),
