@@ -47,6 +47,13 @@ pub enum DbError {
     /// A migration failed or the applied history does not match this binary.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Migrations are pending and the URL goes through a transaction pooler, where the
+    /// migrator's session lock cannot be held.
+    #[error(
+        "database migrations are pending: apply them with `switchboard migrate` using a URL \
+         that reaches PostgreSQL directly, not through the transaction pooler"
+    )]
+    PendingBehindPooler,
     /// The data directory could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -67,8 +74,8 @@ pub enum Db {
         /// Read-only connections.
         reader: SqlitePool,
     },
-    /// PostgreSQL pool, and the task sending notifications of committed transactions.
-    Postgres(PgPool, Notifier),
+    /// PostgreSQL pool, and what else a PostgreSQL connection needs.
+    Postgres(PgPool, PgSide),
 }
 
 /// A connection borrowed for a sequence of statements: what repo functions take.
@@ -110,6 +117,9 @@ macro_rules! on_db {
 
 /// A pooled connection for reads.
 pub enum Conn {
+    /// Behind a transaction-mode pooler: statements run inside a transaction, so the pooler
+    /// keeps them on one server connection.
+    PostgresTx(Transaction<'static, Postgres>),
     /// SQLite reader.
     Sqlite(PoolConnection<Sqlite>),
     /// PostgreSQL connection.
@@ -122,6 +132,7 @@ impl Conn {
         match self {
             Conn::Sqlite(c) => Exec::Sqlite(&mut *c),
             Conn::Postgres(c) => Exec::Postgres(&mut *c),
+            Conn::PostgresTx(t) => Exec::Postgres(&mut *t),
         }
     }
 }
@@ -145,7 +156,7 @@ pub enum Tx {
 /// PostgreSQL notifications a transaction sends when (and only if) it commits.
 pub struct AfterCommit {
     notices: Vec<(String, String)>,
-    notifier: Notifier,
+    side: PgSide,
 }
 
 impl Tx {
@@ -185,10 +196,45 @@ impl Tx {
             Tx::Sqlite(t) => t.commit().await,
             Tx::Postgres(t, after) => {
                 t.commit().await?;
-                after.notifier.send(after.notices);
+                after.side.notifier.send(after.notices);
                 Ok(())
             }
         }
+    }
+}
+
+/// What a PostgreSQL handle carries besides its pool.
+#[derive(Clone, Debug)]
+pub struct PgSide {
+    notifier: Notifier,
+    /// Connected through a transaction-mode pooler (PgBouncer): see [`POOLER_BEGIN`].
+    pooled: bool,
+}
+
+impl PgSide {
+    /// Whether the URL asked for transaction-pooler mode (`?pooler=transaction`).
+    pub fn pooled(&self) -> bool {
+        self.pooled
+    }
+}
+
+/// How transactions start behind a transaction-mode pooler. The driver sends a statement's
+/// Parse and its Bind/Execute as two exchanges, which a pooler may route to different server
+/// connections unless a transaction pins them; so every statement runs in a transaction.
+/// Prepared statements are not cached (`statement-cache-capacity=0`), but those a transaction
+/// prepares stay on its server connection, where another client's next transaction could
+/// collide with their names: each transaction first drops them.
+const POOLER_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+
+/// Begins a transaction on `pool`, the pooler-safe way when `pooled`.
+async fn begin_pg(
+    pool: &PgPool,
+    pooled: bool,
+) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+    if pooled {
+        pool.begin_with(POOLER_BEGIN).await
+    } else {
+        pool.begin().await
     }
 }
 
@@ -198,7 +244,7 @@ impl Tx {
 pub struct Notifier(tokio::sync::mpsc::UnboundedSender<Vec<(String, String)>>);
 
 impl Notifier {
-    fn start(pool: PgPool) -> Notifier {
+    fn start(pool: PgPool, pooled: bool) -> Notifier {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<(String, String)>>();
         tokio::spawn(async move {
             while let Some(mut all) = rx.recv().await {
@@ -211,12 +257,17 @@ impl Notifier {
                 all.sort();
                 all.dedup();
                 let (channels, payloads): (Vec<String>, Vec<String>) = all.into_iter().unzip();
-                let sent = sqlx::query(
-                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
-                )
-                .bind(&channels)
-                .bind(&payloads)
-                .execute(&pool)
+                let sent = async {
+                    let mut tx = begin_pg(&pool, pooled).await?;
+                    sqlx::query(
+                        "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+                    )
+                    .bind(&channels)
+                    .bind(&payloads)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await
+                }
                 .await;
                 if let Err(e) = sent {
                     tracing::warn!(error = %e, "NOTIFY failed; listeners fall back to polling");
@@ -266,20 +317,53 @@ fn migrator(backend: Backend) -> Migrator {
     }
 }
 
+/// Takes Switchboard's own `pooler=transaction` parameter off a PostgreSQL URL (the
+/// driver would ignore it with a warning); true when it was there.
+fn pooler_mode(url: &str) -> Result<(String, bool), DbError> {
+    let mut parsed = url::Url::parse(url).map_err(|e| DbError::InvalidUrl(e.to_string()))?;
+    let mut pooled = false;
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for (k, v) in parsed.query_pairs() {
+        match (k.as_ref(), v.as_ref()) {
+            ("pooler", "transaction") => pooled = true,
+            ("pooler", "none" | "session") => {}
+            ("pooler", other) => {
+                return Err(DbError::InvalidUrl(format!(
+                    "pooler={other}: expected `transaction`, `session` or `none`"
+                )))
+            }
+            _ => kept.push((k.into_owned(), v.into_owned())),
+        }
+    }
+    if kept.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    Ok((parsed.to_string(), pooled))
+}
+
 impl Db {
     /// Opens the database at `url` (`sqlite://…` or `postgres://…`).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Db, DbError> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url)
+            let (url, pooled) = pooler_mode(url)?;
+            let mut options = PgConnectOptions::from_str(&url)
                 .map_err(|e| DbError::InvalidUrl(e.to_string()))?
                 .application_name("switchboard");
+            if pooled {
+                options = options.statement_cache_capacity(0);
+            }
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
-            let notifier = Notifier::start(pool.clone());
-            return Ok(Db::Postgres(pool, notifier));
+            let side = PgSide {
+                notifier: Notifier::start(pool.clone(), pooled),
+                pooled,
+            };
+            return Ok(Db::Postgres(pool, side));
         }
         let options =
             SqliteConnectOptions::from_str(url).map_err(|e| DbError::InvalidUrl(e.to_string()))?;
@@ -321,24 +405,48 @@ impl Db {
     }
 
     /// Applies every migration this binary carries that the database lacks.
+    ///
+    /// When none is missing, nothing is locked: the migrator's lock is a session-level
+    /// advisory lock, which a pooler in transaction mode (PgBouncer) may take on one server
+    /// connection and release on another, so nodes starting behind a pooler only take it
+    /// when there is something to apply.
     pub async fn migrate(&self) -> Result<(), DbError> {
         let m = migrator(self.backend());
+        // Applied with the same checksums (else the migrator runs and reports the mismatch).
+        if self.applied().await.is_ok_and(|applied| {
+            m.migrations.iter().all(|mig| {
+                applied
+                    .iter()
+                    .any(|(v, sum)| *v == mig.version && sum[..] == mig.checksum[..])
+            })
+        }) {
+            return Ok(());
+        }
         match self {
+            Db::Postgres(_, side) if side.pooled => return Err(DbError::PendingBehindPooler),
             Db::Sqlite { writer, .. } => m.run(writer).await?,
             Db::Postgres(pool, _) => m.run(pool).await?,
         }
         Ok(())
     }
 
+    /// Versions and checksums of the migrations applied successfully (an error if there is
+    /// no record yet).
+    async fn applied(&self) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+        let sql = "SELECT version, checksum FROM _sqlx_migrations WHERE success";
+        let mut conn = self.read().await?;
+        on_db!(conn.ex(), c => sqlx::query_as(sql).fetch_all(c).await)
+    }
+
     /// Starts a transaction (on SQLite, on the single writer).
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
-            Db::Postgres(pool, notifier) => Tx::Postgres(
-                pool.begin().await?,
+            Db::Postgres(pool, side) => Tx::Postgres(
+                begin_pg(pool, side.pooled).await?,
                 AfterCommit {
                     notices: Vec::new(),
-                    notifier: notifier.clone(),
+                    side: side.clone(),
                 },
             ),
         })
@@ -348,6 +456,9 @@ impl Db {
     pub async fn read(&self) -> Result<Conn, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { reader, .. } => Conn::Sqlite(reader.acquire().await?),
+            Db::Postgres(pool, side) if side.pooled => {
+                Conn::PostgresTx(begin_pg(pool, true).await?)
+            }
             Db::Postgres(pool, _) => Conn::Postgres(pool.acquire().await?),
         })
     }
@@ -358,14 +469,15 @@ impl Db {
     pub async fn autocommit(&self) -> Result<Option<Conn>, sqlx::Error> {
         Ok(match self {
             Db::Sqlite { .. } => None,
-            Db::Postgres(pool, _) => Some(Conn::Postgres(pool.acquire().await?)),
+            Db::Postgres(pool, side) if !side.pooled => Some(Conn::Postgres(pool.acquire().await?)),
+            Db::Postgres(..) => None,
         })
     }
 
     /// Sends notifications now (after an autocommit statement); nothing on SQLite.
     pub fn notify(&self, channel: &str, payloads: Vec<String>) {
-        if let Db::Postgres(_, notifier) = self {
-            notifier.send(
+        if let Db::Postgres(_, side) = self {
+            side.notifier.send(
                 payloads
                     .into_iter()
                     .map(|p| (channel.to_owned(), p))

@@ -272,7 +272,11 @@ impl Runtime {
             .take();
         let completer = rx.map(|rx| tokio::spawn(complete_loop(self.db.clone(), rx)));
         let listener = match &self.db {
-            Db::Postgres(pool, _) => Some(tokio::spawn(self.wake.clone().listen(pool.clone()))),
+            // Behind a transaction pooler LISTEN cannot hold a server connection: poll only.
+            Db::Postgres(pool, side) if !side.pooled() => {
+                Some(tokio::spawn(self.wake.clone().listen(pool.clone())))
+            }
+            Db::Postgres(..) => None,
             Db::Sqlite { .. } => None,
         };
         let maintenance = tokio::spawn(self.clone().maintenance(stop.clone()));
