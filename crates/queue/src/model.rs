@@ -311,6 +311,33 @@ pub struct NewJob {
     pub runner: Runner,
 }
 
+/// Attempts a job gets unless it says otherwise.
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+/// Longest an attempt may run unless the job says otherwise, ms.
+pub const DEFAULT_TIMEOUT_MS: i64 = 30_000;
+
+impl NewJob {
+    /// A job for this node's in-process handler of `kind`, runnable now, with the defaults
+    /// of `POST /v1/jobs` (normal priority, 3 attempts, exponential backoff, 30 s timeout):
+    /// how built-in modules enqueue their own work.
+    pub fn local(queue: QueueName, kind: JobKind, payload: serde_json::Value) -> NewJob {
+        NewJob {
+            queue,
+            kind,
+            payload,
+            priority: Priority::NORMAL,
+            run_at: switchboard_core::time::now(),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: Backoff::default(),
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            unique: None,
+            tags: Vec::new(),
+            target: None,
+            runner: Runner::Local,
+        }
+    }
+}
+
 /// A stored job.
 #[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct Job {
@@ -534,7 +561,7 @@ impl JobSpec {
             }
             (None, None) => now,
         };
-        let max_attempts = self.max_attempts.unwrap_or(3);
+        let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=1000).contains(&max_attempts) {
             errors.push(Invalid::new("max_attempts", "must be 1 to 1000"));
         }
@@ -542,7 +569,7 @@ impl JobSpec {
         if let Err(e) = backoff.validate() {
             errors.push(e);
         }
-        let timeout_ms = self.timeout_ms.unwrap_or(30_000);
+        let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
         if !(1..=24 * 3600 * 1000).contains(&timeout_ms) {
             errors.push(Invalid::new("timeout_ms", "must be 1 ms to 24 hours"));
         }

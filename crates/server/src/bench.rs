@@ -22,9 +22,7 @@ use switchboard_core::id::ProjectId;
 use switchboard_core::{on_db, time};
 use switchboard_queue::runtime::{JobContext, Runtime};
 use switchboard_queue::wake::Wakeups;
-use switchboard_queue::{
-    store, Backoff, JobKind, NewJob, Priority, QueueName, QueueSettings, Runner,
-};
+use switchboard_queue::{store, JobKind, NewJob, QueueName, QueueSettings};
 use tokio::sync::watch;
 
 /// What to run.
@@ -140,18 +138,12 @@ async fn finished(
 
 fn job(queue: &QueueName, run_at: time::Timestamp) -> NewJob {
     NewJob {
-        queue: queue.clone(),
-        kind: JobKind::from_db("bench.noop".into()),
-        payload: serde_json::Value::Null,
-        priority: Priority::NORMAL,
         run_at,
-        max_attempts: 3,
-        backoff: Backoff::default(),
-        timeout_ms: 30_000,
-        unique: None,
-        tags: Vec::new(),
-        target: None,
-        runner: Runner::Local,
+        ..NewJob::local(
+            queue.clone(),
+            JobKind::from_db("bench.noop".into()),
+            serde_json::Value::Null,
+        )
     }
 }
 

@@ -3,11 +3,12 @@
 //! It restarts the machine's cluster, so it runs only with SWITCHBOARD_TEST_PG_RESTART=1
 //! (set by `.ci/run`) and SWITCHBOARD_TEST_DATABASE_URL.
 
+mod common;
+
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use switchboard_core::config::Config;
 use switchboard_queue::runtime::{JobContext, Runtime};
 use switchboard_server::app::Application;
 
@@ -34,25 +35,10 @@ async fn postgres_restart_under_load_loses_nothing() {
         eprintln!("skipping: set SWITCHBOARD_TEST_PG_RESTART=1 and SWITCHBOARD_TEST_DATABASE_URL");
         return;
     };
-    let name = format!("sbtest_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    drop(conn);
-    let mut url = url::Url::parse(&admin).unwrap();
-    url.set_path(&format!("/{name}"));
-
-    switchboard_server::telemetry::init_test_logs();
+    let (_, url) = common::create_database(&admin).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = url.to_string();
-    config.db_max_connections = 8;
+    let (mut config, key) = common::node_config(url.as_str(), dir.path());
     config.job_heartbeat_ms = 1000;
-    let key = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
-    config.bootstrap_api_key = Some(key.clone().into());
     let runtime = Runtime::builder().handler("work", |_ctx: JobContext| async {
         tokio::time::sleep(Duration::from_millis(5)).await;
         Ok(None)

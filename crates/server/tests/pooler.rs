@@ -6,15 +6,16 @@
 //! Needs SWITCHBOARD_TEST_DATABASE_URL and the `pgbouncer` binary (Debian's package);
 //! SWITCHBOARD_TEST_REQUIRE_PGBOUNCER=1 (set by `.ci/run`) turns a missing one into a failure.
 
+mod common;
+
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
-use switchboard_core::config::Config;
 use switchboard_core::db::Db;
 use switchboard_core::id::ProjectId;
 use switchboard_queue::runtime::{JobContext, Runtime};
-use switchboard_queue::{store, Backoff, JobKind, NewJob, Priority, QueueName, Runner};
+use switchboard_queue::{store, JobKind, NewJob, QueueName};
 use switchboard_server::app::Application;
 
 /// A PgBouncer process, stopped on drop.
@@ -123,20 +124,11 @@ fn start_pgbouncer(binary: &str, admin: &url::Url, database: &str) -> Bouncer {
 }
 
 fn job(queue: &QueueName) -> NewJob {
-    NewJob {
-        queue: queue.clone(),
-        kind: JobKind::from_db("work".into()),
-        payload: json!({"from": "another node"}),
-        priority: Priority::NORMAL,
-        run_at: switchboard_core::time::now(),
-        max_attempts: 3,
-        backoff: Backoff::default(),
-        timeout_ms: 30_000,
-        unique: None,
-        tags: Vec::new(),
-        target: None,
-        runner: Runner::Local,
-    }
+    NewJob::local(
+        queue.clone(),
+        JobKind::from_db("work".into()),
+        json!({"from": "another node"}),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,31 +141,17 @@ async fn behind_pgbouncer_in_transaction_mode_every_job_runs() {
         eprintln!("skipping: pgbouncer not installed");
         return;
     };
-    let name = format!("sbtest_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    let (name, direct) = common::create_database(&admin).await;
     let admin_url = url::Url::parse(&admin).unwrap();
     let bouncer = start_pgbouncer(&binary, &admin_url, &name);
-    // What docs/operations.md tells users to put in DATABASE_URL behind such a pooler.
+    // What docs/queue.md tells users to put in DATABASE_URL behind such a pooler.
     let pooled = format!(
         "postgres://{}@127.0.0.1:{}/{name}?pooler=transaction",
         admin_url.username(),
         bouncer.port
     );
-    let mut direct = admin_url.clone();
-    direct.set_path(&format!("/{name}"));
-
-    switchboard_server::telemetry::init_test_logs();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::with_data_dir(dir.path());
-    config.listen = "127.0.0.1:0".parse().unwrap();
-    config.database_url = pooled.clone();
-    config.db_max_connections = 8;
-    let key = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
-    config.bootstrap_api_key = Some(key.clone().into());
+    let (config, key) = common::node_config(&pooled, dir.path());
     // Migrations cannot run through the pooler (the migrator holds a session lock): the node
     // says so and starts once they are applied directly.
     let refused = Application::build_with(config.clone(), Runtime::builder()).await;
