@@ -628,8 +628,9 @@ pub async fn claim(
     }
     let token_base = switchboard_core::secret::random_token("");
     let lease_until = time::to_db(now) + lease_ms * 1000;
-    // One pass per runner so each query walks the ready index in priority order.
-    let passes: Vec<(&str, &[String], Option<&ClaimKey>)> = match who {
+    // One index walk per runner, each in priority order. PostgreSQL takes them in one
+    // statement (merged in priority order); SQLite, in process, one statement each.
+    let branches: Vec<Branch<'_>> = match who {
         ClaimFor::Pull => vec![("pull", &[], None)],
         ClaimFor::Runtime([], h) => vec![("push", &[], h.push.as_ref())],
         ClaimFor::Runtime(kinds, h) => vec![
@@ -637,13 +638,21 @@ pub async fn claim(
             ("push", &[], h.push.as_ref()),
         ],
     };
+    let statements: Vec<&[Branch<'_>]> = match tx.backend() {
+        Backend::Postgres => vec![&branches[..]],
+        Backend::Sqlite => branches.chunks(1).collect(),
+    };
     let mut claimed: Vec<ClaimedJob> = Vec::new();
-    for (runner, kinds, after) in passes {
+    for branches in statements {
         let want = n - claimed.len() as i64;
         if want <= 0 {
             break;
         }
-        let sql = claim_sql(tx.backend(), kinds.len(), after.is_some());
+        let shape: Vec<(usize, bool)> = branches
+            .iter()
+            .map(|(_, kinds, after)| (kinds.len(), after.is_some()))
+            .collect();
+        let sql = claim_sql(tx.backend(), &shape);
         let got: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
             let mut q = sqlx::query(&sql)
                 .bind(project.as_str())
@@ -652,13 +661,15 @@ pub async fn claim(
                 .bind(&token_base)
                 .bind(lease_until)
                 .bind(worker)
-                .bind(time::to_db(now))
-                .bind(runner);
-            for k in kinds {
-                q = q.bind(k);
-            }
-            if let Some(a) = after {
-                q = q.bind(a.priority).bind(a.run_at).bind(&a.id);
+                .bind(time::to_db(now));
+            for (runner, kinds, after) in branches {
+                q = q.bind(*runner);
+                for k in kinds.iter() {
+                    q = q.bind(k);
+                }
+                if let Some(a) = after {
+                    q = q.bind(a.priority).bind(a.run_at).bind(&a.id);
+                }
             }
             let rows = q.fetch_all(c).await?;
             rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
@@ -701,53 +712,83 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// The claim statement for a runner pass, restricted to `kinds` local kinds if any.
+/// One runner's walk of the ready index in a claim: the runner, the local kinds it takes
+/// (none: any), and where to start reading (a hint).
+type Branch<'a> = (&'a str, &'a [String], Option<&'a ClaimKey>);
+
+/// The claim statement: one branch per runner (`$8…`: the runner, then `kinds` local kinds
+/// if any, then a hint if `after`), each an index walk in claim order; several branches
+/// (PostgreSQL only) are merged in claim order up to `$3` jobs.
 ///
-/// Kinds are matched with `kind IN ($9, …)` so PostgreSQL's planner estimates them from the
+/// Kinds are matched with `kind IN (…)` so PostgreSQL's planner estimates them from the
 /// column statistics; a pattern match there made it misjudge the ready index once the table
 /// was analysed and fall back to a sequential scan and sort of the whole table.
 ///
-/// With `after`, only jobs from a key (`$10+kinds…`) on in claim order are read.
-fn claim_sql(backend: Backend, kinds: usize, after: bool) -> String {
-    let mut filter = String::new();
-    if kinds > 0 {
-        let binds: Vec<String> = (0..kinds).map(|i| format!("${}", 9 + i)).collect();
-        filter.push_str(&format!(" AND kind IN ({})", binds.join(", ")));
-    }
-    if after {
-        let at = 9 + kinds;
-        filter.push_str(&format!(
-            " AND (priority, run_at, id) >= (${}, ${}, ${})",
-            at,
-            at + 1,
-            at + 2
+/// With `after`, only jobs from a key on in claim order are read.
+fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
+    let mut next = 8;
+    let mut walks = Vec::new();
+    for (kinds, after) in branches {
+        let mut filter = format!("runner = ${next} AND state = 'available'");
+        next += 1;
+        if *kinds > 0 {
+            let binds: Vec<String> = (next..next + kinds).map(|i| format!("${i}")).collect();
+            filter.push_str(&format!(" AND kind IN ({})", binds.join(", ")));
+            next += kinds;
+        }
+        if *after {
+            filter.push_str(&format!(
+                " AND (priority, run_at, id) >= (${}, ${}, ${})",
+                next,
+                next + 1,
+                next + 2
+            ));
+            next += 3;
+        }
+        walks.push(format!(
+            "FROM jobs WHERE project_id = $1 AND queue = $2 AND {filter} \
+             ORDER BY priority, run_at, id LIMIT $3"
         ));
     }
-    let pick = format!(
-        "FROM jobs WHERE project_id = $1 AND queue = $2 AND runner = $8 AND state = 'available'{filter} \
-         ORDER BY priority, run_at, id LIMIT $3"
-    );
     let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
         lease_expires_at = $5, worker = $6, started_at = $7";
     match backend {
         // The counters move in the same statement (one round trip less per claim).
-        Backend::Postgres => format!(
-            "WITH picked AS (SELECT id {pick} FOR UPDATE SKIP LOCKED), \
-             claimed AS (UPDATE jobs {set} FROM picked WHERE jobs.id = picked.id RETURNING {cols}, lease_token), \
-             counted AS (INSERT INTO queue_counts (project_id, queue, state, shard, n) \
-               SELECT $1, $2, s.state, {PG_SHARD}, s.sign * c.n FROM (SELECT count(*) AS n FROM claimed) c \
-               CROSS JOIN (VALUES ('available', -1), ('running', 1)) AS s(state, sign) WHERE c.n > 0 {COUNTS_UPSERT}) \
-             SELECT * FROM claimed",
-            cols = JOB_COLUMNS
-                .split(", ")
-                .map(|c| format!("jobs.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Backend::Postgres => {
+            let ctes: Vec<String> = walks
+                .iter()
+                .enumerate()
+                .map(|(i, w)| format!("w{i} AS (SELECT id, priority, run_at {w} FOR UPDATE SKIP LOCKED)"))
+                .collect();
+            let picked = if walks.len() == 1 {
+                "picked AS (SELECT id FROM w0)".to_owned()
+            } else {
+                let all: Vec<String> = (0..walks.len()).map(|i| format!("SELECT * FROM w{i}")).collect();
+                format!(
+                    "picked AS (SELECT id FROM ({}) u ORDER BY priority, run_at, id LIMIT $3)",
+                    all.join(" UNION ALL ")
+                )
+            };
+            format!(
+                "WITH {ctes}, {picked}, \
+                 claimed AS (UPDATE jobs {set} FROM picked WHERE jobs.id = picked.id RETURNING {cols}, lease_token), \
+                 counted AS (INSERT INTO queue_counts (project_id, queue, state, shard, n) \
+                   SELECT $1, $2, s.state, {PG_SHARD}, s.sign * c.n FROM (SELECT count(*) AS n FROM claimed) c \
+                   CROSS JOIN (VALUES ('available', -1), ('running', 1)) AS s(state, sign) WHERE c.n > 0 {COUNTS_UPSERT}) \
+                 SELECT * FROM claimed",
+                ctes = ctes.join(", "),
+                cols = JOB_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("jobs.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
         // By rowid: the ready index leads straight to the rows, no lookup through the
-        // primary-key index per job.
+        // primary-key index per job. One branch per statement.
         Backend::Sqlite => format!(
-            "UPDATE jobs {set} WHERE rowid IN (SELECT rowid {pick}) RETURNING {JOB_COLUMNS}, lease_token"
+            "UPDATE jobs {set} WHERE rowid IN (SELECT rowid {}) RETURNING {JOB_COLUMNS}, lease_token",
+            walks.join(" ")
         ),
     }
 }
