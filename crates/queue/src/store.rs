@@ -1605,34 +1605,3 @@ pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<Runnable>, sqlx::Error>
         })).collect()
     })
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(priority: i32, run_at: i64, id: &str) -> ClaimKey {
-        ClaimKey {
-            priority,
-            run_at,
-            id: id.into(),
-        }
-    }
-
-    #[test]
-    fn hints_move_back_to_an_earlier_announced_job_only() {
-        let mut h = Hints {
-            local: Some(key(2, 500, "job_m")),
-            push: None,
-        };
-        // A later job changes nothing: claims reach it reading on.
-        assert!(!h.rewind(Some(&key(2, 900, "job_z"))));
-        assert_eq!(h.local, Some(key(2, 500, "job_m")));
-        // An earlier one becomes where claims start (inclusive); no hint stays no hint.
-        assert!(h.rewind(Some(&key(0, 900, "job_c"))));
-        assert_eq!(h.local, Some(key(0, 900, "job_c")));
-        assert_eq!(h.push, None);
-        // Unknown: from the top.
-        assert!(h.rewind(None));
-        assert_eq!(h.local, None);
-    }
-}

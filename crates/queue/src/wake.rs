@@ -134,6 +134,7 @@ impl Wakeups {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Hints;
 
     fn key(priority: i32, run_at: i64, id: &str) -> ClaimKey {
         ClaimKey {
@@ -162,5 +163,23 @@ mod tests {
         w.wake_payload("proj_a/sms/x/10/job_z");
         assert_eq!(w.take_announced("proj_a", "sms"), Some(None));
         assert_eq!(w.take_announced("proj_a", "push"), None);
+    }
+
+    #[test]
+    fn hints_move_back_to_an_earlier_announced_job_only() {
+        let mut h = Hints {
+            local: Some(key(2, 500, "job_m")),
+            push: None,
+        };
+        // A later job changes nothing: claims reach it reading on.
+        assert!(!h.rewind(Some(&key(2, 900, "job_z"))));
+        assert_eq!(h.local, Some(key(2, 500, "job_m")));
+        // An earlier one becomes where claims start (inclusive); no hint stays no hint.
+        assert!(h.rewind(Some(&key(0, 900, "job_c"))));
+        assert_eq!(h.local, Some(key(0, 900, "job_c")));
+        assert_eq!(h.push, None);
+        // Unknown: from the top.
+        assert!(h.rewind(None));
+        assert_eq!(h.local, None);
     }
 }
