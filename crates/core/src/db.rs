@@ -412,13 +412,16 @@ impl Db {
     /// when there is something to apply.
     pub async fn migrate(&self) -> Result<(), DbError> {
         let m = migrator(self.backend());
-        // Applied with the same checksums (else the migrator runs and reports the mismatch).
+        // Exactly this binary's migrations, applied with the same checksums (else the
+        // migrator runs: it applies what is missing and reports a mismatch or a migration
+        // this binary does not know, e.g. after a downgrade).
         if self.applied().await.is_ok_and(|applied| {
-            m.migrations.iter().all(|mig| {
-                applied
-                    .iter()
-                    .any(|(v, sum)| *v == mig.version && sum[..] == mig.checksum[..])
-            })
+            applied.len() == m.migrations.len()
+                && m.migrations.iter().all(|mig| {
+                    applied
+                        .iter()
+                        .any(|(v, sum)| *v == mig.version && sum[..] == mig.checksum[..])
+                })
         }) {
             return Ok(());
         }
@@ -507,4 +510,45 @@ impl Db {
 /// True when `e` is a unique-constraint violation (same SQLSTATE class on both engines).
 pub fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn migrating_an_up_to_date_database_changes_nothing_and_unknown_history_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::connect(&url, 1).await.unwrap();
+        db.migrate().await.unwrap();
+        // Up to date: nothing to do, and nothing refused.
+        db.migrate().await.unwrap();
+        // A migration this binary does not carry (a newer binary ran here): refused, not
+        // skipped as "everything applied".
+        let Db::Sqlite { writer, .. } = &db else {
+            panic!("sqlite")
+        };
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES (999, 'from the future', TRUE, x'00', 0)",
+        )
+        .execute(writer)
+        .await
+        .unwrap();
+        assert!(db.migrate().await.is_err());
+        db.close().await;
+    }
+
+    #[test]
+    fn pooler_parameter_is_taken_off_the_url() {
+        let (url, pooled) =
+            pooler_mode("postgres://u@h:6432/db?pooler=transaction&sslmode=disable").unwrap();
+        assert!(pooled);
+        assert_eq!(url, "postgres://u@h:6432/db?sslmode=disable");
+        let (url, pooled) = pooler_mode("postgres://u@h/db").unwrap();
+        assert!(!pooled);
+        assert_eq!(url, "postgres://u@h/db");
+        assert!(pooler_mode("postgres://u@h/db?pooler=statement").is_err());
+    }
 }
