@@ -6,6 +6,9 @@
 //!
 //! SQLite runs in WAL mode with one writer connection (every transaction goes through it,
 //! so writers never fight over the lock) and a pool of read-only connections.
+//!
+//! PostgreSQL may sit behind a transaction-mode pooler (`?pooler=transaction`): then every
+//! statement runs inside a transaction (see [`PgSide`]).
 
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::pool::PoolConnection;

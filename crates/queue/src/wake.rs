@@ -1,6 +1,7 @@
 //! Wake-ups for waiting claimers: in-process per queue, and across nodes through PostgreSQL
-//! LISTEN/NOTIFY (one NOTIFY per committing transaction, not per job). Waiters also poll, so
-//! a lost notification (or a pooler that drops LISTEN) costs latency, never jobs.
+//! LISTEN/NOTIFY (one payload per queue per committed transaction, not per job, sent after
+//! the commit by the database handle's notifier). Waiters also poll, so a lost notification
+//! (or a pooler that drops LISTEN) costs latency, never jobs.
 
 use crate::store::ClaimKey;
 use std::collections::HashMap;
