@@ -148,6 +148,11 @@ pub fn commits() -> u64 {
     COMMITS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Counts a statement that committed on its own (see [`Db::autocommit`]).
+pub fn note_commit() {
+    COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// An open transaction; dropped without [`Tx::commit`] it rolls back.
 pub enum Tx {
     /// On the SQLite writer.

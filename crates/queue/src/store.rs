@@ -246,6 +246,7 @@ pub async fn enqueue_now(db: &Db, project: &ProjectId, jobs: &[NewJob]) -> Resul
     if jobs.len() <= 500 && jobs.iter().all(|j| j.unique.is_none()) {
         if let Some(mut conn) = db.autocommit().await? {
             let (out, notices) = enqueue_on(conn.ex(), project, jobs).await?;
+            switchboard_core::db::note_commit();
             db.notify(CHANNEL, notices);
             return Ok(out);
         }
@@ -626,6 +627,33 @@ pub async fn claim(
     if n <= 0 {
         return Ok(Vec::new());
     }
+    let claimed = claim_rows(tx.ex(), project, queue, who, worker, n, lease_ms).await?;
+    let k = claimed.len() as i64;
+    if let Some((tokens, at)) = bucket {
+        on_db!(tx.ex(), c => sqlx::query("UPDATE queues SET rate_tokens = $3, rate_updated_at = $4 WHERE project_id = $1 AND name = $2")
+            .bind(project.as_str()).bind(queue.as_str()).bind(tokens - k as f64).bind(at)
+            .execute(c).await.map(|_| ()))?;
+    }
+    Ok(claimed)
+}
+
+/// Claims up to `n` available jobs of a queue the caller knows to be unpaused and free of
+/// global concurrency caps and rate limits (the runtime learns that from
+/// [`runnable_queues`]): no settings read and no queue lock, so on PostgreSQL it can run as
+/// one statement committing on its own. A pause or limit set in between applies from the
+/// next claim.
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_rows(
+    mut ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+    who: ClaimFor<'_>,
+    worker: &str,
+    n: i64,
+    lease_ms: i64,
+) -> Result<Vec<ClaimedJob>> {
+    let now = time::now();
+    let backend = ex.backend();
     let token_base = switchboard_core::secret::random_token("");
     let lease_until = time::to_db(now) + lease_ms * 1000;
     // One index walk per runner, each in priority order. PostgreSQL takes them in one
@@ -638,7 +666,7 @@ pub async fn claim(
             ("push", &[], h.push.as_ref()),
         ],
     };
-    let statements: Vec<&[Branch<'_>]> = match tx.backend() {
+    let statements: Vec<&[Branch<'_>]> = match backend {
         Backend::Postgres => vec![&branches[..]],
         Backend::Sqlite => branches.chunks(1).collect(),
     };
@@ -652,8 +680,8 @@ pub async fn claim(
             .iter()
             .map(|(_, kinds, after)| (kinds.len(), after.is_some()))
             .collect();
-        let sql = claim_sql(tx.backend(), &shape);
-        let got: Vec<ClaimedJob> = on_db!(tx.ex(), c => {
+        let sql = claim_sql(backend, &shape);
+        let got: Vec<ClaimedJob> = on_db!(ex.re(), c => {
             let mut q = sqlx::query(&sql)
                 .bind(project.as_str())
                 .bind(queue.as_str())
@@ -697,17 +725,13 @@ pub async fn claim(
             b.job.id.as_str(),
         ))
     });
-    let k = claimed.len() as i64;
-    if tx.backend() == Backend::Sqlite {
+    if backend == Backend::Sqlite {
+        // (PostgreSQL moved them in the claim statement.)
+        let k = claimed.len() as i64;
         let mut d = Deltas::default();
         d.add(project.as_str(), queue.as_str(), JobState::Available, -k);
         d.add(project.as_str(), queue.as_str(), JobState::Running, k);
-        d.apply(tx.ex()).await?;
-    }
-    if let Some((tokens, at)) = bucket {
-        on_db!(tx.ex(), c => sqlx::query("UPDATE queues SET rate_tokens = $3, rate_updated_at = $4 WHERE project_id = $1 AND name = $2")
-            .bind(project.as_str()).bind(queue.as_str()).bind(tokens - k as f64).bind(at)
-            .execute(c).await.map(|_| ()))?;
+        d.apply(ex.re()).await?;
     }
     Ok(claimed)
 }
@@ -1580,6 +1604,8 @@ pub struct Runnable {
     pub concurrency: i32,
     /// Completed jobs are deleted on completion.
     pub remove_completed: bool,
+    /// Has a cluster-wide concurrency cap or a rate limit (claims must take the queue lock).
+    pub limited: bool,
 }
 
 /// Unpaused queues with available jobs by the counters, across projects (runtime use).
@@ -1590,7 +1616,8 @@ pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<Runnable>, sqlx::Error>
     // jobs are all for pull workers costs one claim that finds nothing.
     on_db!(ex, c => {
         let rows = sqlx::query(
-            "SELECT q.project_id, q.name, q.concurrency, q.keep_completed_secs FROM queues q JOIN \
+            "SELECT q.project_id, q.name, q.concurrency, q.keep_completed_secs, \
+             (q.global_concurrency IS NOT NULL OR q.rate_limit IS NOT NULL) AS limited FROM queues q JOIN \
              (SELECT project_id, queue FROM queue_counts WHERE state = 'available' \
               GROUP BY project_id, queue HAVING SUM(n) > 0) n \
              ON q.project_id = n.project_id AND q.name = n.queue \
@@ -1602,6 +1629,7 @@ pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<Runnable>, sqlx::Error>
             queue: r.try_get("name")?,
             concurrency: r.try_get("concurrency")?,
             remove_completed: r.try_get::<i64, _>("keep_completed_secs")? == 0,
+            limited: r.try_get("limited")?,
         })).collect()
     })
 }
