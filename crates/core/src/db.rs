@@ -265,15 +265,18 @@ impl Notifier {
                 all.sort();
                 all.dedup();
                 let (channels, payloads): (Vec<String>, Vec<String>) = all.into_iter().unzip();
+                let notify = sqlx::query(
+                    "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+                )
+                .bind(&channels)
+                .bind(&payloads);
                 let sent = async {
-                    let mut tx = begin_pg(&pool, pooled).await?;
-                    sqlx::query(
-                        "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
-                    )
-                    .bind(&channels)
-                    .bind(&payloads)
-                    .execute(&mut *tx)
-                    .await?;
+                    if !pooled {
+                        // One statement committing on its own.
+                        return notify.execute(&pool).await.map(|_| ());
+                    }
+                    let mut tx = begin_pg(&pool, true).await?;
+                    notify.execute(&mut *tx).await?;
                     tx.commit().await
                 }
                 .await;

@@ -380,38 +380,15 @@ impl Runtime {
             let hints = self.hints_for(&slots, &project, &queue, polled);
             let project_id = ProjectId::from_db(project);
             let queue_name = QueueName::from_db(queue);
-            let who = ClaimFor::Runtime(&self.kinds, &hints);
-            let (n, lease) = (room as i64, self.timing.lease_ms());
-            // Unlimited queues on PostgreSQL: one claim statement committing on its own,
-            // instead of BEGIN, settings, claim, COMMIT.
-            let direct = match limited {
-                false => self.db.autocommit().await?,
-                true => None,
+            let claim = store::Claim {
+                project: &project_id,
+                queue: &queue_name,
+                who: ClaimFor::Runtime(&self.kinds, &hints),
+                worker: &self.node,
+                max: room as i64,
+                lease_ms: self.timing.lease_ms(),
             };
-            let claimed = match direct {
-                Some(mut conn) => {
-                    let got = store::claim_rows(
-                        conn.ex(),
-                        &project_id,
-                        &queue_name,
-                        who,
-                        &self.node,
-                        n,
-                        lease,
-                    )
-                    .await?;
-                    switchboard_core::db::note_commit();
-                    got
-                }
-                None => {
-                    let mut tx = self.db.begin().await?;
-                    let got =
-                        store::claim(&mut tx, &project_id, &queue_name, who, &self.node, n, lease)
-                            .await?;
-                    tx.commit().await?;
-                    got
-                }
-            };
+            let claimed = store::claim_now(&self.db, &claim, !limited).await?;
             if self.db.backend() == Backend::Postgres {
                 let mut h = slots.hints.lock().unwrap_or_else(|p| p.into_inner());
                 h.0.advance(&claimed);

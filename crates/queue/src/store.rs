@@ -273,14 +273,7 @@ async fn enqueue_on(
             queues.push(&j.queue);
         }
     }
-    // On PostgreSQL the queues are created, the jobs inserted and the counters moved by one
-    // statement per chunk: a single-job enqueue is BEGIN, one statement, COMMIT.
     let pg = ex.backend() == Backend::Postgres;
-    if !pg {
-        for q in &queues {
-            ensure_queue(ex.re(), project, q).await?;
-        }
-    }
     for j in jobs {
         let rec = new_job_record(j, now);
         if let Some((key, window)) = &j.unique {
@@ -317,6 +310,13 @@ async fn enqueue_on(
             created: true,
         });
         fresh.push(rec);
+    }
+    // On PostgreSQL the queues are created, the jobs inserted and the counters moved by one
+    // statement per chunk: a single-job enqueue is one statement.
+    if !pg || fresh.is_empty() {
+        for q in &queues {
+            ensure_queue(ex.re(), project, q).await?;
+        }
     }
     let mut deltas = Deltas::default();
     let d = QueueSettings::default();
@@ -380,7 +380,7 @@ async fn enqueue_on(
         )
         .increment(n as u64);
     }
-    if ex.backend() == Backend::Postgres && !fresh.is_empty() {
+    if pg && !fresh.is_empty() {
         // Each queue's earliest new job in claim order rides the NOTIFY, so claimers that
         // read on from where they stopped know whether to start from the top again.
         let woken: Vec<(&QueueName, Option<ClaimKey>)> = queues
@@ -527,9 +527,9 @@ impl ClaimKey {
 /// On PostgreSQL the ready-index entries before that point are mostly dead versions of jobs
 /// already claimed, which every claim from the top would step over again until vacuum
 /// removes them (100,000 of them cost 3–5 ms per claim); reading on from the hint skips
-/// them. A wake-up naming an earlier job moves the hint back to that job; one naming none,
-/// a pass started by the poll timer, or a second gone by drop it (the next claim starts
-/// from the top).
+/// them. A wake-up naming an earlier job moves the hint back to that job; one naming none
+/// drops it (the next claim starts from the top), and the runtime drops it on its own
+/// schedule too (see its `HINTS_AT_MOST`).
 #[derive(Clone, Debug, Default)]
 pub struct Hints {
     /// Local (in-process) jobs.
@@ -576,7 +576,7 @@ impl Hints {
 }
 
 /// Which jobs a claimer takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub enum ClaimFor<'a> {
     /// External pull workers.
     Pull,
@@ -585,18 +585,33 @@ pub enum ClaimFor<'a> {
     Runtime(&'a [String], &'a Hints),
 }
 
-/// Claims up to `max` available jobs of a queue, in priority order, leasing each for
-/// `lease_ms`, within the queue's pause, global concurrency and rate limit.
-#[allow(clippy::too_many_arguments)]
-pub async fn claim(
-    tx: &mut Tx,
-    project: &ProjectId,
-    queue: &QueueName,
-    who: ClaimFor<'_>,
-    worker: &str,
-    max: i64,
-    lease_ms: i64,
-) -> Result<Vec<ClaimedJob>> {
+/// A claim: up to `max` available jobs of a queue for `who`, leased to `worker` for
+/// `lease_ms` each.
+#[derive(Clone, Copy, Debug)]
+pub struct Claim<'a> {
+    /// The queue's project.
+    pub project: &'a ProjectId,
+    /// The queue.
+    pub queue: &'a QueueName,
+    /// Which jobs.
+    pub who: ClaimFor<'a>,
+    /// Recorded on each job as its worker.
+    pub worker: &'a str,
+    /// At most this many jobs.
+    pub max: i64,
+    /// Lease length.
+    pub lease_ms: i64,
+}
+
+/// Claims jobs in priority order within the queue's pause, global concurrency and rate
+/// limit.
+pub async fn claim(tx: &mut Tx, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
+    let Claim {
+        project,
+        queue,
+        max,
+        ..
+    } = *c;
     let now = time::now();
     let Some(settings) = queue_settings(tx.ex(), project, queue).await? else {
         return Ok(Vec::new());
@@ -627,7 +642,7 @@ pub async fn claim(
     if n <= 0 {
         return Ok(Vec::new());
     }
-    let claimed = claim_rows(tx.ex(), project, queue, who, worker, n, lease_ms).await?;
+    let claimed = claim_rows(tx.ex(), &Claim { max: n, ..*c }).await?;
     let k = claimed.len() as i64;
     if let Some((tokens, at)) = bucket {
         on_db!(tx.ex(), c => sqlx::query("UPDATE queues SET rate_tokens = $3, rate_updated_at = $4 WHERE project_id = $1 AND name = $2")
@@ -637,21 +652,36 @@ pub async fn claim(
     Ok(claimed)
 }
 
-/// Claims up to `n` available jobs of a queue the caller knows to be unpaused and free of
-/// global concurrency caps and rate limits (the runtime learns that from
-/// [`runnable_queues`]): no settings read and no queue lock, so on PostgreSQL it can run as
-/// one statement committing on its own. A pause or limit set in between applies from the
-/// next claim.
-#[allow(clippy::too_many_arguments)]
-pub async fn claim_rows(
-    mut ex: Exec<'_>,
-    project: &ProjectId,
-    queue: &QueueName,
-    who: ClaimFor<'_>,
-    worker: &str,
-    n: i64,
-    lease_ms: i64,
-) -> Result<Vec<ClaimedJob>> {
+/// Claims and commits. A queue the caller knows to be unpaused and free of global
+/// concurrency caps and rate limits (`unlimited`; the runtime learns it from
+/// [`runnable_queues`]) needs no settings read and no queue lock, so on PostgreSQL the claim
+/// is one statement committing on its own (one round trip where a transaction costs four);
+/// a pause or limit set at that instant applies from the next claim. Otherwise, and on
+/// SQLite or behind a transaction pooler, [`claim`] in a transaction of its own.
+pub async fn claim_now(db: &Db, c: &Claim<'_>, unlimited: bool) -> Result<Vec<ClaimedJob>> {
+    if unlimited {
+        if let Some(mut conn) = db.autocommit().await? {
+            let claimed = claim_rows(conn.ex(), c).await?;
+            switchboard_core::db::note_commit();
+            return Ok(claimed);
+        }
+    }
+    let mut tx = db.begin().await?;
+    let claimed = claim(&mut tx, c).await?;
+    tx.commit().await?;
+    Ok(claimed)
+}
+
+/// The claim statements alone: no pause, cap or rate-limit checks.
+async fn claim_rows(mut ex: Exec<'_>, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
+    let Claim {
+        project,
+        queue,
+        who,
+        worker,
+        max: n,
+        lease_ms,
+    } = *c;
     let now = time::now();
     let backend = ex.backend();
     let token_base = switchboard_core::secret::random_token("");

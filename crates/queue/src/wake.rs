@@ -106,14 +106,7 @@ impl Wakeups {
                         tracing::warn!(error = %e, "LISTEN failed; retrying");
                     } else {
                         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        if let Some(n) = self
-                            .inner
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get(&key("*", "*"))
-                        {
-                            n.notify_one();
-                        }
+                        self.get("*", "*").notify_one();
                         loop {
                             match listener.recv().await {
                                 Ok(n) => self.wake_payload(n.payload()),

@@ -155,6 +155,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
+/// Waits until `expected` jobs of the bench queue have finished.
+async fn wait_finished(
+    db: &Db,
+    project: &ProjectId,
+    queue: &QueueName,
+    expected: u64,
+) -> anyhow::Result<()> {
+    while finished(db, project, queue, expected).await? < expected {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
 /// Concurrent single-job producers in the latency phases.
 const PRODUCERS: u64 = 16;
 
@@ -306,9 +319,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let burst = (drain_rate as u64 / PRODUCERS).max(1);
     let (peak, _) = produce(&db, &project, &queue, runtime.wakeups(), burst, None).await?;
     expected += burst * PRODUCERS;
-    while finished(&db, &project, &queue, expected).await? < expected {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_finished(&db, &project, &queue, expected).await?;
     let rate = (peak.min(drain_rate) / 2.0).max(10.0);
     let per_producer = ((rate * 3.0) as u64 / PRODUCERS).max(1);
     pacing.store(true, Ordering::Relaxed);
@@ -322,9 +333,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     )
     .await?;
     expected += per_producer * PRODUCERS;
-    while finished(&db, &project, &queue, expected).await? < expected {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_finished(&db, &project, &queue, expected).await?;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
 

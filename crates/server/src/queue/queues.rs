@@ -404,18 +404,16 @@ async fn claim(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let mut tx = state.db.begin().await?;
-        let jobs = store::claim(
-            &mut tx,
-            auth.project(),
-            &name,
-            ClaimFor::Pull,
-            input.worker.trim(),
+        let claim = store::Claim {
+            project: auth.project(),
+            queue: &name,
+            who: ClaimFor::Pull,
+            worker: input.worker.trim(),
             max,
-            lease,
-        )
-        .await?;
-        tx.commit().await?;
+            lease_ms: lease,
+        };
+        // Settings unknown here: the pause, caps and rate limit are checked in a transaction.
+        let jobs = store::claim_now(&state.db, &claim, false).await?;
         let now = Instant::now();
         if !jobs.is_empty() || now >= deadline {
             return Ok(Json(ClaimOut { jobs }));
