@@ -139,6 +139,8 @@ struct Slots {
     hints: Arc<Mutex<(Hints, std::time::Instant, u64)>>,
     /// The queue keeps no completed jobs (as of the last dispatcher pass).
     remove_completed: Arc<std::sync::atomic::AtomicBool>,
+    /// The queue, as `(project, queue)`.
+    key: Arc<(String, String)>,
 }
 
 impl Slots {
@@ -154,6 +156,7 @@ impl Slots {
             ),
             hints: Arc::new(Mutex::new((Hints::default(), std::time::Instant::now(), 0))),
             remove_completed: Arc::default(),
+            key: Arc::new((project.to_owned(), queue.to_owned())),
         }
     }
 
@@ -196,6 +199,7 @@ pub struct Runtime {
     secrets: Arc<Mutex<HashMap<String, String>>>,
     slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
     running: Arc<Mutex<HashMap<String, Held>>>,
+    known: Arc<Mutex<Known>>,
     outcomes: mpsc::UnboundedSender<Outcome>,
     outcomes_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>>,
 }
@@ -342,10 +346,7 @@ impl Runtime {
     /// One dispatcher pass; `polled` when no wake-up started it (so claims read every
     /// queue from the top: a notification may have been lost).
     async fn dispatch_pass(&self, polled: bool) -> Result<usize, QueueError> {
-        let queues = {
-            let mut conn = self.db.read().await?;
-            store::runnable_queues(conn.ex()).await?
-        };
+        let queues = self.queues_to_claim(polled).await?;
         let mut started = 0;
         for store::Runnable {
             project,
@@ -409,12 +410,62 @@ impl Runtime {
                         - 1;
                     // Wake the dispatcher only once the local queue wants refilling.
                     if left <= slots.refill_at(rt.timing.lease_ms()) {
-                        rt.wake.get("*", "*").notify_one();
+                        let (p, q) = &*slots.key;
+                        rt.wake.wake_dispatcher(Some((p, q)));
                     }
                 });
             }
         }
         Ok(started)
+    }
+
+    /// The queues a dispatcher pass claims from. A pass woken only by wake-ups naming queues
+    /// whose settings this node read less than [`SETTINGS_AT_MOST`] ago (and has not changed
+    /// since) claims from just those, without asking the database which queues have work:
+    /// under a stream of single-job enqueues that read was one extra round trip per job.
+    /// Otherwise (the poll timer, a wake-up naming no queue, an unknown queue) the counters
+    /// say which queues have work, and their settings are remembered.
+    async fn queues_to_claim(&self, polled: bool) -> Result<Vec<store::Runnable>, QueueError> {
+        let woken = self.wake.take_woken();
+        let epoch = self.wake.settings_epoch();
+        if !polled && !woken.any && !woken.queues.is_empty() {
+            let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+            if known.epoch == epoch {
+                let direct: Option<Vec<store::Runnable>> = woken
+                    .queues
+                    .iter()
+                    .map(|k| {
+                        known
+                            .queues
+                            .get(k)
+                            .filter(|(_, at)| at.elapsed() < SETTINGS_AT_MOST)
+                            .map(|(r, _)| r.clone())
+                    })
+                    .collect();
+                if let Some(direct) = direct {
+                    return Ok(direct);
+                }
+            }
+        }
+        let queues = {
+            let mut conn = self.db.read().await?;
+            store::runnable_queues(conn.ex()).await?
+        };
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.epoch != epoch {
+            known.queues.clear();
+            known.epoch = epoch;
+        }
+        let now = std::time::Instant::now();
+        known
+            .queues
+            .retain(|_, (_, at)| at.elapsed() < SETTINGS_AT_MOST);
+        for r in &queues {
+            known
+                .queues
+                .insert((r.project.clone(), r.queue.clone()), (r.clone(), now));
+        }
+        Ok(queues)
     }
 
     /// The hints for the next claim of a queue (PostgreSQL only): moved back to a job
@@ -637,13 +688,13 @@ impl Runtime {
             }
         }
         if !woken.is_empty() || rescued > 0 {
-            self.wake.get("*", "*").notify_one();
+            self.wake.wake_dispatcher(None);
         }
         if last.cron.elapsed() >= Duration::from_secs(1) {
             last.cron = std::time::Instant::now();
             let n = crate::schedules::tick(&self.db, &self.kinds, 60).await?;
             if n > 0 {
-                self.wake.get("*", "*").notify_one();
+                self.wake.wake_dispatcher(None);
             }
         }
         if last.prune.elapsed() >= Duration::from_secs(60) {
@@ -666,6 +717,19 @@ impl Runtime {
 /// walk over the dead index entries of jobs claimed since the last vacuum (5–9 ms after a
 /// 100,000-job burst), which is why it is not done every pass.
 const HINTS_AT_MOST: Duration = Duration::from_secs(5);
+
+/// How long the dispatcher claims from a woken queue on the settings it read before (see
+/// `queues_to_claim`): a pause or new limit made through another node reaches this node's
+/// claims within this time (through this node: at once).
+const SETTINGS_AT_MOST: Duration = Duration::from_millis(500);
+
+/// Settings of queues the dispatcher read recently, with when it read them.
+#[derive(Default)]
+struct Known {
+    /// [`Wakeups::settings_epoch`] when they were read.
+    epoch: u64,
+    queues: HashMap<(String, String), (store::Runnable, std::time::Instant)>,
+}
 
 /// When maintenance last did its less frequent chores.
 struct LastRun {
@@ -733,6 +797,7 @@ impl RuntimeBuilder {
             secrets: Arc::default(),
             slots: Arc::default(),
             running: Arc::default(),
+            known: Arc::default(),
             outcomes,
             outcomes_rx: Arc::new(Mutex::new(Some(outcomes_rx))),
         }
@@ -789,6 +854,14 @@ async fn record_outcomes(
     failed: &[(ProjectId, String, String, JobError)],
 ) -> Result<(), QueueError> {
     if done.is_empty() && failed.is_empty() {
+        return Ok(());
+    }
+    if failed.is_empty() {
+        for r in store::complete_now(db, done).await? {
+            if let Err(e) = r {
+                log_refused(&e);
+            }
+        }
         return Ok(());
     }
     let mut tx = db.begin().await?;

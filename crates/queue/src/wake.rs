@@ -4,7 +4,7 @@
 //! (or a pooler that drops LISTEN) costs latency, never jobs.
 
 use crate::store::ClaimKey;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
@@ -21,6 +21,19 @@ pub struct Wakeups {
     /// Bumped each time LISTEN starts (again): notifications sent while no LISTEN was
     /// active are lost, so what was learnt from them before is incomplete.
     epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// What woke the dispatcher since it last looked (see [`Wakeups::take_woken`]).
+    woken: Arc<Mutex<Woken>>,
+    /// Bumped when this node changes a queue's settings.
+    settings: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// What woke the node's dispatcher since it last looked.
+#[derive(Debug, Default)]
+pub struct Woken {
+    /// Something that named no queue (maintenance, a new LISTEN): every queue may have work.
+    pub any: bool,
+    /// Queues named by their wake-ups, as `(project, queue)`.
+    pub queues: HashSet<(String, String)>,
 }
 
 fn key(project: &str, queue: &str) -> String {
@@ -36,13 +49,47 @@ impl Wakeups {
 
     /// Wakes every waiter of a queue, and the node's dispatcher (`*`/`*`).
     pub fn wake(&self, project: &str, queue: &str) {
-        let map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = map.get(&key(project, queue)) {
+        if let Some(n) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key(project, queue))
+        {
             n.notify_waiters();
         }
-        if let Some(n) = map.get(&key("*", "*")) {
-            n.notify_one();
+        self.wake_dispatcher(Some((project, queue)));
+    }
+
+    /// Wakes the node's dispatcher for one queue, or (`None`) for any queue.
+    pub fn wake_dispatcher(&self, queue: Option<(&str, &str)>) {
+        {
+            let mut w = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+            match queue {
+                Some((p, q)) => {
+                    w.queues.insert((p.to_owned(), q.to_owned()));
+                }
+                None => w.any = true,
+            }
         }
+        self.get("*", "*").notify_one();
+    }
+
+    /// Takes what woke the dispatcher since the last call.
+    pub fn take_woken(&self) -> Woken {
+        std::mem::take(&mut *self.woken.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records that this node changed a queue's settings (a pause, a new limit): dispatchers
+    /// stop relying on the settings they read before, and the queue's waiters wake.
+    pub fn settings_changed(&self, project: &str, queue: &str) {
+        self.settings
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.wake(project, queue);
+    }
+
+    /// How many settings changes [`Wakeups::settings_changed`] has recorded.
+    pub fn settings_epoch(&self) -> u64 {
+        self.settings.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Wakes from a NOTIFY payload `project/queue[/priority/run_at/id]`.
@@ -106,7 +153,7 @@ impl Wakeups {
                         tracing::warn!(error = %e, "LISTEN failed; retrying");
                     } else {
                         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        self.get("*", "*").notify_one();
+                        self.wake_dispatcher(None);
                         loop {
                             match listener.recv().await {
                                 Ok(n) => self.wake_payload(n.payload()),

@@ -182,10 +182,11 @@ async fn queue_action(
         }
         _ => return Err(ApiError::not_found("action")),
     }
+    // (Pause and resume change settings the dispatcher may have remembered.)
     state
         .runtime
         .wakeups()
-        .wake(me.0.project_id.as_str(), name.as_str());
+        .settings_changed(me.0.project_id.as_str(), name.as_str());
     Ok(Redirect::to("/dashboard/queues").into_response())
 }
 

@@ -186,7 +186,7 @@ async fn save(
     state
         .runtime
         .wakeups()
-        .wake(auth.project().as_str(), name.as_str());
+        .settings_changed(auth.project().as_str(), name.as_str());
     load_queue(state, auth.project(), name).await
 }
 
