@@ -455,7 +455,9 @@ impl Db {
     /// Starts a transaction (on SQLite, on the single writer).
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            // IMMEDIATE: the write lock from the start, so a transaction that reads and then
+            // writes (a claim) cannot find its reads overtaken by another process's commit.
+            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool, side) => Tx::Postgres(
                 begin_pg(pool, side.pooled).await?,
                 AfterCommit {

@@ -57,6 +57,13 @@ fn tags_to_db(tags: &[String]) -> String {
     }
 }
 
+fn tags_from_db(tags: &str) -> Vec<String> {
+    tags.split(',')
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 macro_rules! job_from_row {
     ($r:expr) => {{
         let r = $r;
@@ -74,11 +81,7 @@ macro_rules! job_from_row {
             backoff: serde_json::from_str(&r.try_get::<String, _>("backoff")?).unwrap_or_default(),
             timeout_ms: r.try_get("timeout_ms")?,
             unique_key: r.try_get("unique_key")?,
-            tags: tags
-                .split(',')
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            tags: tags_from_db(&tags),
             progress: parse_json(r.try_get("progress")?),
             result: parse_json(r.try_get("result")?),
             last_error: r.try_get("last_error")?,
@@ -810,11 +813,24 @@ async fn claim_rows(mut ex: Exec<'_>, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> 
                     q = q.bind(a.priority).bind(a.run_at).bind(&a.id);
                 }
             }
-            let rows = q.fetch_all(c).await?;
-            rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
-                job: job_from_row!(r),
-                lease_token: r.try_get("lease_token")?,
-            })).collect::<Result<Vec<_>, _>>()?
+            let rows = q.fetch_all(&mut *c).await?;
+            if backend == Backend::Sqlite {
+                let picked: Option<String> = rows.first().map(|r| r.try_get("jobs")).transpose()?;
+                let lease = Lease { token_base: &token_base, until: lease_until, worker, now };
+                let (rowids, jobs) = sqlite_picked(picked.as_deref().unwrap_or("[]"), &lease)?;
+                // The writer's transaction holds the write lock from its start (`BEGIN
+                // IMMEDIATE`), so the rows read above are still available.
+                sqlx::query(SQLITE_LEASE)
+                    .bind(&token_base).bind(lease_until).bind(worker).bind(time::to_db(now))
+                    .bind(serde_json::to_string(&rowids).unwrap_or_default())
+                    .execute(&mut *c).await?;
+                jobs
+            } else {
+                rows.iter().map(|r| Ok::<_, sqlx::Error>(ClaimedJob {
+                    job: job_from_row!(r),
+                    lease_token: r.try_get("lease_token")?,
+                })).collect::<Result<Vec<_>, _>>()?
+            }
         });
         claimed.extend(got);
     }
@@ -919,13 +935,103 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
                     .join(", ")
             )
         }
-        // By rowid: the ready index leads straight to the rows, no lookup through the
-        // primary-key index per job. One branch per statement.
+        // The picked jobs come back as one row holding a JSON array (see `SQLITE_PICK`);
+        // `SQLITE_LEASE` then leases them by rowid. One branch per statement.
         Backend::Sqlite => format!(
-            "UPDATE jobs {set} WHERE rowid IN (SELECT rowid {}) RETURNING {JOB_COLUMNS}, lease_token",
+            "SELECT json_group_array(json_array({SQLITE_PICK})) AS jobs FROM (SELECT rowid AS rid, * {})",
             walks.join(" ")
         ),
     }
+}
+
+/// What SQLite's claim reads of each picked job, in this order (see [`SqlitePicked`]).
+///
+/// As one row: the SQLite driver hands each result row from its connection thread to the
+/// async side on its own, and a claim or completion of a thousand rows meant a thousand
+/// thread wake-ups; a third of the drain's CPU went to context switches.
+const SQLITE_PICK: &str = "rid, id, queue, kind, payload, priority, run_at, attempt, max_attempts, backoff, \
+    timeout_ms, unique_key, tags, progress, result, last_error, target, runner, created_at, finished_at";
+
+/// Leases the picked jobs (`$5`: a JSON array of rowids) as `claim_sql`'s `set` does.
+const SQLITE_LEASE: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, \
+    lease_token = CAST(attempt + 1 AS TEXT) || '.' || $1, lease_expires_at = $2, worker = $3, started_at = $4 \
+    WHERE rowid IN (SELECT value FROM json_each($5))";
+
+/// One job as [`SQLITE_PICK`] lists it (before the lease).
+#[derive(serde::Deserialize)]
+struct SqlitePicked(
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    i64,
+    i32,
+    i32,
+    String,
+    i64,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    Option<i64>,
+);
+
+/// The lease a claim gives each job.
+struct Lease<'a> {
+    token_base: &'a str,
+    until: i64,
+    worker: &'a str,
+    now: Timestamp,
+}
+
+/// Decodes SQLite's picked jobs as they are once leased; returns their rowids too.
+fn sqlite_picked(
+    json: &str,
+    lease: &Lease<'_>,
+) -> Result<(Vec<i64>, Vec<ClaimedJob>), sqlx::Error> {
+    let picked: Vec<SqlitePicked> =
+        serde_json::from_str(json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let mut rowids = Vec::with_capacity(picked.len());
+    let mut jobs = Vec::with_capacity(picked.len());
+    for p in picked {
+        rowids.push(p.0);
+        let attempt = p.7 + 1;
+        jobs.push(ClaimedJob {
+            lease_token: format!("{attempt}.{}", lease.token_base),
+            job: Job {
+                id: JobId::from_db(p.1),
+                queue: QueueName::from_db(p.2),
+                kind: JobKind::from_db(p.3),
+                payload: parse_json(Some(p.4)).unwrap_or(serde_json::Value::Null),
+                state: JobState::Running,
+                priority: Priority::from_db(p.5),
+                run_at: time::from_db(p.6),
+                attempt,
+                max_attempts: p.8,
+                backoff: serde_json::from_str(&p.9).unwrap_or_default(),
+                timeout_ms: p.10,
+                unique_key: p.11,
+                tags: tags_from_db(&p.12),
+                progress: parse_json(p.13),
+                result: parse_json(p.14),
+                last_error: p.15,
+                target: parse_json(p.16).and_then(|v| serde_json::from_value(v).ok()),
+                runner: Runner::parse(&p.17),
+                worker: Some(lease.worker.to_owned()),
+                lease_expires_at: Some(time::from_db(lease.until)),
+                created_at: time::from_db(p.18),
+                started_at: Some(lease.now),
+                finished_at: p.19.map(time::from_db),
+            },
+        });
+    }
+    Ok((rowids, jobs))
 }
 
 async fn lock_queue(
@@ -1155,35 +1261,48 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
         }
         count_completed(items, set.iter().copied().filter(|i| out[*i].is_some()));
     }
-    let update = format!(
-        "UPDATE jobs SET state = 'completed', finished_at = {}, lease_token = NULL, lease_expires_at = NULL WHERE ",
-        time::to_db(now)
-    );
     let sets = match tx.backend() {
         Backend::Postgres => Vec::new(),
-        Backend::Sqlite => vec![
-            (true, "DELETE FROM jobs WHERE ", gone),
-            (false, update.as_str(), kept),
-        ],
+        Backend::Sqlite => vec![(true, gone), (false, kept)],
     };
-    for (delete, head, which) in sets {
+    for (delete, which) in sets {
         for chunk in which.chunks(300) {
-            let hit: Vec<(String, String, String, i32)> = on_db!(tx.ex(), c => {
-                let mut q = sqlx::QueryBuilder::new(head);
-                // No `state = 'running'`: see "Leased jobs by token".
-                q.push("(id, lease_token) IN (VALUES ");
-                let mut sep = q.separated(", ");
-                for i in chunk {
-                    sep.push("(");
-                    sep.push_bind_unseparated(&items[*i].id);
-                    sep.push_unseparated(", ");
-                    sep.push_bind_unseparated(&items[*i].token);
-                    sep.push_unseparated(")");
-                }
-                q.push(") RETURNING id, project_id, queue, attempt");
-                let rows = q.build().fetch_all(&mut *c).await?;
-                rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("id")?, r.try_get("project_id")?, r.try_get("queue")?, r.try_get("attempt")?))).collect::<Result<_, _>>()?
-            });
+            let Exec::Sqlite(c) = tx.ex() else {
+                break;
+            };
+            // Matched rows come back as one row (see `SQLITE_PICK`), then go by rowid.
+            let mut q = sqlx::QueryBuilder::new(
+                "SELECT json_group_array(json_array(rowid, id, project_id, queue, attempt)) AS hit \
+                 FROM jobs WHERE (id, lease_token) IN (VALUES ",
+            );
+            // No `state = 'running'`: see "Leased jobs by token".
+            let mut sep = q.separated(", ");
+            for i in chunk {
+                sep.push("(");
+                sep.push_bind_unseparated(&items[*i].id);
+                sep.push_unseparated(", ");
+                sep.push_bind_unseparated(&items[*i].token);
+                sep.push_unseparated(")");
+            }
+            q.push(")");
+            let json: String = q.build().fetch_one(&mut *c).await?.try_get("hit")?;
+            let hit: Vec<(i64, String, String, String, i32)> =
+                serde_json::from_str(&json).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+            let rowids: Vec<i64> = hit.iter().map(|h| h.0).collect();
+            let sql = if delete {
+                "DELETE FROM jobs WHERE rowid IN (SELECT value FROM json_each($1))"
+            } else {
+                "UPDATE jobs SET state = 'completed', finished_at = $2, lease_token = NULL, \
+                 lease_expires_at = NULL WHERE rowid IN (SELECT value FROM json_each($1))"
+            };
+            sqlx::query(sql)
+                .bind(serde_json::to_string(&rowids).unwrap_or_default())
+                .bind(time::to_db(now))
+                .execute(&mut *c)
+                .await?;
+            let hit = hit
+                .into_iter()
+                .map(|(_, id, p, q, attempt)| (id, p, q, attempt));
             let mut retried: Vec<String> = Vec::new();
             for (id, p, q, attempt) in hit {
                 if let Some(i) = by_id.get(id.as_str()) {
