@@ -392,7 +392,9 @@ impl Db {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10))
-            .row_buffer_size(4096);
+            .row_buffer_size(4096)
+            .pragma("cache_size", "-65536")
+            .pragma("temp_store", "memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)

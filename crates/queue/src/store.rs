@@ -740,8 +740,9 @@ pub async fn claim(tx: &mut Tx, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
 /// concurrency caps and rate limits (`unlimited`; the runtime learns it from
 /// [`runnable_queues`]) needs no settings read and no queue lock, so on PostgreSQL the claim
 /// is one statement committing on its own (one round trip where a transaction costs four);
-/// a pause or limit set at that instant applies from the next claim. Otherwise, and on
-/// SQLite or behind a transaction pooler, [`claim`] in a transaction of its own.
+/// on SQLite or behind a transaction pooler, the claim statements in a transaction of their
+/// own. A pause or limit set at that instant applies from the next claim. Otherwise [`claim`]
+/// in a transaction of its own.
 pub async fn claim_now(db: &Db, c: &Claim<'_>, unlimited: bool) -> Result<Vec<ClaimedJob>> {
     if unlimited {
         if let Some(mut conn) = db.autocommit().await? {
@@ -751,7 +752,11 @@ pub async fn claim_now(db: &Db, c: &Claim<'_>, unlimited: bool) -> Result<Vec<Cl
         }
     }
     let mut tx = db.begin().await?;
-    let claimed = claim(&mut tx, c).await?;
+    let claimed = if unlimited {
+        claim_rows(tx.ex(), c).await?
+    } else {
+        claim(&mut tx, c).await?
+    };
     tx.commit().await?;
     Ok(claimed)
 }

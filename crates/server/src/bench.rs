@@ -49,6 +49,8 @@ pub struct BenchReport {
     pub drain_per_sec: f64,
     /// Both phases, jobs/s.
     pub end_to_end_per_sec: f64,
+    /// The store alone: claims of 1,000 jobs each completed at once, jobs/s.
+    pub claim_complete_per_sec: f64,
     /// Commits per job over enqueue + drain.
     pub commits_per_job: f64,
     /// PostgreSQL WAL syncs per job, if known.
@@ -232,6 +234,76 @@ async fn produce(
     Ok((rate, calls))
 }
 
+/// Enqueues `opts.jobs` jobs in batches of `opts.batch`, one transaction each.
+async fn enqueue_all(
+    db: &Db,
+    project: &ProjectId,
+    queue: &QueueName,
+    opts: BenchOptions,
+) -> anyhow::Result<()> {
+    let pb = bar(opts.jobs, "enqueue");
+    let mut left = opts.jobs;
+    while left > 0 {
+        let n = left.min(opts.batch as u64);
+        let now = time::now();
+        let batch: Vec<NewJob> = (0..n).map(|_| job(queue, now)).collect();
+        let mut tx = db.begin().await?;
+        store::enqueue(&mut tx, project, &batch).await?;
+        tx.commit().await?;
+        left -= n;
+        pb.inc(n);
+    }
+    pb.finish();
+    Ok(())
+}
+
+/// Claims and completes `opts.jobs` jobs through the store API alone; returns the seconds.
+async fn claim_complete_all(
+    db: &Db,
+    project: &ProjectId,
+    queue: &QueueName,
+    opts: BenchOptions,
+) -> anyhow::Result<f64> {
+    let pb = bar(opts.jobs, "claim+done");
+    let kinds = vec!["bench.noop".to_owned()];
+    let hints = store::Hints::default();
+    let start = Instant::now();
+    let mut left = opts.jobs;
+    while left > 0 {
+        let claim = store::Claim {
+            project,
+            queue,
+            who: store::ClaimFor::Runtime(&kinds, &hints),
+            worker: "bench",
+            max: 1000,
+            lease_ms: 60_000,
+        };
+        let claimed = store::claim_now(db, &claim, true).await?;
+        if claimed.is_empty() {
+            anyhow::bail!("{left} jobs were not claimable");
+        }
+        let done: Vec<store::Completion> = claimed
+            .into_iter()
+            .map(|c| store::Completion {
+                project: project.clone(),
+                queue: queue.clone(),
+                id: c.job.id.to_string(),
+                token: c.lease_token,
+                result: None,
+                remove: !opts.keep_completed,
+            })
+            .collect();
+        let n = done.len() as u64;
+        for r in store::complete_now(db, &done).await? {
+            r?;
+        }
+        left = left.saturating_sub(n);
+        pb.inc(n);
+    }
+    pb.finish();
+    Ok(start.elapsed().as_secs_f64())
+}
+
 /// Runs the benchmark and prints its report.
 pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchReport> {
     let (db, _) = app::connect(config).await?;
@@ -260,21 +332,9 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
 
     let (commits0, wal0) = (db::commits(), wal_syncs(&db).await);
     // 1. Enqueue.
-    let pb = bar(opts.jobs, "enqueue");
     let start = Instant::now();
-    let mut left = opts.jobs;
-    while left > 0 {
-        let n = left.min(opts.batch as u64);
-        let now = time::now();
-        let batch: Vec<NewJob> = (0..n).map(|_| job(&queue, now)).collect();
-        let mut tx = db.begin().await?;
-        store::enqueue(&mut tx, &project, &batch).await?;
-        tx.commit().await?;
-        left -= n;
-        pb.inc(n);
-    }
+    enqueue_all(&db, &project, &queue, opts).await?;
     let enqueue_secs = start.elapsed().as_secs_f64();
-    pb.finish();
 
     // 2. Drain with the in-process runtime. The handler notes each job's enqueue→start
     // latency (claim time minus the time it became runnable) once the paced phase begins.
@@ -340,6 +400,11 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let mut lat: Vec<f64> = waits.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(|a, b| a.total_cmp(b));
 
+    // 4. The store alone: the same number of jobs, claimed 1,000 at a time by one claimer and
+    // completed as soon as claimed (no runtime, no handlers).
+    enqueue_all(&db, &project, &queue, opts).await?;
+    let claim_complete_secs = claim_complete_all(&db, &project, &queue, opts).await?;
+
     // Leave nothing behind.
     let mut tx = db.begin().await?;
     on_db!(tx.ex(), c => {
@@ -356,6 +421,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
         enqueue_per_sec: jobs / enqueue_secs,
         drain_per_sec: drain_rate,
         end_to_end_per_sec: jobs / (enqueue_secs + drain_secs),
+        claim_complete_per_sec: jobs / claim_complete_secs,
         commits_per_job: (commits1 - commits0) as f64 / jobs,
         wal_syncs_per_job: wal0.zip(wal1).map(|(a, b)| (b - a) as f64 / jobs),
         peak_single_per_sec: peak,
@@ -369,6 +435,10 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     println!("drain        {:>10.0} jobs/s", report.drain_per_sec);
     println!("end to end   {:>10.0} jobs/s", report.end_to_end_per_sec);
     println!("commits/job  {:>10.4}", report.commits_per_job);
+    println!(
+        "store alone: claim + complete {:>10.0} jobs/s (claims of 1,000, completed at once)",
+        report.claim_complete_per_sec
+    );
     if let Some(w) = report.wal_syncs_per_job {
         println!("WAL syncs/job{:>10.4}", w);
     }
