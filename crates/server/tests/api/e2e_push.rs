@@ -21,6 +21,7 @@ both!(
     in_process_handlers_with_concurrency,
     heartbeats_keep_long_jobs_and_cancel_reaches_handlers,
     late_critical_job_overtakes_the_backlog,
+    pause_reaches_the_dispatcher_at_once,
     queue_keeping_no_completed_jobs_deletes_them_on_completion
 );
 
@@ -506,4 +507,40 @@ async fn queue_keeping_no_completed_jobs_deletes_them_on_completion(b: Backend) 
     .await
     .unwrap();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// The dispatcher claims from a woken queue on the settings it read a moment ago; a pause
+/// through this node must still stop it at once (the job enqueued right after the pause
+/// stays available), and resume lets it run.
+async fn pause_reaches_the_dispatcher_at_once(b: Backend) {
+    let runtime = Runtime::builder().handler("tick", |_ctx: JobContext| async { Ok(None) });
+    let app = spawn_runtime(b, runtime).await;
+    // The dispatcher has read the queue's settings and claimed from it.
+    let first = enqueue_tick(&app).await;
+    let done = wait_for(&app, &format!("/v1/jobs/{first}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed");
+    json_of(app.post("/v1/queues/ticks/pause", &json!({})).await, 200).await;
+    let second = enqueue_tick(&app).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let held = json_of(app.get(&format!("/v1/jobs/{second}")).await, 200).await;
+    assert_eq!(held["state"], "available", "ran in a paused queue: {held}");
+    json_of(app.post("/v1/queues/ticks/resume", &json!({})).await, 200).await;
+    let done = wait_for(&app, &format!("/v1/jobs/{second}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed");
+}
+
+async fn enqueue_tick(app: &TestApp) -> String {
+    let job = json_of(
+        app.post("/v1/jobs", &json!({"queue": "ticks", "kind": "tick"}))
+            .await,
+        201,
+    )
+    .await;
+    job["id"].as_str().unwrap().to_owned()
 }
