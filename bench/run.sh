@@ -22,17 +22,32 @@ for db in sbbench_switchboard sbbench_graphile sbbench_pgboss; do
   psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 done
 
+# Before each system: the previous one's dirty pages written out (the SQLite runs leave
+# hundreds of MB behind, whose writeback would otherwise land on the next system's fsyncs)
+# and PostgreSQL checkpointed.
+settle() {
+  sync
+  psql "$PG/postgres" -qc "CHECKPOINT"
+  sleep 2
+}
+
 # Completed jobs deleted on completion (as BullMQ's removeOnComplete and graphile-worker do),
 # then kept for an hour (as pg-boss does).
 for keep in "" --keep-completed; do
   echo "== switchboard (SQLite, synchronous=FULL) ${keep}"
+  settle
   SWITCHBOARD_DATA_DIR="$tmp/sb$keep" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep
+  rm -rf "$tmp/sb$keep"
   echo "== switchboard (PostgreSQL) ${keep}"
+  settle
   DATABASE_URL="$PG/sbbench_switchboard" SWITCHBOARD_LOG=warn $sb bench queue --jobs "$N" --concurrency "$C" --batch "$BATCH" $keep
 done
 echo "== bullmq (Redis, appendfsync everysec)"
+settle
 node bullmq.mjs || echo "FAILED: bullmq.mjs"
 echo "== graphile-worker (PostgreSQL)"
+settle
 PG_URL="$PG/sbbench_graphile" node graphile.mjs || echo "FAILED: graphile.mjs"
 echo "== pg-boss (PostgreSQL)"
+settle
 PG_URL="$PG/sbbench_pgboss" node pgboss.mjs || echo "FAILED: pgboss.mjs"

@@ -242,11 +242,11 @@ pub async fn enqueue(tx: &mut Tx, project: &ProjectId, jobs: &[NewJob]) -> Resul
     Ok(out)
 }
 
-/// Enqueues and commits. On PostgreSQL, up to 500 jobs without unique keys go in as one
-/// statement committing on its own (one round trip, where a transaction costs three);
-/// otherwise as [`enqueue`] in a transaction of their own.
+/// Enqueues and commits. On PostgreSQL, jobs without unique keys go in as one statement
+/// committing on its own (one round trip, where a transaction costs three); otherwise as
+/// [`enqueue`] in a transaction of their own.
 pub async fn enqueue_now(db: &Db, project: &ProjectId, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
-    if jobs.len() <= 500 && jobs.iter().all(|j| j.unique.is_none()) {
+    if jobs.iter().all(|j| j.unique.is_none()) {
         if let Some(mut conn) = db.autocommit().await? {
             let (out, notices) = enqueue_on(conn.ex(), project, jobs).await?;
             switchboard_core::db::note_commit();

@@ -1,6 +1,6 @@
 //! `switchboard bench queue`: the queue engine against whatever `DATABASE_URL` names.
 //!
-//! 1. enqueue N no-op jobs in batches (one transaction per batch);
+//! 1. enqueue N no-op jobs in batches (one commit per batch, as `POST /v1/jobs/batch`);
 //! 2. drain them with the in-process runtime at concurrency C (claims and completions
 //!    batched as in production);
 //! 3. offer a paced load at half the measured drain rate and record enqueue→start latency.
@@ -234,7 +234,8 @@ async fn produce(
     Ok((rate, calls))
 }
 
-/// Enqueues `opts.jobs` jobs in batches of `opts.batch`, one transaction each.
+/// Enqueues `opts.jobs` jobs in batches of `opts.batch`, each committed on its own as
+/// `POST /v1/jobs/batch` does.
 async fn enqueue_all(
     db: &Db,
     project: &ProjectId,
@@ -247,9 +248,7 @@ async fn enqueue_all(
         let n = left.min(opts.batch as u64);
         let now = time::now();
         let batch: Vec<NewJob> = (0..n).map(|_| job(queue, now)).collect();
-        let mut tx = db.begin().await?;
-        store::enqueue(&mut tx, project, &batch).await?;
-        tx.commit().await?;
+        store::enqueue_now(db, project, &batch).await?;
         left -= n;
         pb.inc(n);
     }
