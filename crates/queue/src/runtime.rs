@@ -141,6 +141,8 @@ struct Slots {
     remove_completed: Arc<std::sync::atomic::AtomicBool>,
     /// The queue, as `(project, queue)`.
     key: Arc<(String, String)>,
+    /// The last claim took as many jobs as it asked for (more are probably waiting).
+    backlog: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Slots {
@@ -157,6 +159,7 @@ impl Slots {
             hints: Arc::new(Mutex::new((Hints::default(), std::time::Instant::now(), 0))),
             remove_completed: Arc::default(),
             key: Arc::new((project.to_owned(), queue.to_owned())),
+            backlog: Arc::default(),
         }
     }
 
@@ -389,24 +392,30 @@ impl Runtime {
                 max: room as i64,
                 lease_ms: self.timing.lease_ms(),
             };
-            let claimed = if self.db.backend() == Backend::Postgres && !limited && room >= 400 {
-                // Two claims at once on two connections: a claim statement is CPU-bound in
-                // one PostgreSQL backend, and SKIP LOCKED lets the second take the jobs the
-                // first has not locked.
-                let half = store::Claim {
-                    max: room as i64 / 2,
-                    ..claim
+            let backlog = slots.backlog.load(std::sync::atomic::Ordering::Relaxed);
+            let claimed =
+                if self.db.backend() == Backend::Postgres && !limited && backlog && room >= 400 {
+                    // Two claims at once on two connections: a claim statement is CPU-bound in
+                    // one PostgreSQL backend, and SKIP LOCKED lets the second take the jobs the
+                    // first has not locked. Only while the last claim found more jobs than it
+                    // took: otherwise the second would mostly find nothing.
+                    let half = store::Claim {
+                        max: room as i64 / 2,
+                        ..claim
+                    };
+                    let (a, b) = tokio::join!(
+                        store::claim_now(&self.db, &half, true),
+                        store::claim_now(&self.db, &half, true)
+                    );
+                    let mut a = a?;
+                    a.extend(b?);
+                    a
+                } else {
+                    store::claim_now(&self.db, &claim, !limited).await?
                 };
-                let (a, b) = tokio::join!(
-                    store::claim_now(&self.db, &half, true),
-                    store::claim_now(&self.db, &half, true)
-                );
-                let mut a = a?;
-                a.extend(b?);
-                a
-            } else {
-                store::claim_now(&self.db, &claim, !limited).await?
-            };
+            slots
+                .backlog
+                .store(claimed.len() >= room, std::sync::atomic::Ordering::Relaxed);
             if self.db.backend() == Backend::Postgres {
                 let mut h = slots.hints.lock().unwrap_or_else(|p| p.into_inner());
                 h.0.advance(&claimed);
