@@ -393,29 +393,31 @@ impl Runtime {
                 lease_ms: self.timing.lease_ms(),
             };
             let backlog = slots.backlog.load(std::sync::atomic::Ordering::Relaxed);
-            let claimed =
-                if self.db.backend() == Backend::Postgres && !limited && backlog && room >= 400 {
-                    // Two claims at once on two connections: a claim statement is CPU-bound in
-                    // one PostgreSQL backend, and SKIP LOCKED lets the second take the jobs the
-                    // first has not locked. Only while the last claim found more jobs than it
-                    // took: otherwise the second would mostly find nothing.
-                    let half = store::Claim {
-                        max: room as i64 / 2,
-                        ..claim
-                    };
-                    let (a, b) = tokio::join!(
-                        store::claim_now(&self.db, &half, true),
-                        store::claim_now(&self.db, &half, true)
-                    );
-                    let mut a = a?;
-                    a.extend(b?);
-                    a
-                } else {
-                    store::claim_now(&self.db, &claim, !limited).await?
+            let split =
+                self.db.backend() == Backend::Postgres && !limited && backlog && room >= 400;
+            let asked = if split { room / 2 * 2 } else { room };
+            let claimed = if split {
+                // Two claims at once on two connections: a claim statement is CPU-bound in
+                // one PostgreSQL backend, and SKIP LOCKED lets the second take the jobs the
+                // first has not locked. Only while the last claim found more jobs than it
+                // took: otherwise the second would mostly find nothing.
+                let half = store::Claim {
+                    max: room as i64 / 2,
+                    ..claim
                 };
+                let (a, b) = tokio::join!(
+                    store::claim_now(&self.db, &half, true),
+                    store::claim_now(&self.db, &half, true)
+                );
+                let mut a = a?;
+                a.extend(b?);
+                a
+            } else {
+                store::claim_now(&self.db, &claim, !limited).await?
+            };
             slots
                 .backlog
-                .store(claimed.len() >= room, std::sync::atomic::Ordering::Relaxed);
+                .store(claimed.len() >= asked, std::sync::atomic::Ordering::Relaxed);
             if self.db.backend() == Backend::Postgres {
                 let mut h = slots.hints.lock().unwrap_or_else(|p| p.into_inner());
                 h.0.advance(&claimed);

@@ -168,11 +168,26 @@ const ENSURE_QUEUE: &str =
     keep_failed_secs, keep_cancelled_secs, created_at)";
 
 /// This PostgreSQL connection's shard of the queue counters.
-const PG_SHARD: &str = "CAST(pg_backend_pid() % 64 AS SMALLINT)";
+const PG_SHARD: &str = pg_shard!();
+
+/// [`PG_SHARD`] as a literal, for statements put together with `concat!`.
+macro_rules! pg_shard {
+    () => {
+        "CAST(pg_backend_pid() % 64 AS SMALLINT)"
+    };
+}
+use pg_shard;
 
 /// Adds to a counter row that exists already.
-const COUNTS_UPSERT: &str =
-    "ON CONFLICT (project_id, queue, state, shard) DO UPDATE SET n = queue_counts.n + excluded.n";
+const COUNTS_UPSERT: &str = counts_upsert!();
+
+/// [`COUNTS_UPSERT`] as a literal, for statements put together with `concat!`.
+macro_rules! counts_upsert {
+    () => {
+        "ON CONFLICT (project_id, queue, state, shard) DO UPDATE SET n = queue_counts.n + excluded.n"
+    };
+}
+use counts_upsert;
 
 /// Creates the queue with default settings if it does not exist.
 pub async fn ensure_queue(
@@ -410,7 +425,8 @@ impl JobRow {
 /// whose text never changes (one prepared statement for any batch size; each column is one
 /// array parameter). A `VALUES` list of bind parameters (17 per job) had to be parsed and
 /// planned anew for every batch size and cost most of the bulk enqueue's time.
-const PG_ENQUEUE: &str = "WITH ensured AS (\
+const PG_ENQUEUE: &str = concat!(
+    "WITH ensured AS (\
     INSERT INTO queues (project_id, name, concurrency, paused, keep_completed_secs, keep_failed_secs, \
     keep_cancelled_secs, created_at) SELECT $1, q, $2, FALSE, $3, $4, $5, $6 FROM unnest($7::text[]) AS q \
     ON CONFLICT DO NOTHING), \
@@ -422,8 +438,11 @@ const PG_ENQUEUE: &str = "WITH ensured AS (\
     $20::text[], $21::text[]) AS t(id, queue, kind, payload, state, priority, run_at, max_attempts, backoff, \
     timeout_ms, unique_key, tags, target, runner) RETURNING queue, state) \
     INSERT INTO queue_counts (project_id, queue, state, shard, n) \
-    SELECT $1, queue, state, CAST(pg_backend_pid() % 64 AS SMALLINT), count(*) FROM added GROUP BY queue, state \
-    ON CONFLICT (project_id, queue, state, shard) DO UPDATE SET n = queue_counts.n + excluded.n";
+    SELECT $1, queue, state, ",
+    pg_shard!(),
+    ", count(*) FROM added GROUP BY queue, state ",
+    counts_upsert!()
+);
 
 /// Runs [`PG_ENQUEUE`] for `jobs` (all created at `now`).
 async fn insert_pg(
@@ -1359,7 +1378,8 @@ pub async fn complete_many(tx: &mut Tx, items: &[Completion]) -> Result<Vec<Resu
 /// PostgreSQL's set-based completion, one statement: jobs of `remove` queues deleted (with
 /// the errors of earlier attempts), the others marked completed, counters and throughput
 /// moved. Pairs are matched by `(id, lease_token)` alone (see "Leased jobs by token").
-const PG_COMPLETE: &str = "WITH pairs AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[]) AS p(id, token, remove)), \
+const PG_COMPLETE: &str = concat!(
+    "WITH pairs AS (SELECT * FROM unnest($1::text[], $2::text[], $3::bool[]) AS p(id, token, remove)), \
     gone AS (DELETE FROM jobs j USING pairs p WHERE p.remove AND j.id = p.id AND j.lease_token = p.token \
       RETURNING j.id, j.project_id, j.queue, j.attempt), \
     done AS (UPDATE jobs j SET state = 'completed', finished_at = $4, lease_token = NULL, lease_expires_at = NULL \
@@ -1368,13 +1388,18 @@ const PG_COMPLETE: &str = "WITH pairs AS (SELECT * FROM unnest($1::text[], $2::t
     fin AS (SELECT project_id, queue, FALSE AS kept FROM gone UNION ALL SELECT project_id, queue, TRUE FROM done), \
     per AS (SELECT project_id, queue, count(*) AS n, count(*) FILTER (WHERE kept) AS k FROM fin GROUP BY project_id, queue), \
     counted AS (INSERT INTO queue_counts (project_id, queue, state, shard, n) \
-      SELECT per.project_id, per.queue, s.state, CAST(pg_backend_pid() % 64 AS SMALLINT), s.n \
+      SELECT per.project_id, per.queue, s.state, ",
+    pg_shard!(),
+    ", s.n \
       FROM per CROSS JOIN LATERAL (VALUES ('running', -per.n), ('completed', per.k)) AS s(state, n) WHERE s.n <> 0 \
-      ON CONFLICT (project_id, queue, state, shard) DO UPDATE SET n = queue_counts.n + excluded.n), \
+      ",
+    counts_upsert!(),
+    "), \
     minutes AS (INSERT INTO queue_minutes (project_id, queue, minute, completed, failed) \
       SELECT project_id, queue, $5, n, 0 FROM per \
       ON CONFLICT (project_id, queue, minute) DO UPDATE SET completed = queue_minutes.completed + excluded.completed) \
-    SELECT id FROM gone UNION ALL SELECT id FROM done";
+    SELECT id FROM gone UNION ALL SELECT id FROM done"
+);
 
 /// Runs [`PG_COMPLETE`] for `items[which]`; returns the ids it completed.
 async fn complete_pg(
