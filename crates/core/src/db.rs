@@ -311,12 +311,14 @@ fn migrator(backend: Backend) -> Migrator {
     let migrations = match backend {
         Backend::Sqlite => {
             migrations!(
-                "sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards"
+                "sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
+                5 "0005_drop_jobs_list"
             )
         }
         Backend::Postgres => {
             migrations!(
-                "postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards"
+                "postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
+                5 "0005_drop_jobs_list"
             )
         }
     };

@@ -549,9 +549,19 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<Job>, sqlx::Error> {
     // Only the filters given become conditions, so the planner can walk `jobs_queue`
-    // (or `jobs_list`) newest first; a state is written as a literal (it is one of a fixed
-    // set) so partial indexes on state can be used.
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1");
+    // newest first; a state is written as a literal (it is one of a fixed set) so partial
+    // indexes on state can be used. Without a queue, PostgreSQL walks each of the
+    // project's queues that way and merges them; SQLite walks the primary key newest first
+    // (`+project_id` keeps it from sorting the whole project's jobs by `jobs_queue`).
+    let per_queue = f.queue.is_none() && ex.backend() == Backend::Postgres;
+    let mut sql = match (&f.queue, ex.backend()) {
+        (Some(_), _) => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1"),
+        (None, Backend::Postgres) => format!(
+            "SELECT j.* FROM queues q CROSS JOIN LATERAL (SELECT {JOB_COLUMNS} FROM jobs \
+             WHERE project_id = q.project_id AND queue = q.name"
+        ),
+        (None, Backend::Sqlite) => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE +project_id = $1"),
+    };
     let mut binds: Vec<String> = vec![project.to_string()];
     let mut cond = |sql: &mut String, column: &str, op: &str, value: String| {
         binds.push(value);
@@ -575,10 +585,13 @@ pub async fn list(
     if let Some(state) = f.state {
         sql.push_str(&format!(" AND state = '{}'", state.as_str()));
     }
-    sql.push_str(&format!(
-        " ORDER BY id DESC LIMIT {}",
-        limit.clamp(0, 10_000)
-    ));
+    let limit = limit.clamp(0, 10_000);
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+    if per_queue {
+        sql.push_str(&format!(
+            ") j WHERE q.project_id = $1 ORDER BY j.id DESC LIMIT {limit}"
+        ));
+    }
     on_db!(ex, c => {
         let mut q = sqlx::query(&sql);
         for b in &binds {

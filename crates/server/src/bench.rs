@@ -36,37 +36,8 @@ pub struct BenchOptions {
     pub batch: usize,
     /// Keep completed jobs for an hour rather than deleting them on completion.
     pub keep_completed: bool,
-}
-
-/// Measured figures.
-#[derive(Debug)]
-pub struct BenchReport {
-    /// Backend name.
-    pub backend: &'static str,
-    /// Enqueue phase, jobs/s.
-    pub enqueue_per_sec: f64,
-    /// Drain phase, jobs/s.
-    pub drain_per_sec: f64,
-    /// Both phases, jobs/s.
-    pub end_to_end_per_sec: f64,
-    /// The store alone: claims of 1,000 jobs each completed at once, jobs/s.
-    pub claim_complete_per_sec: f64,
-    /// Commits per job over enqueue + drain.
-    pub commits_per_job: f64,
-    /// PostgreSQL WAL syncs per job, if known.
-    pub wal_syncs_per_job: Option<f64>,
-    /// Single-job enqueues from concurrent producers while the runtime runs them, jobs/s.
-    pub peak_single_per_sec: f64,
-    /// Paced phase: offered rate, jobs/s.
-    pub paced_rate: f64,
-    /// Paced phase: how long one single-job enqueue transaction took, p50, ms.
-    pub enqueue_call_p50_ms: f64,
-    /// Paced phase: the same, p99, ms.
-    pub enqueue_call_p99_ms: f64,
-    /// Paced phase: enqueue→start p50, ms.
-    pub latency_p50_ms: f64,
-    /// Paced phase: enqueue→start p99, ms.
-    pub latency_p99_ms: f64,
+    /// Run only phase 4, the store alone.
+    pub store_only: bool,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -303,36 +274,29 @@ async fn claim_complete_all(
     Ok(start.elapsed().as_secs_f64())
 }
 
-/// Runs the benchmark and prints its report.
-pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchReport> {
-    let (db, _) = app::connect(config).await?;
-    let project = bench_project(&db).await?;
-    let queue = QueueName::parse(&format!(
-        "bench-{}",
-        &uuid::Uuid::now_v7().simple().to_string()[20..]
-    ))
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut tx = db.begin().await?;
-    let settings = QueueSettings {
-        concurrency: opts.concurrency,
-        keep_completed_secs: if opts.keep_completed { 3600 } else { 0 },
-        ..QueueSettings::default()
-    };
-    store::save_settings(&mut tx, &project, &queue, &settings).await?;
-    tx.commit().await?;
-    println!(
-        "switchboard bench queue: {} jobs, concurrency {}, batches of {}, completed jobs {}, {} backend",
-        opts.jobs,
-        opts.concurrency,
-        opts.batch,
-        if opts.keep_completed { "kept" } else { "deleted" },
-        db.backend().name()
-    );
+/// What phases 1–3 measured.
+struct RuntimePhases {
+    enqueue_secs: f64,
+    drain_secs: f64,
+    commits: u64,
+    wal_syncs: Option<i64>,
+    peak: f64,
+    offered: f64,
+    calls: Vec<f64>,
+    lat: Vec<f64>,
+}
 
-    let (commits0, wal0) = (db::commits(), wal_syncs(&db).await);
+/// Phases 1–3: enqueue, drain with the runtime, paced latency.
+async fn runtime_phases(
+    db: &Db,
+    project: &ProjectId,
+    queue: &QueueName,
+    opts: BenchOptions,
+) -> anyhow::Result<RuntimePhases> {
+    let (commits0, wal0) = (db::commits(), wal_syncs(db).await);
     // 1. Enqueue.
     let start = Instant::now();
-    enqueue_all(&db, &project, &queue, opts).await?;
+    enqueue_all(db, project, queue, opts).await?;
     let enqueue_secs = start.elapsed().as_secs_f64();
 
     // 2. Drain with the in-process runtime. The handler notes each job's enqueue→start
@@ -358,7 +322,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let start = Instant::now();
     let running = tokio::spawn(runtime.clone().run(stop_rx));
     loop {
-        let done = finished(&db, &project, &queue, opts.jobs).await?;
+        let done = finished(db, project, queue, opts.jobs).await?;
         pb.set_position(done.min(opts.jobs));
         if done >= opts.jobs {
             break;
@@ -367,7 +331,7 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     }
     let drain_secs = start.elapsed().as_secs_f64();
     pb.finish();
-    let (commits1, wal1) = (db::commits(), wal_syncs(&db).await);
+    let (commits1, wal1) = (db::commits(), wal_syncs(db).await);
 
     // 3. Latency at half of peak. Like application servers, PRODUCERS tasks each enqueue one
     // job per transaction; first flat out for a second (the peak rate of single-job enqueues
@@ -376,28 +340,72 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     let drain_rate = opts.jobs as f64 / drain_secs;
     let mut expected = opts.jobs;
     let burst = (drain_rate as u64 / PRODUCERS).max(1);
-    let (peak, _) = produce(&db, &project, &queue, runtime.wakeups(), burst, None).await?;
+    let (peak, _) = produce(db, project, queue, runtime.wakeups(), burst, None).await?;
     expected += burst * PRODUCERS;
-    wait_finished(&db, &project, &queue, expected).await?;
+    wait_finished(db, project, queue, expected).await?;
     let rate = (peak.min(drain_rate) / 2.0).max(10.0);
     let per_producer = ((rate * 3.0) as u64 / PRODUCERS).max(1);
     pacing.store(true, Ordering::Relaxed);
     let (offered, calls) = produce(
-        &db,
-        &project,
-        &queue,
+        db,
+        project,
+        queue,
         runtime.wakeups(),
         per_producer,
         Some(rate),
     )
     .await?;
     expected += per_producer * PRODUCERS;
-    wait_finished(&db, &project, &queue, expected).await?;
+    wait_finished(db, project, queue, expected).await?;
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(15), running).await;
 
     let mut lat: Vec<f64> = waits.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_by(|a, b| a.total_cmp(b));
+
+    Ok(RuntimePhases {
+        enqueue_secs,
+        drain_secs,
+        commits: commits1 - commits0,
+        wal_syncs: wal0.zip(wal1).map(|(a, b)| b - a),
+        peak,
+        offered,
+        calls,
+        lat,
+    })
+}
+
+/// Runs the benchmark and prints its report.
+pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
+    let (db, _) = app::connect(config).await?;
+    let project = bench_project(&db).await?;
+    let queue = QueueName::parse(&format!(
+        "bench-{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tx = db.begin().await?;
+    let settings = QueueSettings {
+        concurrency: opts.concurrency,
+        keep_completed_secs: if opts.keep_completed { 3600 } else { 0 },
+        ..QueueSettings::default()
+    };
+    store::save_settings(&mut tx, &project, &queue, &settings).await?;
+    tx.commit().await?;
+    println!(
+        "switchboard bench queue: {} jobs, concurrency {}, batches of {}, completed jobs {}, {} backend",
+        opts.jobs,
+        opts.concurrency,
+        opts.batch,
+        if opts.keep_completed { "kept" } else { "deleted" },
+        db.backend().name()
+    );
+
+    let report = if opts.store_only {
+        None
+    } else {
+        Some(runtime_phases(&db, &project, &queue, opts).await?)
+    };
 
     // 4. The store alone: the same number of jobs, claimed 1,000 at a time by one claimer and
     // completed as soon as claimed (no runtime, no handlers).
@@ -415,44 +423,39 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<BenchRep
     tx.commit().await?;
 
     let jobs = opts.jobs as f64;
-    let report = BenchReport {
-        backend: db.backend().name(),
-        enqueue_per_sec: jobs / enqueue_secs,
-        drain_per_sec: drain_rate,
-        end_to_end_per_sec: jobs / (enqueue_secs + drain_secs),
-        claim_complete_per_sec: jobs / claim_complete_secs,
-        commits_per_job: (commits1 - commits0) as f64 / jobs,
-        wal_syncs_per_job: wal0.zip(wal1).map(|(a, b)| (b - a) as f64 / jobs),
-        peak_single_per_sec: peak,
-        paced_rate: offered,
-        enqueue_call_p50_ms: percentile(&calls, 0.50),
-        enqueue_call_p99_ms: percentile(&calls, 0.99),
-        latency_p50_ms: percentile(&lat, 0.50),
-        latency_p99_ms: percentile(&lat, 0.99),
-    };
-    println!("enqueue      {:>10.0} jobs/s", report.enqueue_per_sec);
-    println!("drain        {:>10.0} jobs/s", report.drain_per_sec);
-    println!("end to end   {:>10.0} jobs/s", report.end_to_end_per_sec);
-    println!("commits/job  {:>10.4}", report.commits_per_job);
-    println!(
-        "store alone: claim + complete {:>10.0} jobs/s (claims of 1,000, completed at once)",
-        report.claim_complete_per_sec
-    );
-    if let Some(w) = report.wal_syncs_per_job {
-        println!("WAL syncs/job{:>10.4}", w);
+    if let Some(r) = &report {
+        println!("enqueue      {:>10.0} jobs/s", jobs / r.enqueue_secs);
+        println!("drain        {:>10.0} jobs/s", jobs / r.drain_secs);
+        println!(
+            "end to end   {:>10.0} jobs/s",
+            jobs / (r.enqueue_secs + r.drain_secs)
+        );
+        println!("commits/job  {:>10.4}", r.commits as f64 / jobs);
     }
     println!(
-        "single-job enqueue peak ({PRODUCERS} producers) {:.0} jobs/s",
-        report.peak_single_per_sec
+        "store alone: claim + complete {:>10.0} jobs/s (claims of 1,000, completed at once)",
+        jobs / claim_complete_secs
     );
-    println!(
-        "enqueue→start at {:.0} jobs/s offered (half of that peak or of the drain rate): p50 {:.2} ms, p99 {:.2} ms",
-        report.paced_rate, report.latency_p50_ms, report.latency_p99_ms
-    );
-    println!(
-        "  of which the enqueue transaction itself: p50 {:.2} ms, p99 {:.2} ms",
-        report.enqueue_call_p50_ms, report.enqueue_call_p99_ms
-    );
+    if let Some(r) = &report {
+        if let Some(w) = r.wal_syncs {
+            println!("WAL syncs/job{:>10.4}", w as f64 / jobs);
+        }
+        println!(
+            "single-job enqueue peak ({PRODUCERS} producers) {:.0} jobs/s",
+            r.peak
+        );
+        println!(
+            "enqueue→start at {:.0} jobs/s offered (half of that peak or of the drain rate): p50 {:.2} ms, p99 {:.2} ms",
+            r.offered,
+            percentile(&r.lat, 0.50),
+            percentile(&r.lat, 0.99)
+        );
+        println!(
+            "  of which the enqueue transaction itself: p50 {:.2} ms, p99 {:.2} ms",
+            percentile(&r.calls, 0.50),
+            percentile(&r.calls, 0.99)
+        );
+    }
     db.close().await;
-    Ok(report)
+    Ok(())
 }

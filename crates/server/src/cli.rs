@@ -73,6 +73,10 @@ pub enum BenchCommand {
         /// is what BullMQ's `removeOnComplete` and graphile-worker do.
         #[arg(long)]
         keep_completed: bool,
+        /// Run only the store-alone phase (claims of 1,000 jobs completed at once), e.g.
+        /// under a profiler.
+        #[arg(long)]
+        store_only: bool,
     },
 }
 
@@ -273,6 +277,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 concurrency,
                 batch,
                 keep_completed,
+                store_only,
             }) => {
                 let valid = jobs > 0
                     && (1..=10_000).contains(&concurrency)
@@ -283,6 +288,7 @@ pub fn run(cli: Cli) -> ExitCode {
                         concurrency,
                         batch,
                         keep_completed,
+                        store_only,
                     };
                     crate::bench::run(&config, opts).await.map(|_| ExitCode::SUCCESS)
                 } else {

@@ -14,7 +14,8 @@ both!(
     delays_unique_keys_and_batches,
     pause_global_concurrency_and_rate_limit,
     long_poll_wakes_on_enqueue,
-    bad_job_input_writes_nothing
+    bad_job_input_writes_nothing,
+    listing_merges_queues_newest_first
 );
 
 async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
@@ -590,4 +591,38 @@ async fn bad_job_input_writes_nothing(b: Backend) {
         "validation-failed",
     )
     .await;
+}
+
+/// Listing without a queue reads every queue of the project newest first and merges them;
+/// pages follow on from the cursor with nothing skipped or repeated.
+async fn listing_merges_queues_newest_first(b: Backend) {
+    let app = spawn_app(b).await;
+    let mut ids = Vec::new();
+    for i in 0..8 {
+        let queue = ["alpha", "beta", "gamma"][i % 3];
+        let job = enqueue(
+            &app,
+            json!({"queue": queue, "kind": "k", "tags": [format!("n{i}")]}),
+        )
+        .await;
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    ids.reverse();
+    let mut listed = Vec::new();
+    let mut path = "/v1/jobs?limit=3".to_owned();
+    loop {
+        let page = json_of(app.get(&path).await, 200).await;
+        for j in page["data"].as_array().unwrap() {
+            listed.push(j["id"].as_str().unwrap().to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/jobs?limit=3&after={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ids, "every job once, newest first across queues");
+    let tagged = json_of(app.get("/v1/jobs?tag=n4&state=available").await, 200).await;
+    let tagged = tagged["data"].as_array().unwrap();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(tagged[0]["queue"], "beta");
 }
