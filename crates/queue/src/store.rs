@@ -914,10 +914,17 @@ type Branch<'a> = (&'a str, &'a [String], Option<&'a ClaimKey>);
 ///
 /// With `after`, only jobs from a key on in claim order are read.
 fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
+    // PostgreSQL's ready index keys its text columns in the "C" collation and only the claim
+    // compares them so: no other index can serve the walk, however the statistics misjudge
+    // a queue (see migration 0005).
+    let c = match backend {
+        Backend::Postgres => " COLLATE \"C\"",
+        Backend::Sqlite => "",
+    };
     let mut next = 8;
     let mut walks = Vec::new();
     for (kinds, after) in branches {
-        let mut filter = format!("runner = ${next} AND state = 'available'");
+        let mut filter = format!("runner{c} = ${next} AND state = 'available'");
         next += 1;
         if *kinds > 0 {
             let binds: Vec<String> = (next..next + kinds).map(|i| format!("${i}")).collect();
@@ -926,7 +933,7 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
         }
         if *after {
             filter.push_str(&format!(
-                " AND (priority, run_at, id) >= (${}, ${}, ${})",
+                " AND (priority, run_at, id{c}) >= (${}, ${}, ${})",
                 next,
                 next + 1,
                 next + 2
@@ -934,8 +941,8 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
             next += 3;
         }
         walks.push(format!(
-            "FROM jobs WHERE project_id = $1 AND queue = $2 AND {filter} \
-             ORDER BY priority, run_at, id LIMIT $3"
+            "FROM jobs WHERE project_id{c} = $1 AND queue{c} = $2 AND {filter} \
+             ORDER BY priority, run_at, id{c} LIMIT $3"
         ));
     }
     let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
@@ -953,7 +960,7 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
             } else {
                 let all: Vec<String> = (0..walks.len()).map(|i| format!("SELECT * FROM w{i}")).collect();
                 format!(
-                    "picked AS (SELECT id FROM ({}) u ORDER BY priority, run_at, id LIMIT $3)",
+                    "picked AS (SELECT id FROM ({}) u ORDER BY priority, run_at, id COLLATE \"C\" LIMIT $3)",
                     all.join(" UNION ALL ")
                 )
             };
