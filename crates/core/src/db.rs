@@ -396,7 +396,8 @@ impl Db {
             .busy_timeout(Duration::from_secs(10))
             .row_buffer_size(4096)
             .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory");
+            .pragma("temp_store", "memory")
+            .pragma("wal_autocheckpoint", "10000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
