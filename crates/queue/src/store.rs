@@ -553,14 +553,23 @@ pub async fn list(
     // indexes on state can be used. Without a queue, PostgreSQL walks each of the
     // project's queues that way and merges them; SQLite walks the primary key newest first
     // (`+project_id` keeps it from sorting the whole project's jobs by `jobs_queue`).
-    let per_queue = f.queue.is_none() && ex.backend() == Backend::Postgres;
-    let mut sql = match (&f.queue, ex.backend()) {
-        (Some(_), _) => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1"),
-        (None, Backend::Postgres) => format!(
-            "SELECT j.* FROM queues q CROSS JOIN LATERAL (SELECT {JOB_COLUMNS} FROM jobs \
-             WHERE project_id = q.project_id AND queue = q.name"
+    let limit = limit.clamp(0, 10_000);
+    let (mut sql, merge) = match (&f.queue, ex.backend()) {
+        (Some(_), _) => (
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1"),
+            "",
         ),
-        (None, Backend::Sqlite) => format!("SELECT {JOB_COLUMNS} FROM jobs WHERE +project_id = $1"),
+        (None, Backend::Postgres) => (
+            format!(
+                "SELECT j.* FROM queues q CROSS JOIN LATERAL (SELECT {JOB_COLUMNS} FROM jobs \
+                 WHERE project_id = q.project_id AND queue = q.name"
+            ),
+            ") j WHERE q.project_id = $1 ORDER BY j.id DESC LIMIT ",
+        ),
+        (None, Backend::Sqlite) => (
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE +project_id = $1"),
+            "",
+        ),
     };
     let mut binds: Vec<String> = vec![project.to_string()];
     let mut cond = |sql: &mut String, column: &str, op: &str, value: String| {
@@ -585,12 +594,9 @@ pub async fn list(
     if let Some(state) = f.state {
         sql.push_str(&format!(" AND state = '{}'", state.as_str()));
     }
-    let limit = limit.clamp(0, 10_000);
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-    if per_queue {
-        sql.push_str(&format!(
-            ") j WHERE q.project_id = $1 ORDER BY j.id DESC LIMIT {limit}"
-        ));
+    if !merge.is_empty() {
+        sql.push_str(&format!("{merge}{limit}"));
     }
     on_db!(ex, c => {
         let mut q = sqlx::query(&sql);
@@ -960,7 +966,7 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
             } else {
                 let all: Vec<String> = (0..walks.len()).map(|i| format!("SELECT * FROM w{i}")).collect();
                 format!(
-                    "picked AS (SELECT id FROM ({}) u ORDER BY priority, run_at, id COLLATE \"C\" LIMIT $3)",
+                    "picked AS (SELECT id FROM ({}) u ORDER BY priority, run_at, id{c} LIMIT $3)",
                     all.join(" UNION ALL ")
                 )
             };

@@ -431,12 +431,6 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
             jobs / (r.enqueue_secs + r.drain_secs)
         );
         println!("commits/job  {:>10.4}", r.commits as f64 / jobs);
-    }
-    println!(
-        "store alone: claim + complete {:>10.0} jobs/s (claims of 1,000, completed at once)",
-        jobs / claim_complete_secs
-    );
-    if let Some(r) = &report {
         if let Some(w) = r.wal_syncs {
             println!("WAL syncs/job{:>10.4}", w as f64 / jobs);
         }
@@ -456,6 +450,10 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
             percentile(&r.calls, 0.99)
         );
     }
+    println!(
+        "store alone: claim + complete {:>10.0} jobs/s (claims of 1,000, completed at once)",
+        jobs / claim_complete_secs
+    );
     db.close().await;
     Ok(())
 }
