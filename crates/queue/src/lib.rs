@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod cron;
+pub mod gather;
 pub mod model;
 pub mod push;
 pub mod runtime;

@@ -2,9 +2,10 @@
 //! concurrency, heartbeats their leases, honours cancellation, and runs maintenance
 //! (promotion of due jobs, rescue of lapsed leases, cron ticks, retention pruning).
 
+use crate::gather::Gatherer;
 use crate::model::*;
 use crate::push::{self, Delivery};
-use crate::store::{self, ClaimFor, Completion, FailOptions, Hints, QueueError};
+use crate::store::{self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
 use std::future::Future;
@@ -193,6 +194,7 @@ impl Slots {
 pub struct Runtime {
     db: Db,
     wake: Wakeups,
+    gather: Gatherer,
     handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
     kinds: Arc<Vec<String>>,
     http: reqwest::Client,
@@ -232,6 +234,24 @@ impl Runtime {
     /// In-process wake-ups (the API's long-polling claims wait on them).
     pub fn wakeups(&self) -> &Wakeups {
         &self.wake
+    }
+
+    /// Inserts jobs and commits (all or none; small enqueues arriving together share one
+    /// commit, see [`Gatherer`]), then wakes this node's claimers of their queues.
+    pub async fn enqueue(
+        &self,
+        project: &ProjectId,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>, QueueError> {
+        let out = self.gather.enqueue(project, jobs).await?;
+        let mut woken: Vec<&QueueName> = Vec::new();
+        for j in jobs {
+            if !woken.contains(&&j.queue) {
+                woken.push(&j.queue);
+                self.wake.wake(project.as_str(), j.queue.as_str());
+            }
+        }
+        Ok(out)
     }
 
     /// Lease and maintenance timing.
@@ -811,6 +831,7 @@ impl RuntimeBuilder {
         kinds.sort();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         Runtime {
+            gather: Gatherer::new(db.clone()),
             db,
             wake: Wakeups::default(),
             handlers: Arc::new(self.handlers),

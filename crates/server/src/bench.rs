@@ -21,7 +21,6 @@ use switchboard_core::db::{self, Db};
 use switchboard_core::id::ProjectId;
 use switchboard_core::{on_db, time};
 use switchboard_queue::runtime::{JobContext, Runtime};
-use switchboard_queue::wake::Wakeups;
 use switchboard_queue::{store, JobKind, NewJob, QueueName, QueueSettings};
 use tokio::sync::watch;
 
@@ -38,6 +37,9 @@ pub struct BenchOptions {
     pub keep_completed: bool,
     /// Run only phase 4, the store alone.
     pub store_only: bool,
+    /// Jobs/s offered in the latency phase (default: half the single-job peak or of the
+    /// drain rate, whichever is lower).
+    pub rate: Option<f64>,
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -144,14 +146,13 @@ async fn wait_finished(
 /// Concurrent single-job producers in the latency phases.
 const PRODUCERS: u64 = 16;
 
-/// PRODUCERS tasks each enqueue `per_producer` jobs, one per transaction, at `rate` jobs/s
-/// in all (spread evenly) or as fast as they can; returns the rate reached and how long each
-/// enqueue transaction took (ms, sorted).
+/// PRODUCERS tasks each enqueue `per_producer` jobs, one per call as one API request each
+/// would, at `rate` jobs/s in all (spread evenly) or as fast as they can; returns the rate
+/// reached and how long each enqueue took until committed (ms, sorted).
 async fn produce(
-    db: &Db,
     project: &ProjectId,
     queue: &QueueName,
-    wake: &Wakeups,
+    runtime: &Runtime,
     per_producer: u64,
     rate: Option<f64>,
 ) -> anyhow::Result<(f64, Vec<f64>)> {
@@ -164,12 +165,11 @@ async fn produce(
     let calls: Arc<Mutex<Vec<f64>>> = Arc::default();
     let mut producers = tokio::task::JoinSet::new();
     for p in 0..PRODUCERS {
-        let (db, project, queue, pb, wake, calls) = (
-            db.clone(),
+        let (project, queue, pb, runtime, calls) = (
             project.clone(),
             queue.clone(),
             pb.clone(),
-            wake.clone(),
+            runtime.clone(),
             calls.clone(),
         );
         producers.spawn(async move {
@@ -184,12 +184,13 @@ async fn produce(
                     *at += i;
                 }
                 let t0 = Instant::now();
-                store::enqueue_now(&db, &project, &[job(&queue, time::now())]).await?;
+                runtime
+                    .enqueue(&project, &[job(&queue, time::now())])
+                    .await?;
                 calls
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .push(t0.elapsed().as_secs_f64() * 1000.0);
-                wake.wake(project.as_str(), queue.as_str());
                 pb.inc(1);
             }
             Ok::<_, anyhow::Error>(())
@@ -334,27 +335,19 @@ async fn runtime_phases(
     let (commits1, wal1) = (db::commits(), wal_syncs(db).await);
 
     // 3. Latency at half of peak. Like application servers, PRODUCERS tasks each enqueue one
-    // job per transaction; first flat out for a second (the peak rate of single-job enqueues
+    // job per call; first flat out for a second (the peak rate of single-job enqueues
     // while the runtime runs them), then paced at half of that peak, or of the drain rate if
     // lower, for three seconds, while the handler records enqueue→start latency.
     let drain_rate = opts.jobs as f64 / drain_secs;
     let mut expected = opts.jobs;
     let burst = (drain_rate as u64 / PRODUCERS).max(1);
-    let (peak, _) = produce(db, project, queue, runtime.wakeups(), burst, None).await?;
+    let (peak, _) = produce(project, queue, &runtime, burst, None).await?;
     expected += burst * PRODUCERS;
     wait_finished(db, project, queue, expected).await?;
-    let rate = (peak.min(drain_rate) / 2.0).max(10.0);
+    let rate = opts.rate.unwrap_or((peak.min(drain_rate) / 2.0).max(10.0));
     let per_producer = ((rate * 3.0) as u64 / PRODUCERS).max(1);
     pacing.store(true, Ordering::Relaxed);
-    let (offered, calls) = produce(
-        db,
-        project,
-        queue,
-        runtime.wakeups(),
-        per_producer,
-        Some(rate),
-    )
-    .await?;
+    let (offered, calls) = produce(project, queue, &runtime, per_producer, Some(rate)).await?;
     expected += per_producer * PRODUCERS;
     wait_finished(db, project, queue, expected).await?;
     let _ = stop_tx.send(true);
@@ -438,14 +431,18 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
             "single-job enqueue peak ({PRODUCERS} producers) {:.0} jobs/s",
             r.peak
         );
+        let how = match opts.rate {
+            Some(_) => "as --rate asked",
+            None => "half of that peak or of the drain rate",
+        };
         println!(
-            "enqueue→start at {:.0} jobs/s offered (half of that peak or of the drain rate): p50 {:.2} ms, p99 {:.2} ms",
+            "enqueue→start at {:.0} jobs/s offered ({how}): p50 {:.2} ms, p99 {:.2} ms",
             r.offered,
             percentile(&r.lat, 0.50),
             percentile(&r.lat, 0.99)
         );
         println!(
-            "  of which the enqueue transaction itself: p50 {:.2} ms, p99 {:.2} ms",
+            "  of which the enqueue until committed: p50 {:.2} ms, p99 {:.2} ms",
             percentile(&r.calls, 0.50),
             percentile(&r.calls, 0.99)
         );

@@ -77,6 +77,10 @@ pub enum BenchCommand {
         /// under a profiler.
         #[arg(long)]
         store_only: bool,
+        /// Jobs/s offered in the latency phase instead of half the single-job peak (or of
+        /// the drain rate), to compare latencies at one load.
+        #[arg(long)]
+        rate: Option<f64>,
     },
 }
 
@@ -278,10 +282,12 @@ pub fn run(cli: Cli) -> ExitCode {
                 batch,
                 keep_completed,
                 store_only,
+                rate,
             }) => {
                 let valid = jobs > 0
                     && (1..=10_000).contains(&concurrency)
-                    && (1..=10_000).contains(&batch);
+                    && (1..=10_000).contains(&batch)
+                    && rate.is_none_or(|r| (1.0..=1e6).contains(&r));
                 if valid {
                     let opts = crate::bench::BenchOptions {
                         jobs,
@@ -289,10 +295,11 @@ pub fn run(cli: Cli) -> ExitCode {
                         batch,
                         keep_completed,
                         store_only,
+                        rate,
                     };
                     crate::bench::run(&config, opts).await.map(|_| ExitCode::SUCCESS)
                 } else {
-                    eprintln!("switchboard: --jobs must be positive, --concurrency and --batch 1 to 10000");
+                    eprintln!("switchboard: --jobs must be positive, --concurrency and --batch 1 to 10000, --rate 1 to 1000000");
                     Ok(ExitCode::from(2))
                 }
             }

@@ -50,18 +50,7 @@ pub async fn enqueue(
     project: &ProjectId,
     jobs: &[NewJob],
 ) -> ApiResult<Vec<Enqueued>> {
-    let out = store::enqueue_now(&state.db, project, jobs).await?;
-    let mut woken: Vec<&QueueName> = Vec::new();
-    for j in jobs {
-        if !woken.contains(&&j.queue) {
-            woken.push(&j.queue);
-            state
-                .runtime
-                .wakeups()
-                .wake(project.as_str(), j.queue.as_str());
-        }
-    }
-    Ok(out)
+    Ok(state.runtime.enqueue(project, jobs).await?)
 }
 
 /// Enqueues a job. A job whose `unique_key` is still held returns the existing job (200).

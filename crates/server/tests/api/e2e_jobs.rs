@@ -6,6 +6,7 @@ use crate::helpers::{json_of, problem, spawn_app, wait_for};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use switchboard_core::db::Backend;
+use switchboard_core::on_db;
 
 both!(
     pull_worker_lifecycle,
@@ -15,7 +16,8 @@ both!(
     pause_global_concurrency_and_rate_limit,
     long_poll_wakes_on_enqueue,
     bad_job_input_writes_nothing,
-    listing_merges_queues_newest_first
+    listing_merges_queues_newest_first,
+    concurrent_enqueues_share_commits
 );
 
 async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
@@ -625,4 +627,68 @@ async fn listing_merges_queues_newest_first(b: Backend) {
     let tagged = tagged["data"].as_array().unwrap();
     assert_eq!(tagged.len(), 1);
     assert_eq!(tagged[0]["queue"], "beta");
+}
+
+/// Single-job enqueues arriving together go in as one commit (a shared commit stamps its
+/// jobs with one creation time), each caller gets its own job back, and one caller's failing
+/// insert does not fail the others gathered with it.
+async fn concurrent_enqueues_share_commits(b: Backend) {
+    use switchboard_core::id::ProjectId;
+    use switchboard_queue::model::{JobKind, NewJob, QueueName};
+    let app = spawn_app(b).await;
+    let requests: Vec<_> = (0..100)
+        .map(|i| {
+            let req = app
+                .req(reqwest::Method::POST, "/v1/jobs")
+                .json(&json!({"queue": "burst", "kind": "k", "payload": {"n": i}}));
+            tokio::spawn(async move { req.send().await })
+        })
+        .collect();
+    let mut jobs = Vec::new();
+    for (i, r) in requests.into_iter().enumerate() {
+        let job = json_of(r.await.unwrap().unwrap(), 201).await;
+        assert_eq!(job["payload"]["n"], i, "each caller gets its own job");
+        jobs.push(job);
+    }
+    let ids: std::collections::HashSet<&str> =
+        jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 100);
+    // Jobs of one commit share its creation time (and, on PostgreSQL, its transaction id).
+    let sql = match b {
+        Backend::Sqlite => "SELECT count(DISTINCT created_at) FROM jobs WHERE queue = 'burst'",
+        Backend::Postgres => "SELECT count(DISTINCT xmin::text) FROM jobs WHERE queue = 'burst'",
+    };
+    let mut conn = app.state.db.read().await.unwrap();
+    let commits: i64 = on_db!(conn.ex(), c => sqlx::query_scalar(sql).fetch_one(c).await).unwrap();
+    drop(conn);
+    assert!(
+        commits <= 90,
+        "{commits} commits for 100 concurrent enqueues"
+    );
+    assert_eq!(counts(&app, "burst").await["available"], 100);
+    let listed = json_of(app.get("/v1/jobs?queue=burst&limit=200").await, 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 100);
+
+    // PostgreSQL refuses a NUL character in text: that caller fails, the others do not.
+    if b == Backend::Postgres {
+        let me = json_of(app.get("/v1/me").await, 200).await;
+        let project = ProjectId::from_db(me["project_id"].as_str().unwrap().to_owned());
+        let queue = QueueName::from_db("mixed".into());
+        let calls: Vec<_> = (0..41)
+            .map(|i| {
+                let kind = if i == 20 { "bad\0kind" } else { "good" };
+                let job = NewJob::local(queue.clone(), JobKind::from_db(kind.into()), json!(i));
+                let (runtime, project) = (app.state.runtime.clone(), project.clone());
+                tokio::spawn(async move { runtime.enqueue(&project, &[job]).await })
+            })
+            .collect();
+        for (i, call) in calls.into_iter().enumerate() {
+            let r = call.await.unwrap();
+            match i {
+                20 => assert!(r.is_err(), "the NUL kind was stored"),
+                _ => assert_eq!(r.unwrap()[0].job.payload, json!(i)),
+            }
+        }
+        assert_eq!(counts(&app, "mixed").await["available"], 40);
+    }
 }
