@@ -1,20 +1,23 @@
-//! Group commit for small enqueues.
+//! Group commit for the small writes that arrive one per request.
 //!
-//! Application servers enqueue one job per request, from many requests at once. Committed
-//! one by one, each costs a transaction and a WAL flush: on SQLite every commit waits for its
-//! own fsync behind the single writer, on PostgreSQL concurrent commits contend for the WAL
-//! write lock. The [`Gatherer`] sends small enqueues to one task that inserts whatever has
-//! arrived while the previous insert was committing as a single statement and commit. An
-//! enqueue arriving when nothing is committing goes in at once, so a quiet node pays one
-//! channel hop, and a busy one pays one commit per batch instead of one per job.
+//! Application servers enqueue one job per request, and pull workers claim and complete a
+//! job or a few per request, from many requests at once. Committed one by one, each costs a transaction and a
+//! WAL flush: on SQLite every commit waits for its own fsync behind the single writer, on
+//! PostgreSQL concurrent commits contend for the WAL write lock. The [`Gatherer`] sends such
+//! writes to one task per kind that commits whatever has arrived while its previous commit was
+//! under way as a single transaction. A write arriving when nothing is committing goes in at
+//! once, so a quiet node pays one channel hop, and a busy one pays one commit per batch
+//! instead of one per request. If a shared commit fails, each request is tried on its own, so
+//! one caller's failure is only its own.
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use switchboard_core::db::Db;
 use switchboard_core::id::ProjectId;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::NewJob;
+use crate::model::{ClaimedJob, Job, NewJob, QueueName};
 use crate::store::{self, Enqueued, QueueError, Result};
 
 /// Enqueues of at most this many jobs are gathered; larger ones already amortise their
@@ -24,26 +27,248 @@ pub const GATHER_MAX_JOBS: usize = 100;
 /// Most jobs one gathered commit carries.
 const COMMIT_MAX_JOBS: usize = 1000;
 
-/// One caller's enqueue waiting for the next commit.
-struct Request {
-    project: ProjectId,
-    jobs: Vec<NewJob>,
-    reply: oneshot::Sender<Result<Vec<Enqueued>>>,
+/// A kind of write whose requests can share a commit.
+trait Work: Send + Sync + 'static {
+    /// One caller's request.
+    type Item: Send + Sync + 'static;
+    /// Its answer.
+    type Out: Send + 'static;
+    /// Jobs in a request (a commit carries at most [`COMMIT_MAX_JOBS`]).
+    fn weight(item: &Self::Item) -> usize;
+    /// Requests of different groups never share a commit.
+    fn group(item: &Self::Item) -> &str;
+    /// The requests (one group) in one commit: each one's answer, or an error if nothing
+    /// was committed.
+    fn together(
+        db: &Db,
+        items: &[&Self::Item],
+    ) -> impl Future<Output = Result<Vec<Result<Self::Out>>>> + Send;
+    /// One request in a commit of its own.
+    fn alone(db: &Db, item: &Self::Item) -> impl Future<Output = Result<Self::Out>> + Send;
 }
 
-/// Gathers concurrent small enqueues into shared commits (see the module docs).
+/// A request waiting for the next commit.
+struct Waiting<W: Work> {
+    item: W::Item,
+    reply: oneshot::Sender<Result<W::Out>>,
+}
+
+/// One kind of write's task, started with its first request.
+struct Lane<W: Work>(Arc<OnceLock<mpsc::UnboundedSender<Waiting<W>>>>);
+
+impl<W: Work> Clone for Lane<W> {
+    fn clone(&self) -> Self {
+        Lane(self.0.clone())
+    }
+}
+
+impl<W: Work> Default for Lane<W> {
+    fn default() -> Self {
+        Lane(Arc::default())
+    }
+}
+
+impl<W: Work> Lane<W> {
+    /// Commits `item` with whatever else arrives meanwhile; answers once it is committed.
+    async fn submit(&self, db: &Db, item: W::Item) -> Result<W::Out> {
+        let sender = self.0.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(rounds::<W>(db.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(w)) = sender.send(Waiting { item, reply }) {
+            return W::alone(db, &w.item).await;
+        }
+        // The task answers every request it takes; a dropped reply means it died mid-commit,
+        // and whether the write went in is unknown.
+        answer
+            .await
+            .unwrap_or(Err(QueueError::Db(sqlx::Error::WorkerCrashed)))
+    }
+}
+
+/// Takes the first waiting request and every one behind it (up to [`COMMIT_MAX_JOBS`] jobs)
+/// and commits them together, a group at a time; what arrives meanwhile waits for the next
+/// round. (Two or four commits at once measured no better at a given load on PostgreSQL and
+/// gathered less.)
+async fn rounds<W: Work>(db: Db, mut rx: mpsc::UnboundedReceiver<Waiting<W>>) {
+    let mut batch: Vec<Waiting<W>> = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut jobs = W::weight(&first.item);
+        batch.push(first);
+        while jobs < COMMIT_MAX_JOBS {
+            match rx.try_recv() {
+                Ok(w) => {
+                    jobs += W::weight(&w.item);
+                    batch.push(w);
+                }
+                Err(_) => break,
+            }
+        }
+        while !batch.is_empty() {
+            let group = W::group(&batch[0].item).to_owned();
+            let (mine, rest): (Vec<Waiting<W>>, Vec<Waiting<W>>) =
+                batch.drain(..).partition(|w| W::group(&w.item) == group);
+            batch = rest;
+            commit::<W>(&db, mine).await;
+        }
+    }
+}
+
+/// Commits the requests together and answers each; if that fails, each on its own.
+async fn commit<W: Work>(db: &Db, waiting: Vec<Waiting<W>>) {
+    if waiting.len() > 1 {
+        let items: Vec<&W::Item> = waiting.iter().map(|w| &w.item).collect();
+        match W::together(db, &items).await {
+            Ok(outs) => {
+                for (w, out) in waiting.into_iter().zip(outs) {
+                    let _ = w.reply.send(out);
+                }
+                return;
+            }
+            Err(e) => tracing::debug!(error = %e, requests = waiting.len(),
+                "shared commit failed; committing one by one"),
+        }
+    }
+    for w in waiting {
+        let out = W::alone(db, &w.item).await;
+        let _ = w.reply.send(out);
+    }
+}
+
+/// Small enqueues: the group's jobs (one project's) in one statement.
+struct Enqueues;
+
+impl Work for Enqueues {
+    type Item = (ProjectId, Vec<NewJob>);
+    type Out = Vec<Enqueued>;
+
+    fn weight((_, jobs): &Self::Item) -> usize {
+        jobs.len()
+    }
+
+    fn group((project, _): &Self::Item) -> &str {
+        project.as_str()
+    }
+
+    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Vec<Enqueued>>>> {
+        let Some((project, _)) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let all: Vec<NewJob> = items.iter().flat_map(|(_, jobs)| jobs.clone()).collect();
+        let mut out = store::enqueue_now(db, project, &all).await?.into_iter();
+        Ok(items
+            .iter()
+            .map(|(_, jobs)| Ok(out.by_ref().take(jobs.len()).collect()))
+            .collect())
+    }
+
+    async fn alone(db: &Db, (project, jobs): &Self::Item) -> Result<Vec<Enqueued>> {
+        store::enqueue_now(db, project, jobs).await
+    }
+}
+
+/// Completions of single jobs (pull workers' `POST /v1/jobs/{id}/complete`).
+struct Completions;
+
+impl Work for Completions {
+    /// Project, job id, lease token, result.
+    type Item = (ProjectId, String, String, Option<serde_json::Value>);
+    type Out = Job;
+
+    fn weight(_: &Self::Item) -> usize {
+        1
+    }
+
+    fn group(_: &Self::Item) -> &str {
+        ""
+    }
+
+    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Job>>> {
+        let each: Vec<store::Completing<'_>> = items
+            .iter()
+            .map(|(project, id, token, result)| {
+                (project, id.as_str(), token.as_str(), result.as_ref())
+            })
+            .collect();
+        let mut tx = db.begin().await?;
+        let out = store::complete_each(&mut tx, &each).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn alone(db: &Db, (project, id, token, result): &Self::Item) -> Result<Job> {
+        let mut tx = db.begin().await?;
+        let job = store::complete(&mut tx, project, id, token, result.as_ref()).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+}
+
+/// Pull workers' claims (`POST /v1/queues/{queue}/claim`).
+struct Claims;
+
+/// A pull worker's claim: project, queue, worker, most jobs, lease ms.
+type PullClaim = (ProjectId, QueueName, String, i64, i64);
+
+fn pull_claim((project, queue, worker, max, lease_ms): &PullClaim) -> store::Claim<'_> {
+    store::Claim {
+        project,
+        queue,
+        who: store::ClaimFor::Pull,
+        worker,
+        max: *max,
+        lease_ms: *lease_ms,
+    }
+}
+
+impl Work for Claims {
+    type Item = PullClaim;
+    type Out = Vec<ClaimedJob>;
+
+    fn weight(item: &Self::Item) -> usize {
+        item.3.max(1) as usize
+    }
+
+    fn group(_: &Self::Item) -> &str {
+        ""
+    }
+
+    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Vec<ClaimedJob>>>> {
+        let mut tx = db.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            // Each claim sees the jobs the ones before it took as running.
+            out.push(Ok(store::claim(&mut tx, &pull_claim(item)).await?));
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn alone(db: &Db, item: &Self::Item) -> Result<Vec<ClaimedJob>> {
+        // Settings unknown here: the pause, caps and rate limit are checked in a transaction.
+        store::claim_now(db, &pull_claim(item), false).await
+    }
+}
+
+/// Gathers concurrent small writes into shared commits (see the module docs).
 #[derive(Clone)]
 pub struct Gatherer {
     db: Db,
-    sender: Arc<OnceLock<mpsc::UnboundedSender<Request>>>,
+    enqueues: Lane<Enqueues>,
+    claims: Lane<Claims>,
+    completions: Lane<Completions>,
 }
 
 impl Gatherer {
-    /// A gatherer for `db`; its task starts with the first gathered enqueue.
+    /// A gatherer for `db`; its tasks start with their first requests.
     pub fn new(db: Db) -> Gatherer {
         Gatherer {
             db,
-            sender: Arc::default(),
+            enqueues: Lane::default(),
+            claims: Lane::default(),
+            completions: Lane::default(),
         }
     }
 
@@ -54,76 +279,41 @@ impl Gatherer {
         if jobs.len() > GATHER_MAX_JOBS || jobs.iter().any(|j| j.unique.is_some()) {
             return store::enqueue_now(&self.db, project, jobs).await;
         }
-        let sender = self.sender.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(gather_loop(self.db.clone(), rx));
-            tx
-        });
-        let (reply, answer) = oneshot::channel();
-        let request = Request {
-            project: project.clone(),
-            jobs: jobs.to_vec(),
-            reply,
-        };
-        if let Err(mpsc::error::SendError(r)) = sender.send(request) {
-            return store::enqueue_now(&self.db, project, &r.jobs).await;
-        }
-        // The task answers every request it takes; a dropped reply means it died mid-commit,
-        // and whether the jobs went in is unknown.
-        answer
+        self.enqueues
+            .submit(&self.db, (project.clone(), jobs.to_vec()))
             .await
-            .unwrap_or(Err(QueueError::Db(sqlx::Error::WorkerCrashed)))
     }
-}
 
-/// Takes the first waiting request and every one behind it (up to [`COMMIT_MAX_JOBS`] jobs)
-/// and commits them together; what arrives meanwhile waits for the next round. (Two or four
-/// commits at once measured no better at a given load on PostgreSQL and gather less.)
-async fn gather_loop(db: Db, mut rx: mpsc::UnboundedReceiver<Request>) {
-    let mut batch: Vec<Request> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut jobs = first.jobs.len();
-        batch.push(first);
-        while jobs < COMMIT_MAX_JOBS {
-            match rx.try_recv() {
-                Ok(r) => {
-                    jobs += r.jobs.len();
-                    batch.push(r);
-                }
-                Err(_) => break,
-            }
-        }
-        while !batch.is_empty() {
-            // One project's requests per commit (a commit inserts for one project).
-            let project = batch[0].project.clone();
-            let (mine, rest): (Vec<Request>, Vec<Request>) =
-                batch.drain(..).partition(|r| r.project == project);
-            batch = rest;
-            commit(&db, &project, mine).await;
-        }
+    /// Claims up to `max` jobs of a queue for a pull worker, as [`store::claim`] does (within
+    /// the queue's pause, caps and rate limit), and commits.
+    pub async fn claim_pull(
+        &self,
+        project: &ProjectId,
+        queue: &QueueName,
+        worker: &str,
+        max: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<ClaimedJob>> {
+        let item = (
+            project.clone(),
+            queue.clone(),
+            worker.to_owned(),
+            max,
+            lease_ms,
+        );
+        self.claims.submit(&self.db, item).await
     }
-}
 
-/// Inserts the requests' jobs in one commit and answers each with its own jobs. If the shared
-/// commit fails, each request is tried on its own, so one caller's failure is only its own.
-async fn commit(db: &Db, project: &ProjectId, requests: Vec<Request>) {
-    if requests.len() > 1 {
-        let all: Vec<NewJob> = requests.iter().flat_map(|r| r.jobs.clone()).collect();
-        match store::enqueue_now(db, project, &all).await {
-            Ok(out) => {
-                let mut out = out.into_iter();
-                for r in requests {
-                    let mine: Vec<Enqueued> = out.by_ref().take(r.jobs.len()).collect();
-                    let _ = r.reply.send(Ok(mine));
-                }
-                return;
-            }
-            Err(e) => tracing::debug!(error = %e, requests = requests.len(),
-                "gathered enqueue failed; enqueueing one by one"),
-        }
-    }
-    for r in requests {
-        let out = store::enqueue_now(db, project, &r.jobs).await;
-        let _ = r.reply.send(out);
+    /// Completes a running job as [`store::complete`] does (refusing stale tokens) and
+    /// commits; returns the completed job.
+    pub async fn complete(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        token: &str,
+        result: Option<serde_json::Value>,
+    ) -> Result<Job> {
+        let item = (project.clone(), id.to_owned(), token.to_owned(), result);
+        self.completions.submit(&self.db, item).await
     }
 }

@@ -1199,18 +1199,39 @@ pub async fn complete(
     token: &str,
     result: Option<&serde_json::Value>,
 ) -> Result<Job> {
+    let mut out = complete_each(tx, &[(project, id, token, result)]).await?;
+    out.pop().unwrap_or(Err(QueueError::NotFound("job")))
+}
+
+/// One job to complete: project, job id, lease token, result.
+pub type Completing<'a> = (
+    &'a ProjectId,
+    &'a str,
+    &'a str,
+    Option<&'a serde_json::Value>,
+);
+
+/// Completes jobs one statement each (each returns its job, or its refusal: stale token,
+/// cancelled or unknown job, which writes nothing), then moves the counters once for all, at
+/// one completion time. An `Err` is a database error: the transaction must be given up.
+pub async fn complete_each(tx: &mut Tx, items: &[Completing<'_>]) -> Result<Vec<Result<Job>>> {
     let now = time::now();
-    let Some(job) = complete_row(tx, project, id, token, result, now).await? else {
-        return Err(lease_miss(tx.ex(), project, id).await);
-    };
-    record_completed(
-        tx,
-        vec![(project.to_string(), job.queue.to_string())],
-        Vec::new(),
-        now,
-    )
-    .await?;
-    Ok(job)
+    let mut out = Vec::with_capacity(items.len());
+    let mut done = Vec::with_capacity(items.len());
+    for (project, id, token, result) in items {
+        match complete_row(tx, project, id, token, *result, now).await? {
+            Some(job) => {
+                done.push((project.to_string(), job.queue.to_string()));
+                out.push(Ok(job));
+            }
+            None => match lease_miss(tx.ex(), project, id).await {
+                QueueError::Db(e) => return Err(QueueError::Db(e)),
+                refused => out.push(Err(refused)),
+            },
+        }
+    }
+    record_completed(tx, done, Vec::new(), now).await?;
+    Ok(out)
 }
 
 /// One completion of a batch.

@@ -377,16 +377,10 @@ async fn complete(
     Path(id): Path<String>,
     Json(input): Json<CompleteIn>,
 ) -> ApiResult<Json<Job>> {
-    let mut tx = state.db.begin().await?;
-    let job = store::complete(
-        &mut tx,
-        auth.project(),
-        &id,
-        &input.lease_token,
-        input.result.as_ref(),
-    )
-    .await?;
-    tx.commit().await?;
+    let job = state
+        .runtime
+        .complete(auth.project(), &id, &input.lease_token, input.result)
+        .await?;
     Ok(Json(job))
 }
 

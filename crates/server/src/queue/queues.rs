@@ -12,7 +12,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 use switchboard_core::time;
-use switchboard_queue::store::{self, ClaimFor};
+use switchboard_queue::store;
 use switchboard_queue::{ClaimedJob, JobState, QueueInfo, QueueName, QueueSettings, RateLimit};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -404,16 +404,10 @@ async fn claim(
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let claim = store::Claim {
-            project: auth.project(),
-            queue: &name,
-            who: ClaimFor::Pull,
-            worker: input.worker.trim(),
-            max,
-            lease_ms: lease,
-        };
-        // Settings unknown here: the pause, caps and rate limit are checked in a transaction.
-        let jobs = store::claim_now(&state.db, &claim, false).await?;
+        let jobs = state
+            .runtime
+            .claim_pull(auth.project(), &name, input.worker.trim(), max, lease)
+            .await?;
         let now = Instant::now();
         if !jobs.is_empty() || now >= deadline {
             return Ok(Json(ClaimOut { jobs }));

@@ -17,7 +17,8 @@ both!(
     long_poll_wakes_on_enqueue,
     bad_job_input_writes_nothing,
     listing_merges_queues_newest_first,
-    concurrent_enqueues_share_commits
+    concurrent_enqueues_share_commits,
+    concurrent_claims_and_completions_share_commits
 );
 
 async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
@@ -653,14 +654,7 @@ async fn concurrent_enqueues_share_commits(b: Backend) {
     let ids: std::collections::HashSet<&str> =
         jobs.iter().map(|j| j["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 100);
-    // Jobs of one commit share its creation time (and, on PostgreSQL, its transaction id).
-    let sql = match b {
-        Backend::Sqlite => "SELECT count(DISTINCT created_at) FROM jobs WHERE queue = 'burst'",
-        Backend::Postgres => "SELECT count(DISTINCT xmin::text) FROM jobs WHERE queue = 'burst'",
-    };
-    let mut conn = app.state.db.read().await.unwrap();
-    let commits: i64 = on_db!(conn.ex(), c => sqlx::query_scalar(sql).fetch_one(c).await).unwrap();
-    drop(conn);
+    let commits = commits_of(&app, "burst", "created_at").await;
     assert!(
         commits <= 90,
         "{commits} commits for 100 concurrent enqueues"
@@ -691,4 +685,90 @@ async fn concurrent_enqueues_share_commits(b: Backend) {
         }
         assert_eq!(counts(&app, "mixed").await["available"], 40);
     }
+}
+
+/// How many commits last wrote the jobs of `queue`: rows written together share the time
+/// stamped in `column` (and, on PostgreSQL, their transaction id).
+async fn commits_of(app: &crate::helpers::TestApp, queue: &str, column: &str) -> i64 {
+    let sql = match app.state.db.backend() {
+        Backend::Sqlite => format!("SELECT count(DISTINCT {column}) FROM jobs WHERE queue = $1"),
+        Backend::Postgres => "SELECT count(DISTINCT xmin::text) FROM jobs WHERE queue = $1".into(),
+    };
+    let mut conn = app.state.db.read().await.unwrap();
+    on_db!(conn.ex(), c => sqlx::query_scalar(&sql).bind(queue).fetch_one(c).await).unwrap()
+}
+
+/// Pull workers' claims and completions arriving together share commits; a stale token among
+/// the completions is refused (409) and the others still complete.
+async fn concurrent_claims_and_completions_share_commits(b: Backend) {
+    let app = spawn_app(b).await;
+    let jobs: Vec<Value> = (0..60)
+        .map(|i| json!({"queue": "done", "kind": "k", "payload": {"n": i}}))
+        .collect();
+    json_of(
+        app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await,
+        201,
+    )
+    .await;
+    // 60 workers claim one job each at once: every job goes to exactly one of them.
+    let calls: Vec<_> = (0..60)
+        .map(|w| {
+            let req = app
+                .req(reqwest::Method::POST, "/v1/queues/done/claim")
+                .json(&json!({"worker": format!("w{w}"), "max": 1}));
+            tokio::spawn(async move { req.send().await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for call in calls {
+        let got = json_of(call.await.unwrap().unwrap(), 200).await;
+        claimed.extend(got["jobs"].as_array().unwrap().iter().cloned());
+    }
+    let ids: std::collections::HashSet<&str> =
+        claimed.iter().map(|j| j["id"].as_str().unwrap()).collect();
+    assert_eq!((claimed.len(), ids.len()), (60, 60));
+    if b == Backend::Postgres {
+        // Claimed together: the claims' rows share transactions.
+        let commits = commits_of(&app, "done", "started_at").await;
+        assert!(commits <= 50, "{commits} commits for 60 concurrent claims");
+    }
+    let calls: Vec<_> = claimed
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let id = job["id"].as_str().unwrap();
+            let token = match i {
+                30 => "1.not-the-token".to_owned(),
+                _ => job["lease_token"].as_str().unwrap().to_owned(),
+            };
+            let req = app
+                .req(reqwest::Method::POST, &format!("/v1/jobs/{id}/complete"))
+                .json(&json!({"lease_token": token, "result": {"i": i}}));
+            tokio::spawn(async move { req.send().await })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let r = call.await.unwrap().unwrap();
+        if i == 30 {
+            problem(r, 409, "stale-lease").await;
+        } else {
+            let job = json_of(r, 200).await;
+            assert_eq!(job["id"], claimed[i]["id"], "each worker gets its own job");
+            assert_eq!(
+                (job["state"].as_str(), job["result"]["i"].as_u64()),
+                (Some("completed"), Some(i as u64))
+            );
+        }
+    }
+    let c = counts(&app, "done").await;
+    assert_eq!(
+        (c["completed"].as_i64(), c["running"].as_i64()),
+        (Some(59), Some(1))
+    );
+    // 59 completed rows and the one still running.
+    let commits = commits_of(&app, "done", "finished_at").await;
+    assert!(
+        commits <= 50,
+        "{commits} commits for 59 concurrent completions"
+    );
 }
