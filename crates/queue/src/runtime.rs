@@ -254,31 +254,9 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Claims up to `max` jobs of a queue for a pull worker and commits (claims arriving
-    /// together share one commit, see [`Gatherer`]).
-    pub async fn claim_pull(
-        &self,
-        project: &ProjectId,
-        queue: &QueueName,
-        worker: &str,
-        max: i64,
-        lease_ms: i64,
-    ) -> Result<Vec<ClaimedJob>, QueueError> {
-        self.gather
-            .claim_pull(project, queue, worker, max, lease_ms)
-            .await
-    }
-
-    /// Completes a running job for the holder of `token` and commits (completions arriving
-    /// together share one commit, see [`Gatherer`]); refuses stale tokens.
-    pub async fn complete(
-        &self,
-        project: &ProjectId,
-        id: &str,
-        token: &str,
-        result: Option<serde_json::Value>,
-    ) -> Result<Job, QueueError> {
-        self.gather.complete(project, id, token, result).await
+    /// Shared commits for pull workers' claims and completions (see [`Gatherer`]).
+    pub fn gatherer(&self) -> &Gatherer {
+        &self.gather
     }
 
     /// Lease and maintenance timing.

@@ -379,6 +379,7 @@ async fn complete(
 ) -> ApiResult<Json<Job>> {
     let job = state
         .runtime
+        .gatherer()
         .complete(auth.project(), &id, &input.lease_token, input.result)
         .await?;
     Ok(Json(job))

@@ -406,6 +406,7 @@ async fn claim(
         notified.as_mut().enable();
         let jobs = state
             .runtime
+            .gatherer()
             .claim_pull(auth.project(), &name, input.worker.trim(), max, lease)
             .await?;
         let now = Instant::now();
