@@ -1,7 +1,7 @@
 //! Group commit for the small writes that arrive one per request.
 //!
-//! Application servers enqueue one job per request, and pull workers claim and complete a
-//! job or a few per request, from many requests at once. Committed one by one, each costs a transaction and a
+//! Application servers enqueue one job per request, and pull workers claim, heartbeat and
+//! complete a job or a few per request, from many requests at once. Committed one by one, each costs a transaction and a
 //! WAL flush: on SQLite every commit waits for its own fsync behind the single writer, on
 //! PostgreSQL concurrent commits contend for the WAL write lock. The [`Gatherer`] sends such
 //! writes to one task per kind that commits whatever has arrived while its previous commit was
@@ -15,6 +15,7 @@ use std::sync::{Arc, OnceLock};
 
 use switchboard_core::db::Db;
 use switchboard_core::id::ProjectId;
+use switchboard_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{ClaimedJob, Job, NewJob, QueueName};
@@ -252,12 +253,56 @@ impl Work for Claims {
     }
 }
 
+/// Pull workers' lease extensions (`POST /v1/jobs/{id}/heartbeat`).
+struct Heartbeats;
+
+impl Work for Heartbeats {
+    /// Project, job id, lease token, lease ms, progress.
+    type Item = (ProjectId, String, String, i64, Option<serde_json::Value>);
+    type Out = Timestamp;
+
+    fn weight(_: &Self::Item) -> usize {
+        1
+    }
+
+    fn group(_: &Self::Item) -> &str {
+        ""
+    }
+
+    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Timestamp>>> {
+        let mut tx = db.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (project, id, token, lease_ms, progress) in items {
+            // A refusal (stale token, cancelled or unknown job) wrote nothing: the rest go on.
+            match store::heartbeat(&mut tx, project, id, token, *lease_ms, progress.as_ref()).await
+            {
+                Err(QueueError::Db(e)) => return Err(QueueError::Db(e)),
+                answer => out.push(answer),
+            }
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn alone(
+        db: &Db,
+        (project, id, token, lease_ms, progress): &Self::Item,
+    ) -> Result<Timestamp> {
+        let mut tx = db.begin().await?;
+        let until =
+            store::heartbeat(&mut tx, project, id, token, *lease_ms, progress.as_ref()).await?;
+        tx.commit().await?;
+        Ok(until)
+    }
+}
+
 /// Gathers concurrent small writes into shared commits (see the module docs).
 #[derive(Clone)]
 pub struct Gatherer {
     db: Db,
     enqueues: Lane<Enqueues>,
     claims: Lane<Claims>,
+    heartbeats: Lane<Heartbeats>,
     completions: Lane<Completions>,
 }
 
@@ -268,6 +313,7 @@ impl Gatherer {
             db,
             enqueues: Lane::default(),
             claims: Lane::default(),
+            heartbeats: Lane::default(),
             completions: Lane::default(),
         }
     }
@@ -302,6 +348,27 @@ impl Gatherer {
             lease_ms,
         );
         self.claims.submit(&self.db, item).await
+    }
+
+    /// Extends a running job's lease by `lease_ms` from now (recording `progress` if given)
+    /// as [`store::heartbeat`] does, refusing stale tokens and cancelled jobs, and commits;
+    /// returns the new end of the lease.
+    pub async fn heartbeat(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        token: &str,
+        lease_ms: i64,
+        progress: Option<serde_json::Value>,
+    ) -> Result<Timestamp> {
+        let item = (
+            project.clone(),
+            id.to_owned(),
+            token.to_owned(),
+            lease_ms,
+            progress,
+        );
+        self.heartbeats.submit(&self.db, item).await
     }
 
     /// Completes a running job as [`store::complete`] does (refusing stale tokens) and

@@ -338,17 +338,17 @@ async fn heartbeat(
     Json(input): Json<HeartbeatIn>,
 ) -> ApiResult<Json<HeartbeatOut>> {
     let lease = lease_ms(input.lease_ms)?;
-    let mut tx = state.db.begin().await?;
-    let until = store::heartbeat(
-        &mut tx,
-        auth.project(),
-        &id,
-        &input.lease_token,
-        lease,
-        input.progress.as_ref(),
-    )
-    .await?;
-    tx.commit().await?;
+    let until = state
+        .runtime
+        .gatherer()
+        .heartbeat(
+            auth.project(),
+            &id,
+            &input.lease_token,
+            lease,
+            input.progress,
+        )
+        .await?;
     Ok(Json(HeartbeatOut {
         lease_expires_at: until,
     }))

@@ -698,8 +698,8 @@ async fn commits_of(app: &crate::helpers::TestApp, queue: &str, column: &str) ->
     on_db!(conn.ex(), c => sqlx::query_scalar(&sql).bind(queue).fetch_one(c).await).unwrap()
 }
 
-/// Pull workers' claims and completions arriving together share commits; a stale token among
-/// the completions is refused (409) and the others still complete.
+/// Pull workers' claims, heartbeats and completions arriving together share commits; a stale
+/// token among them is refused (409) and the others still go through.
 async fn concurrent_claims_and_completions_share_commits(b: Backend) {
     let app = spawn_app(b).await;
     let jobs: Vec<Value> = (0..60)
@@ -732,21 +732,52 @@ async fn concurrent_claims_and_completions_share_commits(b: Backend) {
         let commits = commits_of(&app, "done", "started_at").await;
         assert!(commits <= 50, "{commits} commits for 60 concurrent claims");
     }
-    let calls: Vec<_> = claimed
-        .iter()
-        .enumerate()
-        .map(|(i, job)| {
-            let id = job["id"].as_str().unwrap();
-            let token = match i {
-                30 => "1.not-the-token".to_owned(),
-                _ => job["lease_token"].as_str().unwrap().to_owned(),
-            };
-            let req = app
-                .req(reqwest::Method::POST, &format!("/v1/jobs/{id}/complete"))
-                .json(&json!({"lease_token": token, "result": {"i": i}}));
-            tokio::spawn(async move { req.send().await })
-        })
-        .collect();
+    // Their heartbeats at once: each lease extended (and progress kept) but a stale token's.
+    let beats = lease_calls(
+        &app,
+        &claimed,
+        "heartbeat",
+        7,
+        |i| json!({"progress": {"i": i}, "lease_ms": 120_000}),
+    );
+    for (i, beat) in beats.into_iter().enumerate() {
+        let r = beat.await.unwrap().unwrap();
+        match i {
+            7 => drop(problem(r, 409, "stale-lease").await),
+            _ => assert!(json_of(r, 200).await["lease_expires_at"].is_string()),
+        }
+    }
+    let detail = json_of(
+        app.get(&format!("/v1/jobs/{}", claimed[8]["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(detail["progress"]["i"], 8);
+    let detail = json_of(
+        app.get(&format!("/v1/jobs/{}", claimed[7]["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert!(
+        detail["progress"].is_null(),
+        "the stale heartbeat wrote progress"
+    );
+    if b == Backend::Postgres {
+        let commits = commits_of(&app, "done", "started_at").await;
+        assert!(
+            commits <= 50,
+            "{commits} commits for 60 concurrent heartbeats"
+        );
+    }
+    let calls = lease_calls(
+        &app,
+        &claimed,
+        "complete",
+        30,
+        |i| json!({"result": {"i": i}}),
+    );
     for (i, call) in calls.into_iter().enumerate() {
         let r = call.await.unwrap().unwrap();
         if i == 30 {
@@ -771,4 +802,31 @@ async fn concurrent_claims_and_completions_share_commits(b: Backend) {
         commits <= 50,
         "{commits} commits for 59 concurrent completions"
     );
+}
+
+/// Sends `POST /v1/jobs/{id}/{action}` for every claimed job at once, with its lease token
+/// (a wrong one for the job at `stale`) added to `body(i)`.
+fn lease_calls(
+    app: &crate::helpers::TestApp,
+    claimed: &[Value],
+    action: &str,
+    stale: usize,
+    body: impl Fn(usize) -> Value,
+) -> Vec<tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>> {
+    claimed
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let id = job["id"].as_str().unwrap();
+            let mut body = body(i);
+            body["lease_token"] = match i == stale {
+                true => json!("1.not-the-token"),
+                false => job["lease_token"].clone(),
+            };
+            let req = app
+                .req(reqwest::Method::POST, &format!("/v1/jobs/{id}/{action}"))
+                .json(&body);
+            tokio::spawn(async move { req.send().await })
+        })
+        .collect()
 }
