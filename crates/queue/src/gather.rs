@@ -241,7 +241,9 @@ impl Work for Claims {
         let mut out = Vec::with_capacity(items.len());
         for item in items {
             // Each claim sees the jobs the ones before it took as running.
-            out.push(Ok(store::claim(&mut tx, &pull_claim(item)).await?));
+            out.push(store::answer(
+                store::claim(&mut tx, &pull_claim(item)).await,
+            )?);
         }
         tx.commit().await?;
         Ok(out)
@@ -273,12 +275,8 @@ impl Work for Heartbeats {
         let mut tx = db.begin().await?;
         let mut out = Vec::with_capacity(items.len());
         for (project, id, token, lease_ms, progress) in items {
-            // A refusal (stale token, cancelled or unknown job) wrote nothing: the rest go on.
-            match store::heartbeat(&mut tx, project, id, token, *lease_ms, progress.as_ref()).await
-            {
-                Err(QueueError::Db(e)) => return Err(QueueError::Db(e)),
-                answer => out.push(answer),
-            }
+            let beat = store::heartbeat(&mut tx, project, id, token, *lease_ms, progress.as_ref());
+            out.push(store::answer(beat.await)?);
         }
         tx.commit().await?;
         Ok(out)

@@ -1224,14 +1224,21 @@ pub async fn complete_each(tx: &mut Tx, items: &[Completing<'_>]) -> Result<Vec<
                 done.push((project.to_string(), job.queue.to_string()));
                 out.push(Ok(job));
             }
-            None => match lease_miss(tx.ex(), project, id).await {
-                QueueError::Db(e) => return Err(QueueError::Db(e)),
-                refused => out.push(Err(refused)),
-            },
+            None => out.push(answer(Err(lease_miss(tx.ex(), project, id).await))?),
         }
     }
     record_completed(tx, done, Vec::new(), now).await?;
     Ok(out)
+}
+
+/// One caller's answer within a transaction shared by several: a refusal (stale token,
+/// cancelled or unknown job: nothing written) is that caller's, a database error gives the
+/// whole transaction up (`Err`).
+pub fn answer<T>(r: Result<T>) -> Result<Result<T>> {
+    match r {
+        Err(QueueError::Db(e)) => Err(QueueError::Db(e)),
+        other => Ok(other),
+    }
 }
 
 /// One completion of a batch.
