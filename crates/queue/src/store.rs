@@ -550,53 +550,57 @@ pub async fn list(
 ) -> Result<Vec<Job>, sqlx::Error> {
     // Only the filters given become conditions, so the planner can walk `jobs_queue`
     // newest first; a state is written as a literal (it is one of a fixed set) so partial
-    // indexes on state can be used. Without a queue, PostgreSQL walks each of the
-    // project's queues that way and merges them; SQLite walks the primary key newest first
-    // (`+project_id` keeps it from sorting the whole project's jobs by `jobs_queue`).
+    // indexes on state can be used. On PostgreSQL running jobs sit in `jobs_running`, the
+    // others in `jobs_queue` (migration 0006): without a state both are walked and merged.
+    // Without a queue, PostgreSQL walks each of the project's queues that way and merges
+    // them; SQLite walks the primary key newest first (`+project_id` keeps it from sorting
+    // the whole project's jobs by `jobs_queue`).
     let limit = limit.clamp(0, 10_000);
-    let (mut sql, merge) = match (&f.queue, ex.backend()) {
-        (Some(_), _) => (
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE project_id = $1"),
-            "",
-        ),
-        (None, Backend::Postgres) => (
-            format!(
-                "SELECT j.* FROM queues q CROSS JOIN LATERAL (SELECT {JOB_COLUMNS} FROM jobs \
-                 WHERE project_id = q.project_id AND queue = q.name"
-            ),
-            ") j WHERE q.project_id = $1 ORDER BY j.id DESC LIMIT ",
-        ),
-        (None, Backend::Sqlite) => (
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE +project_id = $1"),
-            "",
-        ),
-    };
+    let backend = ex.backend();
     let mut binds: Vec<String> = vec![project.to_string()];
+    let mut conds = match (&f.queue, backend) {
+        (Some(_), _) => "project_id = $1".to_owned(),
+        (None, Backend::Postgres) => "project_id = q.project_id AND queue = q.name".to_owned(),
+        (None, Backend::Sqlite) => "+project_id = $1".to_owned(),
+    };
     let mut cond = |sql: &mut String, column: &str, op: &str, value: String| {
         binds.push(value);
         sql.push_str(&format!(" AND {column} {op} ${}", binds.len()));
     };
     if let Some(q) = &f.queue {
-        cond(&mut sql, "queue", "=", q.to_string());
+        cond(&mut conds, "queue", "=", q.to_string());
     }
     if let Some(k) = &f.kind {
-        cond(&mut sql, "kind", "=", k.clone());
+        cond(&mut conds, "kind", "=", k.clone());
     }
     if let Some(t) = &f.tag {
         // Tags are stored as `,a,b,`; LIKE wildcards in the tag itself are escaped.
         let escaped = t.replace('!', "!!").replace('%', "!%").replace('_', "!_");
-        cond(&mut sql, "tags", "LIKE", format!("%,{escaped},%"));
-        sql.push_str(" ESCAPE '!'");
+        cond(&mut conds, "tags", "LIKE", format!("%,{escaped},%"));
+        conds.push_str(" ESCAPE '!'");
     }
     if let Some(before) = &f.before_id {
-        cond(&mut sql, "id", "<", before.clone());
+        cond(&mut conds, "id", "<", before.clone());
     }
-    if let Some(state) = f.state {
-        sql.push_str(&format!(" AND state = '{}'", state.as_str()));
-    }
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
-    if !merge.is_empty() {
-        sql.push_str(&format!("{merge}{limit}"));
+    let walk = |state: &str| {
+        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {conds} AND state {state} ORDER BY id DESC LIMIT {limit}")
+    };
+    let mut sql = match (f.state, backend) {
+        (Some(state), _) => walk(&format!("= '{}'", state.as_str())),
+        (None, Backend::Sqlite) => {
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {conds} ORDER BY id DESC LIMIT {limit}")
+        }
+        (None, Backend::Postgres) => format!(
+            "SELECT * FROM (({}) UNION ALL ({})) s ORDER BY id DESC LIMIT {limit}",
+            walk("<> 'running'"),
+            walk("= 'running'")
+        ),
+    };
+    if f.queue.is_none() && backend == Backend::Postgres {
+        sql = format!(
+            "SELECT j.* FROM queues q CROSS JOIN LATERAL ({sql}) j \
+             WHERE q.project_id = $1 ORDER BY j.id DESC LIMIT {limit}"
+        );
     }
     on_db!(ex, c => {
         let mut q = sqlx::query(&sql);

@@ -597,7 +597,8 @@ async fn bad_job_input_writes_nothing(b: Backend) {
 }
 
 /// Listing without a queue reads every queue of the project newest first and merges them;
-/// pages follow on from the cursor with nothing skipped or repeated.
+/// pages follow on from the cursor with nothing skipped or repeated. Running jobs (kept in
+/// an index of their own on PostgreSQL) are listed in their place.
 async fn listing_merges_queues_newest_first(b: Backend) {
     let app = spawn_app(b).await;
     let mut ids = Vec::new();
@@ -611,6 +612,8 @@ async fn listing_merges_queues_newest_first(b: Backend) {
         ids.push(job["id"].as_str().unwrap().to_owned());
     }
     ids.reverse();
+    let running: Vec<Value> = claim(&app, "beta", json!({"worker": "w", "max": 2})).await;
+    assert_eq!(running.len(), 2);
     let mut listed = Vec::new();
     let mut path = "/v1/jobs?limit=3".to_owned();
     loop {
@@ -624,7 +627,41 @@ async fn listing_merges_queues_newest_first(b: Backend) {
         }
     }
     assert_eq!(listed, ids, "every job once, newest first across queues");
-    let tagged = json_of(app.get("/v1/jobs?tag=n4&state=available").await, 200).await;
+    let ids_of = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let beta: Vec<String> = ids
+        .iter()
+        .filter(|id| [1, 4, 7].iter().any(|i| ids[ids.len() - 1 - i] == **id))
+        .cloned()
+        .collect();
+    let listed = json_of(app.get("/v1/jobs?queue=beta").await, 200).await;
+    assert_eq!(
+        ids_of(&listed),
+        beta,
+        "a queue's running and waiting jobs, newest first"
+    );
+    let mut claimed: Vec<String> = running
+        .iter()
+        .map(|j| j["id"].as_str().unwrap().to_owned())
+        .collect();
+    claimed.sort_by(|a, b| b.cmp(a));
+    for path in [
+        "/v1/jobs?state=running",
+        "/v1/jobs?queue=beta&state=running",
+    ] {
+        assert_eq!(
+            ids_of(&json_of(app.get(path).await, 200).await),
+            claimed,
+            "{path}"
+        );
+    }
+    let tagged = json_of(app.get("/v1/jobs?tag=n7&state=available").await, 200).await;
     let tagged = tagged["data"].as_array().unwrap();
     assert_eq!(tagged.len(), 1);
     assert_eq!(tagged[0]["queue"], "beta");
