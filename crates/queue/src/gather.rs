@@ -1,7 +1,7 @@
 //! Group commit for the small writes that arrive one per request.
 //!
 //! Application servers enqueue one job per request, and pull workers claim, heartbeat and
-//! complete a job or a few per request, from many requests at once. Committed one by one, each costs a transaction and a
+//! complete (or fail) a job or a few per request, from many requests at once. Committed one by one, each costs a transaction and a
 //! WAL flush: on SQLite every commit waits for its own fsync behind the single writer, on
 //! PostgreSQL concurrent commits contend for the WAL write lock. The [`Gatherer`] sends such
 //! writes to one task per kind that commits whatever has arrived while its previous commit was
@@ -294,6 +294,43 @@ impl Work for Heartbeats {
     }
 }
 
+/// Pull workers' failed attempts (`POST /v1/jobs/{id}/fail`).
+struct Failures;
+
+/// A failed attempt: project, job id, lease token, error, how to treat it.
+type Failing = (ProjectId, String, String, String, store::FailOptions);
+
+impl Work for Failures {
+    type Item = Failing;
+    type Out = Job;
+
+    fn weight(_: &Self::Item) -> usize {
+        1
+    }
+
+    fn group(_: &Self::Item) -> &str {
+        ""
+    }
+
+    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Job>>> {
+        let mut tx = db.begin().await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (project, id, token, error, opts) in items {
+            let failed = store::fail(&mut tx, project, id, token, error, *opts);
+            out.push(store::answer(failed.await)?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn alone(db: &Db, (project, id, token, error, opts): &Self::Item) -> Result<Job> {
+        let mut tx = db.begin().await?;
+        let job = store::fail(&mut tx, project, id, token, error, *opts).await?;
+        tx.commit().await?;
+        Ok(job)
+    }
+}
+
 /// Gathers concurrent small writes into shared commits (see the module docs).
 #[derive(Clone)]
 pub struct Gatherer {
@@ -302,6 +339,7 @@ pub struct Gatherer {
     claims: Lane<Claims>,
     heartbeats: Lane<Heartbeats>,
     completions: Lane<Completions>,
+    failures: Lane<Failures>,
 }
 
 impl Gatherer {
@@ -313,6 +351,7 @@ impl Gatherer {
             claims: Lane::default(),
             heartbeats: Lane::default(),
             completions: Lane::default(),
+            failures: Lane::default(),
         }
     }
 
@@ -380,5 +419,25 @@ impl Gatherer {
     ) -> Result<Job> {
         let item = (project.clone(), id.to_owned(), token.to_owned(), result);
         self.completions.submit(&self.db, item).await
+    }
+
+    /// Records a running job's failed attempt as [`store::fail`] does (retryable with
+    /// backoff while attempts remain, refusing stale tokens) and commits; returns the job.
+    pub async fn fail(
+        &self,
+        project: &ProjectId,
+        id: &str,
+        token: &str,
+        error: &str,
+        opts: store::FailOptions,
+    ) -> Result<Job> {
+        let item = (
+            project.clone(),
+            id.to_owned(),
+            token.to_owned(),
+            error.to_owned(),
+            opts,
+        );
+        self.failures.submit(&self.db, item).await
     }
 }

@@ -428,16 +428,10 @@ async fn fail(
         retry_after_ms: input.retry_after_ms,
         permanent: input.permanent,
     };
-    let mut tx = state.db.begin().await?;
-    let job = store::fail(
-        &mut tx,
-        auth.project(),
-        &id,
-        &input.lease_token,
-        &input.error,
-        opts,
-    )
-    .await?;
-    tx.commit().await?;
+    let job = state
+        .runtime
+        .gatherer()
+        .fail(auth.project(), &id, &input.lease_token, &input.error, opts)
+        .await?;
     Ok(Json(job))
 }

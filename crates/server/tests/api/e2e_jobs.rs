@@ -18,7 +18,8 @@ both!(
     bad_job_input_writes_nothing,
     listing_merges_queues_newest_first,
     concurrent_enqueues_share_commits,
-    concurrent_claims_and_completions_share_commits
+    concurrent_claims_and_completions_share_commits,
+    concurrent_failures_share_commits
 );
 
 async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
@@ -839,6 +840,70 @@ async fn concurrent_claims_and_completions_share_commits(b: Backend) {
         commits <= 50,
         "{commits} commits for 59 concurrent completions"
     );
+}
+
+/// Pull workers' failures arriving together share commits too: each is retried or failed
+/// for good as its own request says, and a stale token among them is refused alone.
+async fn concurrent_failures_share_commits(b: Backend) {
+    let app = spawn_app(b).await;
+    let jobs: Vec<Value> = (0..40)
+        .map(|i| json!({"queue": "flaky", "kind": "k", "max_attempts": 3, "payload": {"n": i}}))
+        .collect();
+    json_of(
+        app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await,
+        201,
+    )
+    .await;
+    let claimed = claim(&app, "flaky", json!({"worker": "w", "max": 40})).await;
+    assert_eq!(claimed.len(), 40);
+    let calls = lease_calls(
+        &app,
+        &claimed,
+        "fail",
+        5,
+        |i| json!({"error": format!("boom {i}"), "permanent": i % 2 == 0}),
+    );
+    for (i, call) in calls.into_iter().enumerate() {
+        let r = call.await.unwrap().unwrap();
+        if i == 5 {
+            problem(r, 409, "stale-lease").await;
+            continue;
+        }
+        let job = json_of(r, 200).await;
+        assert_eq!(job["id"], claimed[i]["id"], "each worker gets its own job");
+        let want = if i % 2 == 0 { "failed" } else { "retryable" };
+        assert_eq!(
+            (job["state"].as_str(), job["last_error"].as_str()),
+            (Some(want), Some(format!("boom {i}").as_str()))
+        );
+    }
+    let c = counts(&app, "flaky").await;
+    assert_eq!(
+        (
+            c["failed"].as_i64(),
+            c["retryable"].as_i64(),
+            c["running"].as_i64()
+        ),
+        (Some(20), Some(19), Some(1))
+    );
+    let stale = json_of(
+        app.get(&format!("/v1/jobs/{}", claimed[5]["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (stale["state"].as_str(), stale["last_error"].as_str()),
+        (Some("running"), None),
+        "the stale failure wrote nothing"
+    );
+    if b == Backend::Postgres {
+        let commits = commits_of(&app, "flaky", "").await;
+        assert!(
+            commits <= 30,
+            "{commits} commits for 40 concurrent failures and one claim"
+        );
+    }
 }
 
 /// Sends `POST /v1/jobs/{id}/{action}` for every claimed job at once, with its lease token
