@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
-use switchboard_core::db::Db;
+use switchboard_core::db::{Db, Tx};
 use switchboard_core::id::ProjectId;
 use switchboard_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
@@ -35,9 +35,13 @@ trait Work: Send + Sync + 'static {
     /// Its answer.
     type Out: Send + 'static;
     /// Jobs in a request (a commit carries at most [`COMMIT_MAX_JOBS`]).
-    fn weight(item: &Self::Item) -> usize;
+    fn weight(_: &Self::Item) -> usize {
+        1
+    }
     /// Requests of different groups never share a commit.
-    fn group(item: &Self::Item) -> &str;
+    fn group(_: &Self::Item) -> &str {
+        ""
+    }
     /// The requests (one group) in one commit: each one's answer, or an error if nothing
     /// was committed.
     fn together(
@@ -46,6 +50,35 @@ trait Work: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Result<Self::Out>>>> + Send;
     /// One request in a commit of its own.
     fn alone(db: &Db, item: &Self::Item) -> impl Future<Output = Result<Self::Out>> + Send;
+}
+
+/// A kind of write whose requests run one after another in a transaction.
+trait EachInTx: Work {
+    /// One request in `tx`: its answer, or its refusal (which wrote nothing), or a database
+    /// error (see [`store::answer`]).
+    fn run<'a>(
+        tx: &'a mut Tx,
+        item: &'a Self::Item,
+    ) -> impl Future<Output = Result<Self::Out>> + Send + 'a;
+}
+
+/// [`Work::together`] for an [`EachInTx`] kind: each request in turn, in one transaction.
+async fn each_in_tx<W: EachInTx>(db: &Db, items: &[&W::Item]) -> Result<Vec<Result<W::Out>>> {
+    let mut tx = db.begin().await?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(store::answer(W::run(&mut tx, item).await)?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// [`Work::alone`] for an [`EachInTx`] kind: the request in a transaction of its own.
+async fn in_own_tx<W: EachInTx>(db: &Db, item: &W::Item) -> Result<W::Out> {
+    let mut tx = db.begin().await?;
+    let out = W::run(&mut tx, item).await?;
+    tx.commit().await?;
+    Ok(out)
 }
 
 /// A request waiting for the next commit.
@@ -178,14 +211,6 @@ impl Work for Completions {
     type Item = (ProjectId, String, String, Option<serde_json::Value>);
     type Out = Job;
 
-    fn weight(_: &Self::Item) -> usize {
-        1
-    }
-
-    fn group(_: &Self::Item) -> &str {
-        ""
-    }
-
     async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Job>>> {
         let each: Vec<store::Completing<'_>> = items
             .iter()
@@ -199,11 +224,17 @@ impl Work for Completions {
         Ok(out)
     }
 
-    async fn alone(db: &Db, (project, id, token, result): &Self::Item) -> Result<Job> {
-        let mut tx = db.begin().await?;
-        let job = store::complete(&mut tx, project, id, token, result.as_ref()).await?;
-        tx.commit().await?;
-        Ok(job)
+    async fn alone(db: &Db, item: &Self::Item) -> Result<Job> {
+        in_own_tx::<Self>(db, item).await
+    }
+}
+
+impl EachInTx for Completions {
+    fn run<'a>(
+        tx: &'a mut Tx,
+        (project, id, token, result): &'a Self::Item,
+    ) -> impl Future<Output = Result<Job>> + Send + 'a {
+        store::complete(tx, project, id, token, result.as_ref())
     }
 }
 
@@ -232,26 +263,20 @@ impl Work for Claims {
         item.3.max(1) as usize
     }
 
-    fn group(_: &Self::Item) -> &str {
-        ""
-    }
-
     async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Vec<ClaimedJob>>>> {
-        let mut tx = db.begin().await?;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            // Each claim sees the jobs the ones before it took as running.
-            out.push(store::answer(
-                store::claim(&mut tx, &pull_claim(item)).await,
-            )?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        // Each claim sees the jobs the ones before it took as running.
+        each_in_tx::<Self>(db, items).await
     }
 
     async fn alone(db: &Db, item: &Self::Item) -> Result<Vec<ClaimedJob>> {
         // Settings unknown here: the pause, caps and rate limit are checked in a transaction.
         store::claim_now(db, &pull_claim(item), false).await
+    }
+}
+
+impl EachInTx for Claims {
+    async fn run(tx: &mut Tx, item: &Self::Item) -> Result<Vec<ClaimedJob>> {
+        store::claim(tx, &pull_claim(item)).await
     }
 }
 
@@ -263,34 +288,21 @@ impl Work for Heartbeats {
     type Item = (ProjectId, String, String, i64, Option<serde_json::Value>);
     type Out = Timestamp;
 
-    fn weight(_: &Self::Item) -> usize {
-        1
-    }
-
-    fn group(_: &Self::Item) -> &str {
-        ""
-    }
-
     async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Timestamp>>> {
-        let mut tx = db.begin().await?;
-        let mut out = Vec::with_capacity(items.len());
-        for (project, id, token, lease_ms, progress) in items {
-            let beat = store::heartbeat(&mut tx, project, id, token, *lease_ms, progress.as_ref());
-            out.push(store::answer(beat.await)?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        each_in_tx::<Self>(db, items).await
     }
 
-    async fn alone(
-        db: &Db,
-        (project, id, token, lease_ms, progress): &Self::Item,
-    ) -> Result<Timestamp> {
-        let mut tx = db.begin().await?;
-        let until =
-            store::heartbeat(&mut tx, project, id, token, *lease_ms, progress.as_ref()).await?;
-        tx.commit().await?;
-        Ok(until)
+    async fn alone(db: &Db, item: &Self::Item) -> Result<Timestamp> {
+        in_own_tx::<Self>(db, item).await
+    }
+}
+
+impl EachInTx for Heartbeats {
+    fn run<'a>(
+        tx: &'a mut Tx,
+        (project, id, token, lease_ms, progress): &'a Self::Item,
+    ) -> impl Future<Output = Result<Timestamp>> + Send + 'a {
+        store::heartbeat(tx, project, id, token, *lease_ms, progress.as_ref())
     }
 }
 
@@ -304,30 +316,21 @@ impl Work for Failures {
     type Item = Failing;
     type Out = Job;
 
-    fn weight(_: &Self::Item) -> usize {
-        1
-    }
-
-    fn group(_: &Self::Item) -> &str {
-        ""
-    }
-
     async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Job>>> {
-        let mut tx = db.begin().await?;
-        let mut out = Vec::with_capacity(items.len());
-        for (project, id, token, error, opts) in items {
-            let failed = store::fail(&mut tx, project, id, token, error, *opts);
-            out.push(store::answer(failed.await)?);
-        }
-        tx.commit().await?;
-        Ok(out)
+        each_in_tx::<Self>(db, items).await
     }
 
-    async fn alone(db: &Db, (project, id, token, error, opts): &Self::Item) -> Result<Job> {
-        let mut tx = db.begin().await?;
-        let job = store::fail(&mut tx, project, id, token, error, *opts).await?;
-        tx.commit().await?;
-        Ok(job)
+    async fn alone(db: &Db, item: &Self::Item) -> Result<Job> {
+        in_own_tx::<Self>(db, item).await
+    }
+}
+
+impl EachInTx for Failures {
+    fn run<'a>(
+        tx: &'a mut Tx,
+        (project, id, token, error, opts): &'a Self::Item,
+    ) -> impl Future<Output = Result<Job>> + Send + 'a {
+        store::fail(tx, project, id, token, error, *opts)
     }
 }
 
