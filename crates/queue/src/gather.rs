@@ -53,13 +53,33 @@ trait Work: Send + Sync + 'static {
 }
 
 /// A kind of write whose requests run one after another in a transaction.
-trait EachInTx: Work {
+trait EachInTx: Send + Sync + 'static {
+    /// One caller's request.
+    type Item: Send + Sync + 'static;
+    /// Its answer.
+    type Out: Send + 'static;
     /// One request in `tx`: its answer, or its refusal (which wrote nothing), or a database
     /// error (see [`store::answer`]).
     fn run<'a>(
         tx: &'a mut Tx,
         item: &'a Self::Item,
     ) -> impl Future<Output = Result<Self::Out>> + Send + 'a;
+}
+
+/// The [`Work`] of an [`EachInTx`] kind that needs nothing else.
+struct Each<K>(std::marker::PhantomData<K>);
+
+impl<K: EachInTx> Work for Each<K> {
+    type Item = K::Item;
+    type Out = K::Out;
+
+    async fn together(db: &Db, items: &[&K::Item]) -> Result<Vec<Result<K::Out>>> {
+        each_in_tx::<K>(db, items).await
+    }
+
+    async fn alone(db: &Db, item: &K::Item) -> Result<K::Out> {
+        in_own_tx::<K>(db, item).await
+    }
 }
 
 /// [`Work::together`] for an [`EachInTx`] kind: each request in turn, in one transaction.
@@ -230,6 +250,9 @@ impl Work for Completions {
 }
 
 impl EachInTx for Completions {
+    type Item = <Self as Work>::Item;
+    type Out = Job;
+
     fn run<'a>(
         tx: &'a mut Tx,
         (project, id, token, result): &'a Self::Item,
@@ -275,6 +298,9 @@ impl Work for Claims {
 }
 
 impl EachInTx for Claims {
+    type Item = PullClaim;
+    type Out = Vec<ClaimedJob>;
+
     async fn run(tx: &mut Tx, item: &Self::Item) -> Result<Vec<ClaimedJob>> {
         store::claim(tx, &pull_claim(item)).await
     }
@@ -283,21 +309,11 @@ impl EachInTx for Claims {
 /// Pull workers' lease extensions (`POST /v1/jobs/{id}/heartbeat`).
 struct Heartbeats;
 
-impl Work for Heartbeats {
+impl EachInTx for Heartbeats {
     /// Project, job id, lease token, lease ms, progress.
     type Item = (ProjectId, String, String, i64, Option<serde_json::Value>);
     type Out = Timestamp;
 
-    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Timestamp>>> {
-        each_in_tx::<Self>(db, items).await
-    }
-
-    async fn alone(db: &Db, item: &Self::Item) -> Result<Timestamp> {
-        in_own_tx::<Self>(db, item).await
-    }
-}
-
-impl EachInTx for Heartbeats {
     fn run<'a>(
         tx: &'a mut Tx,
         (project, id, token, lease_ms, progress): &'a Self::Item,
@@ -309,23 +325,11 @@ impl EachInTx for Heartbeats {
 /// Pull workers' failed attempts (`POST /v1/jobs/{id}/fail`).
 struct Failures;
 
-/// A failed attempt: project, job id, lease token, error, how to treat it.
-type Failing = (ProjectId, String, String, String, store::FailOptions);
-
-impl Work for Failures {
-    type Item = Failing;
+impl EachInTx for Failures {
+    /// Project, job id, lease token, error, how to treat it.
+    type Item = (ProjectId, String, String, String, store::FailOptions);
     type Out = Job;
 
-    async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Job>>> {
-        each_in_tx::<Self>(db, items).await
-    }
-
-    async fn alone(db: &Db, item: &Self::Item) -> Result<Job> {
-        in_own_tx::<Self>(db, item).await
-    }
-}
-
-impl EachInTx for Failures {
     fn run<'a>(
         tx: &'a mut Tx,
         (project, id, token, error, opts): &'a Self::Item,
@@ -340,9 +344,9 @@ pub struct Gatherer {
     db: Db,
     enqueues: Lane<Enqueues>,
     claims: Lane<Claims>,
-    heartbeats: Lane<Heartbeats>,
+    heartbeats: Lane<Each<Heartbeats>>,
     completions: Lane<Completions>,
-    failures: Lane<Failures>,
+    failures: Lane<Each<Failures>>,
 }
 
 impl Gatherer {

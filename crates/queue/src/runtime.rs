@@ -254,7 +254,8 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Shared commits for pull workers' claims and completions (see [`Gatherer`]).
+    /// Shared commits for pull workers' claims, heartbeats, completions and failures (see
+    /// [`Gatherer`]).
     pub fn gatherer(&self) -> &Gatherer {
         &self.gather
     }

@@ -583,17 +583,17 @@ pub async fn list(
         cond(&mut conds, "id", "<", before.clone());
     }
     let walk = |state: &str| {
-        format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {conds} AND state {state} ORDER BY id DESC LIMIT {limit}")
+        format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE {conds}{state} ORDER BY id DESC LIMIT {limit}"
+        )
     };
     let mut sql = match (f.state, backend) {
-        (Some(state), _) => walk(&format!("= '{}'", state.as_str())),
-        (None, Backend::Sqlite) => {
-            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE {conds} ORDER BY id DESC LIMIT {limit}")
-        }
+        (Some(state), _) => walk(&format!(" AND state = '{}'", state.as_str())),
+        (None, Backend::Sqlite) => walk(""),
         (None, Backend::Postgres) => format!(
             "SELECT * FROM (({}) UNION ALL ({})) s ORDER BY id DESC LIMIT {limit}",
-            walk("<> 'running'"),
-            walk("= 'running'")
+            walk(" AND state <> 'running'"),
+            walk(" AND state = 'running'")
         ),
     };
     if f.queue.is_none() && backend == Backend::Postgres {
