@@ -410,7 +410,10 @@ impl Chart<'_> {
             "<figure class=\"chart\" id=\"{id}\"><svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" \
              role=\"img\" aria-label=\"{title}\" preserveAspectRatio=\"none\">\
              <line class=\"axis\" x1=\"0\" y1=\"{h}\" x2=\"{w}\" y2=\"{h}\"/>{bars}</svg>\
-             <figcaption>{title}: {legend} <span class=\"peak\">peak {peak}/bar</span></figcaption></figure>",
+             <div class=\"axis-labels\"><span>{from}</span><span>{to}</span></div>\
+             <figcaption>{title}: {legend} <span class=\"peak\">highest bar {peak}</span></figcaption></figure>",
+            from = self.points.first().map(|p| esc(&p.0)).unwrap_or_default(),
+            to = self.points.last().map(|p| esc(&p.0)).unwrap_or_default(),
             id = esc(self.id),
             title = esc(self.title),
             peak = num(top),

@@ -209,7 +209,7 @@ pub fn target_html(job: &Job) -> String {
                 esc(&crate::app::redact(&t.url))
             )
         }
-        (None, Runner::Pull) => "pull worker (claimed over HTTP)".into(),
+        (None, Runner::Pull) => "pull worker".into(),
         (None, Runner::Local) => "built-in handler".into(),
         (None, Runner::Push) => "HTTP push".into(),
     }
@@ -261,7 +261,7 @@ pub async fn job_list(
                 ),
                 format!("{}/{}", j.attempt, j.max_attempts),
                 target_html(j),
-                ts(Some(j.created_at)),
+                format!("<span class=\"nowrap\">{}</span>", ts(Some(j.created_at))),
                 j.last_error
                     .as_deref()
                     .map(|e| {
@@ -393,8 +393,8 @@ pub async fn job_list(
         problem: search.problem.clone(),
     };
     let html = format!(
-        "{}<form class=\"filters\" method=\"get\" action=\"/dashboard/jobs/find\" role=\"search\">\
-         <label>Job id <input name=\"id\" placeholder=\"job_01…\" id=\"find-job\"></label> <button type=\"submit\">Open</button></form>",
+        "<form class=\"filters find\" method=\"get\" action=\"/dashboard/jobs/find\" role=\"search\">\
+         <label>Job id <input name=\"id\" placeholder=\"job_01…\" id=\"find-job\"></label> <button type=\"submit\">Open</button></form>{}",
         filtered_table(&filters, &table)
     );
     Ok((html, search.problem.is_some()))
@@ -416,7 +416,9 @@ async fn jobs_page(
 
 /// Opens a job by id (the "Job id" box).
 async fn find_job(me: DashboardUser, q: QueryData) -> PageResult<Response> {
-    let id = q.get("id").unwrap_or("");
+    let Some(id) = q.get("id") else {
+        return Ok(Redirect::to("/dashboard/jobs").into_response());
+    };
     if JobId::parse(id).is_ok() {
         return Ok(Redirect::to(&format!("/dashboard/jobs/{id}")).into_response());
     }
@@ -608,7 +610,12 @@ fn timeline_html(job: &Job, runs: &[Run]) -> String {
     let mut out = String::from("<ol class=\"timeline\" id=\"timeline\">");
     for (t, class, text) in items {
         let when = t
-            .map(|t| format!("<time datetime=\"{t}\">{}</time>", ts(Some(t))))
+            .map(|t| {
+                format!(
+                    "<time datetime=\"{t}\">{}</time>",
+                    t.strftime("%Y-%m-%d %H:%M:%S%.3f UTC")
+                )
+            })
             .unwrap_or_default();
         let _ = write!(out, "<li class=\"{class}\">{when}{}</li>", esc(&text));
     }
@@ -717,7 +724,14 @@ async fn job_page(
                     .unwrap_or_else(|| "—".into()),
             ),
             ("Priority", j.priority.value().to_string()),
-            ("Timeout", span(j.timeout_ms / 1000).replace("0 s", "under 1 s")),
+            (
+                "Timeout",
+                if j.timeout_ms < 1000 {
+                    format!("{} ms", j.timeout_ms)
+                } else {
+                    span(j.timeout_ms / 1000)
+                },
+            ),
             (
                 "Backoff",
                 format!(

@@ -245,7 +245,7 @@ async fn render(
         form.unwrap_or_else(|| (SettingsForm::of(&h.info.settings), BTreeMap::new()));
     let invalid = !errors.is_empty();
     let mut body = format!(
-        "<div class=\"card\"><p class=\"facts\">{badge} {actions}</p>{counts}{facts}{chart}</div>\
+        "<div class=\"card\"><div class=\"toolbar\">{badge} {actions}</div>{counts}{facts}{chart}</div>\
          <h2>Jobs</h2>{table}<h2>Settings</h2>{settings}",
         badge = paused_badge(&h),
         counts = count_links(&h),

@@ -203,6 +203,19 @@ async fn list_page(
         .into_response())
 }
 
+/// The stored job spec without its unset (null) fields, as a person would write it.
+fn without_nulls(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 /// The edit form's values as typed.
 struct EditForm {
     name: String,
@@ -230,7 +243,7 @@ impl EditForm {
             misfire: enum_text(&s.misfire),
             overlap: enum_text(&s.overlap),
             backfill_limit: s.backfill_limit.to_string(),
-            job: serde_json::to_string_pretty(&s.job).unwrap_or_default(),
+            job: serde_json::to_string_pretty(&without_nulls(&s.job)).unwrap_or_default(),
         }
     }
 
@@ -350,7 +363,7 @@ impl EditForm {
         format!(
             "<form method=\"post\" action=\"/dashboard/schedules/{id}/edit\" class=\"card\" id=\"edit\" novalidate>{summary}\
              <fieldset{disabled}><div class=\"fields\">{}{}{}{}{}{}</div>\
-             <div class=\"field{}\"><label for=\"f-job\">Job (JSON, as for POST /v1/jobs)</label>\
+             <div class=\"field wide{}\"><label for=\"f-job\">Job (JSON, as for POST /v1/jobs)</label>\
              <textarea id=\"f-job\" name=\"job\" spellcheck=\"false\">{}</textarea>{job_error}</div></fieldset>{save}</form>",
             field("name", "Name", &self.name, "1 to 100 characters, unique in the project."),
             field("cron", "Cron", &self.cron, "5 fields (0 2 * * *) or 6 with seconds first."),

@@ -1083,6 +1083,10 @@ async fn operator_uses_the_dashboard_in_chromium(b: Backend) {
         .await;
     }
     let failed = claim_and_fail(&app, "emails", "smtp refused", true).await;
+    for _ in 0..2 {
+        enqueue(&app, json!({"queue": "imports", "kind": "csv"})).await;
+        claim_and_fail(&app, "imports", "bad row 7", true).await;
+    }
     let runs = job_with_three_runs(&app, "sync").await;
     let push = enqueue(
         &app,
