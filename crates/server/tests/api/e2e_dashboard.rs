@@ -244,6 +244,22 @@ async fn pages_never_answer_with_problem_json(b: Backend) {
         .await
         .unwrap();
     assert!(html(r, 422).await.contains("password"));
+    // A failed login keeps the e-mail typed.
+    let r = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .form(&[
+            ("email", "someone@example.com"),
+            ("password", "wrong-password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let text = html(r, 401).await;
+    assert!(
+        text.contains("value=\"someone@example.com\"") && text.contains("Wrong e-mail or password"),
+        "{text}"
+    );
 }
 
 async fn empty_states_say_how_to_start(b: Backend) {
@@ -375,6 +391,25 @@ async fn viewers_are_refused_every_change(b: Backend) {
         .unwrap();
     assert!(html(r, 403).await.contains("submitted from another site"));
     assert_eq!(app.audit_count().await, before);
+    // Operators operate.
+    json_of(
+        app.post(
+            "/v1/users",
+            &json!({"email": "operator@example.com", "password": "operator-password-1", "role": "operator"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let o = session(&app, "operator@example.com", "operator-password-1").await;
+    let r = post(&app, &o, "/dashboard/queues/emails/pause", &[]).await;
+    assert_eq!(location(&r), "/dashboard/queues/emails?done=paused");
+    let r = post(&app, &o, &format!("/dashboard/schedules/{sid}/pause"), &[]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        audit_actions(&app, "action=queue.pause").await,
+        [("queue.pause".to_owned(), "user".to_owned())]
+    );
 }
 
 async fn queue_settings_follow_the_api_rules(b: Backend) {

@@ -111,7 +111,7 @@
   };
   const src = document.body.dataset.liveSrc;
   if (src) {
-    const every = 2000;
+    const every = 3000;
     let delay = every;
     const stop = (message) => {
       const note = document.createElement('p');
