@@ -79,7 +79,8 @@ async fn html_errors(req: Request, next: Next) -> Response {
         .unwrap_or("")
         .to_owned();
     let problem = content_type.starts_with(crate::error::PROBLEM_JSON);
-    if !problem && !(content_type.is_empty() || content_type.starts_with("text/plain")) {
+    let plain = content_type.is_empty() || content_type.starts_with("text/plain");
+    if !(problem || plain) {
         return resp;
     }
     let (parts, body) = resp.into_parts();
