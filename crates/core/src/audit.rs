@@ -278,6 +278,18 @@ pub async fn record(
     Ok(id)
 }
 
+/// How many events the project's chain holds (its head's sequence number): one row read,
+/// for pages that show the trail's size without walking it.
+pub async fn head_seq(ex: Exec<'_>, project: &ProjectId) -> Result<i64, sqlx::Error> {
+    on_db!(ex, c => {
+        let row = sqlx::query("SELECT seq FROM audit_heads WHERE project_id = $1")
+            .bind(project.as_str())
+            .fetch_optional(c)
+            .await?;
+        row.map(|r| r.try_get::<i64, _>("seq")).transpose().map(|s| s.unwrap_or(0))
+    })
+}
+
 /// Filters for [`list`]; every field is optional.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {

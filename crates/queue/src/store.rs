@@ -2059,3 +2059,95 @@ pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<Runnable>, sqlx::Error>
         })).collect()
     })
 }
+
+/// Finished jobs of one queue in one minute, from `queue_minutes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MinuteCount {
+    /// Queue.
+    pub queue: String,
+    /// Start of the minute, seconds since the epoch.
+    pub minute: i64,
+    /// Jobs completed in it.
+    pub completed: i64,
+    /// Jobs that failed for good in it.
+    pub failed: i64,
+}
+
+/// Per-minute completed and failed counts since `since` (seconds, inclusive) of every queue
+/// of the project (or one), oldest first; minutes without finished jobs have no row.
+pub async fn minutes(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    only: Option<&QueueName>,
+    since: i64,
+) -> Result<Vec<MinuteCount>, sqlx::Error> {
+    // Driven from `queues` so each queue's rows are one range of the primary key
+    // (project_id, queue, minute): older minutes of busy queues are never read.
+    on_db!(ex, c => {
+        let rows = sqlx::query(
+            "SELECT m.queue, m.minute, m.completed, m.failed FROM queues q JOIN queue_minutes m \
+             ON m.project_id = q.project_id AND m.queue = q.name AND m.minute >= $2 \
+             WHERE q.project_id = $1 AND ($3 IS NULL OR q.name = $3) ORDER BY m.queue, m.minute",
+        )
+        .bind(project.as_str()).bind(since).bind(only.map(|q| q.as_str()))
+        .fetch_all(c).await?;
+        rows.iter().map(|r| Ok(MinuteCount {
+            queue: r.try_get("queue")?,
+            minute: r.try_get("minute")?,
+            completed: r.try_get("completed")?,
+            failed: r.try_get("failed")?,
+        })).collect()
+    })
+}
+
+/// The statement behind [`oldest_available`], for one runner (`$3`): a skip scan over the
+/// priorities present in the queue's `jobs_ready` entries, reading the first entry of each.
+/// On PostgreSQL the text columns compare in the "C" collation of that index (migration
+/// 0005), so no other index can be chosen for it.
+pub fn oldest_available_sql(backend: Backend) -> String {
+    let c = match backend {
+        Backend::Postgres => " COLLATE \"C\"",
+        Backend::Sqlite => "",
+    };
+    let ready = format!(
+        "j.project_id{c} = $1 AND j.queue{c} = $2 AND j.runner{c} = $3 AND j.state = 'available'"
+    );
+    format!(
+        "WITH RECURSIVE p(priority) AS (\
+         SELECT (SELECT j.priority FROM jobs j WHERE {ready} ORDER BY j.priority LIMIT 1) \
+         UNION ALL \
+         SELECT (SELECT j.priority FROM jobs j WHERE {ready} AND j.priority > p.priority \
+                 ORDER BY j.priority LIMIT 1) FROM p WHERE p.priority IS NOT NULL) \
+         SELECT MIN((SELECT j.run_at FROM jobs j WHERE {ready} AND j.priority = p.priority \
+                 ORDER BY j.run_at LIMIT 1)) AS oldest FROM p WHERE p.priority IS NOT NULL"
+    )
+}
+
+/// Since when the longest-waiting available job of a queue has been runnable (its `run_at`),
+/// or `None` when nothing waits.
+///
+/// A plain `min(run_at)` would read every available entry of the queue (100,000 entries on
+/// a backed-up queue); `jobs_ready` is ordered by (runner, priority, run_at), so the oldest
+/// job of each runner and priority is the first entry of its range: a few index probes per
+/// priority in use.
+pub async fn oldest_available(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+) -> Result<Option<Timestamp>, sqlx::Error> {
+    let sql = oldest_available_sql(ex.backend());
+    let mut oldest: Option<i64> = None;
+    on_db!(ex, c => {
+        for runner in [Runner::Pull, Runner::Push, Runner::Local] {
+            let v: Option<i64> = sqlx::query(&sql)
+                .bind(project.as_str()).bind(queue.as_str()).bind(runner.as_str())
+                .fetch_one(&mut *c).await?
+                .try_get("oldest")?;
+            oldest = match (oldest, v) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    });
+    Ok(oldest.map(time::from_db))
+}

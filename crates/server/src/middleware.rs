@@ -197,7 +197,8 @@ pub async fn method_not_allowed(req: Request) -> ApiError {
     )
 }
 
-fn apply_headers(resp: &mut Response, d: &Decision) {
+/// Sets the `RateLimit-*` headers of a decision (and `Retry-After` when refused).
+pub fn apply_headers(resp: &mut Response, d: &Decision) {
     let h = resp.headers_mut();
     let num =
         |n: u64| HeaderValue::from_str(&n.to_string()).unwrap_or(HeaderValue::from_static("0"));
@@ -237,12 +238,21 @@ pub async fn rate_limit_principal(
     let Some(p) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
     };
-    let key = format!("{}:{}", p.actor.kind, p.actor.id);
-    let rate = Rate {
+    let key = principal_key(&p.actor);
+    limited(&state, key, principal_rate(&state), req, next).await
+}
+
+/// The bucket of a credential or user: a user's API calls and dashboard pages share it.
+pub fn principal_key(actor: &switchboard_core::audit::Actor) -> String {
+    format!("{}:{}", actor.kind, actor.id)
+}
+
+/// The per-credential rate.
+pub fn principal_rate(state: &AppState) -> Rate {
+    Rate {
         capacity: state.config.rate_limit_burst,
         per_minute: state.config.rate_limit_per_minute,
-    };
-    limited(&state, key, rate, req, next).await
+    }
 }
 
 /// Per-client-IP token bucket on login endpoints.

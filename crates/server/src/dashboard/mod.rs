@@ -1,28 +1,40 @@
 //! The server-rendered dashboard at `/dashboard`: password login with a session cookie,
-//! then pages an operator reads and acts on. No JavaScript is needed; the CSP forbids inline
-//! scripts. Actions are POST forms; the session cookie is SameSite=Lax and the Origin of
-//! every POST is checked, so other sites cannot submit them.
+//! then pages an operator reads and acts on. Pages are built from the components in
+//! [`components`]; `dashboard.js` (a file: the CSP forbids inline scripts) adds live values,
+//! confirmation dialogs and selections on top, and every page works without it. Actions are
+//! POST forms; the session cookie is SameSite=Lax and the Origin of every POST is checked,
+//! so other sites cannot submit them. Destructive actions need `confirmed=1`, which the
+//! dialog adds and the server's confirm step asks for otherwise. Errors are pages, never
+//! problem documents. Each user's requests share the API's per-user rate limit.
 
+mod assets;
+pub mod components;
+mod jobs;
+mod overview;
+pub mod page;
+mod project;
 mod queues;
+mod schedules;
 
-use crate::auth::ClientInfo;
+use crate::auth::{ClientInfo, Role};
 use crate::error::ApiError;
 use crate::middleware as mw;
 use crate::platform::login::{self, repo as sessions};
 use crate::platform::users::repo::{self as users, UserRecord};
-use crate::platform::{api_keys, projects};
 use crate::state::AppState;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::middleware::from_fn_with_state;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
-use std::fmt::Write;
-use switchboard_core::audit::{self, Filter};
+use switchboard_core::audit::{Actor, AuditContext};
 use switchboard_core::{secret, time};
+
+pub use page::{esc, layout, ts, Page, PageError, PageResult};
 
 const COOKIE: &str = "sb_session";
 const SESSION_SECS: i64 = 12 * 3600;
@@ -31,72 +43,148 @@ const SESSION_SECS: i64 = 12 * 3600;
 pub fn router(state: AppState) -> Router<AppState> {
     let login_post = Router::new()
         .route("/dashboard/login", post(login_submit))
-        .layer(from_fn_with_state(state, mw::rate_limit_ip));
+        .layer(from_fn_with_state(state.clone(), mw::rate_limit_ip));
     Router::new()
-        .route("/dashboard", get(overview))
         .route("/dashboard/login", get(login_form))
         .route("/dashboard/logout", post(logout))
-        .route("/dashboard/keys", get(keys_page))
-        .route("/dashboard/audit", get(audit_page))
+        .merge(overview::router())
+        .merge(project::router())
+        .merge(queues::router())
+        .merge(jobs::router())
+        .merge(schedules::router())
+        .route("/dashboard/{*rest}", any(not_found_page))
+        .merge(login_post)
+        .method_not_allowed_fallback(wrong_method)
+        .route_layer(from_fn_with_state(state, session))
+        .merge(assets::router())
         .route(
             "/favicon.ico",
             get(|| async { axum::http::StatusCode::NO_CONTENT }),
         )
-        .merge(queues::router())
-        .merge(login_post)
+        .layer(axum::middleware::from_fn(html_errors))
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
+/// Turns any error answer that is not a page (a problem document from a shared handler or
+/// layer such as the login rate limit, a framework rejection in plain text) into an error
+/// page with the same status and headers: the dashboard never shows raw problem JSON.
+async fn html_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if resp.status().as_u16() < 400 {
+        return resp;
+    }
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let problem = content_type.starts_with(crate::error::PROBLEM_JSON);
+    let plain = content_type.is_empty() || content_type.starts_with("text/plain");
+    if !(problem || plain) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let err = if problem {
+        let p: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let detail = p["detail"].as_str().unwrap_or("").to_owned();
+        let fields = p["errors"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|e| crate::error::FieldError {
+                        field: e["field"].as_str().unwrap_or("").to_owned(),
+                        message: e["message"].as_str().unwrap_or("").to_owned(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        PageError::from_problem(parts.status, &detail, fields)
+    } else {
+        let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+        let text = if text.is_empty() {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_owned()
+        } else {
+            text
+        };
+        PageError::new(parts.status, text)
+    };
+    let mut page = err.into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            page.headers_mut().insert(name.clone(), value.clone());
         }
     }
-    out
+    page
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:0;color:#1a1a1a;background:#f6f7f9}\
-header{background:#1f2937;color:#fff;padding:.6rem 1.2rem;display:flex;gap:1.2rem;align-items:center}\
-header a{color:#d1d5db;text-decoration:none}header a:hover{color:#fff}\
-header form{margin-left:auto}main{padding:1.2rem;max-width:1200px}\
-table{border-collapse:collapse;width:100%;background:#fff}\
-th,td{border-bottom:1px solid #e5e7eb;padding:.4rem .6rem;text-align:left;font-size:.9rem;vertical-align:top}\
-th{background:#f3f4f6}code{font-size:.85rem}.card{background:#fff;padding:1rem;margin-bottom:1rem;border:1px solid #e5e7eb}\
-.error{color:#b91c1c}input{padding:.4rem;margin:.2rem 0 .6rem;width:100%;box-sizing:border-box}\
-button{padding:.4rem .9rem}form.inline{display:inline;margin:0}form.inline button{padding:.15rem .5rem}\
-.filters input,.filters select{width:auto;margin-right:.5rem}pre{background:#f3f4f6;padding:.6rem;overflow:auto}\
-.state-failed{color:#b91c1c}.state-completed{color:#15803d}.state-running{color:#1d4ed8}.flash{background:#ecfdf5;border:1px solid #a7f3d0;padding:.5rem}";
-
-/// Wraps a page body in the common layout.
-pub fn layout(title: &str, user: Option<&UserRecord>, body: &str) -> Html<String> {
-    let nav = match user {
-        Some(u) => format!(
-            "<a href=\"/dashboard\">Overview</a><a href=\"/dashboard/queues\">Queues</a>\
-             <a href=\"/dashboard/jobs\">Jobs</a><a href=\"/dashboard/schedules\">Schedules</a>\
-             <a href=\"/dashboard/keys\">API keys</a>\
-             <a href=\"/dashboard/audit\">Audit log</a><a href=\"/docs/\">API docs</a>\
-             <form method=\"post\" action=\"/dashboard/logout\"><span>{} ({})</span> \
-             <button type=\"submit\">Log out</button></form>",
-            esc(&u.user.email),
-            u.user.role.as_str()
+async fn wrong_method(method: axum::http::Method) -> PageError {
+    PageError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not allowed here: this address takes the form of a dashboard page;              open the page and use its button."
         ),
-        None => String::new(),
+    )
+}
+
+async fn not_found_page() -> PageError {
+    PageError::new(StatusCode::NOT_FOUND, "There is no dashboard page here.")
+}
+
+/// The user a session cookie belongs to, put in the request by [`session`].
+#[derive(Clone)]
+struct SessionUser(UserRecord);
+
+/// Resolves the session cookie once per request and takes a token from the user's rate
+/// limit bucket (the one their API calls use): over the limit, a 429 page.
+async fn session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let jar = CookieJar::from_headers(req.headers());
+    let Some(token) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
+        return next.run(req).await;
     };
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Switchboard</title><style>{STYLE}</style></head>\
-         <body><header><strong>Switchboard</strong>{nav}</header><main><h1>{}</h1>{body}</main></body></html>",
-        esc(title),
-        esc(title)
-    ))
+    let lookup = async {
+        let mut conn = state.db.read().await?;
+        let Some(user_id) =
+            sessions::find_session(conn.ex(), &secret::digest(&token), time::now()).await?
+        else {
+            return Ok(None);
+        };
+        users::find_by_id(conn.ex(), &user_id).await
+    };
+    let rec = match lookup.await {
+        Ok(Some(rec)) if rec.user.disabled_at.is_none() => rec,
+        Ok(_) => return next.run(req).await,
+        Err(e) => return PageError::from(ApiError::from(e)).into_response(),
+    };
+    let actor = Actor {
+        kind: "user".into(),
+        id: rec.user.id.to_string(),
+    };
+    let decision = state
+        .limiter
+        .take(&mw::principal_key(&actor), mw::principal_rate(&state))
+        .await;
+    let mut resp = if decision.allowed {
+        req.extensions_mut().insert(SessionUser(rec));
+        next.run(req).await
+    } else {
+        PageError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "Too many requests from your account. Try again in {} s.",
+                decision.retry_after_secs
+            ),
+        )
+        .into_response()
+    };
+    mw::apply_headers(&mut resp, &decision);
+    resp
 }
 
 /// A logged-in dashboard user; anything else is sent to the login page.
@@ -105,37 +193,68 @@ pub struct DashboardUser(pub UserRecord);
 impl FromRequestParts<AppState> for DashboardUser {
     type Rejection = Response;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let to_login = || Redirect::to("/dashboard/login").into_response();
-        let jar = CookieJar::from_headers(&parts.headers);
-        let Some(token) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
-            return Err(to_login());
-        };
-        let lookup = async {
-            let mut conn = state.db.read().await?;
-            let Some(user_id) =
-                sessions::find_session(conn.ex(), &secret::digest(&token), time::now()).await?
-            else {
-                return Ok(None);
-            };
-            users::find_by_id(conn.ex(), &user_id).await
-        };
-        match lookup.await {
-            Ok(Some(rec)) if rec.user.disabled_at.is_none() => Ok(DashboardUser(rec)),
-            Ok(_) => Err(to_login()),
-            Err(e) => Err(ApiError::from(e).into_response()),
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<SessionUser>()
+            .map(|s| DashboardUser(s.0.clone()))
+            .ok_or_else(|| Redirect::to("/dashboard/login").into_response())
+    }
+}
+
+impl DashboardUser {
+    /// Who acts through the dashboard, for the audit trail.
+    pub fn audit(&self, client: &ClientInfo) -> AuditContext {
+        AuditContext {
+            project_id: self.0.project_id.clone(),
+            actor: Actor {
+                kind: "user".into(),
+                id: self.0.user.id.to_string(),
+            },
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            request_id: client.request_id.clone(),
+        }
+    }
+
+    /// Whether this user may change things (viewers only read).
+    pub fn can_operate(&self) -> bool {
+        self.0.user.role != Role::Viewer
+    }
+
+    /// Refuses viewers and POSTs from other origins.
+    pub fn may_change(&self, headers: &HeaderMap) -> Result<(), PageError> {
+        if !self.can_operate() {
+            return Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                "Viewers cannot change anything: ask an owner or admin for the operator role.",
+            ));
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_ok = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_none_or(|o| o.split("://").nth(1) == Some(host));
+        if origin_ok {
+            Ok(())
+        } else {
+            Err(PageError::new(
+                StatusCode::FORBIDDEN,
+                "This form was submitted from another site; nothing was changed.",
+            ))
         }
     }
 }
 
 async fn login_form() -> Html<String> {
-    login_page(None)
+    login_page(None, "")
 }
 
-fn login_page(error: Option<&str>) -> Html<String> {
+/// The login form; after a failed attempt it keeps the e-mail typed.
+fn login_page(error: Option<&str>, email: &str) -> Html<String> {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
@@ -145,9 +264,11 @@ fn login_page(error: Option<&str>) -> Html<String> {
         &format!(
             "<div class=\"card\" style=\"max-width:360px\">{error}\
              <form method=\"post\" action=\"/dashboard/login\">\
-             <label>E-mail<input name=\"email\" type=\"email\" autocomplete=\"username\" required></label>\
-             <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             <button type=\"submit\">Log in</button></form></div>"
+             <label>E-mail<input name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\"></label>\
+             <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required{}></label>\
+             <button type=\"submit\">Log in</button></form></div>",
+            esc(email),
+            if email.is_empty() { "" } else { " autofocus" },
         ),
     )
 }
@@ -167,7 +288,8 @@ async fn login_submit(
     let rec = match login::http::check_password(&state, &form.email, &form.password).await {
         Ok(r) => r,
         Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
-            let mut resp = login_page(Some("Wrong e-mail or password.")).into_response();
+            let mut resp =
+                login_page(Some("Wrong e-mail or password."), &form.email).into_response();
             *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
             return Ok(resp);
         }
@@ -209,102 +331,4 @@ async fn logout(
     }
     let jar = jar.remove(Cookie::build(COOKIE).path("/dashboard"));
     Ok((jar, Redirect::to("/dashboard/login")).into_response())
-}
-
-async fn overview(
-    State(state): State<AppState>,
-    DashboardUser(me): DashboardUser,
-) -> Result<Html<String>, ApiError> {
-    let mut conn = state.db.read().await?;
-    let project = projects::repo::get(conn.ex(), &me.project_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("project"))?;
-    let keys = api_keys::repo::list(conn.ex(), &me.project_id, None, 1000).await?;
-    let active = keys.iter().filter(|k| k.revoked_at.is_none()).count();
-    let chain = audit::verify(conn.ex(), &me.project_id).await?;
-    let body = format!(
-        "<div class=\"card\"><p>Project <strong>{}</strong> <code>{}</code></p>\
-         <p>Active API keys: <strong id=\"active-keys\">{active}</strong></p>\
-         <p>Audit trail: <strong id=\"audit-status\">{}</strong> ({} events checked)</p>\
-         <p>Database: {}</p></div>",
-        esc(&project.name),
-        esc(project.id.as_str()),
-        if chain.ok { "intact" } else { "BROKEN" },
-        chain.checked,
-        state.db.backend().name(),
-    );
-    Ok(layout("Overview", Some(&me), &body))
-}
-
-/// A timestamp for people, or a dash.
-pub fn ts(t: Option<time::Timestamp>) -> String {
-    t.map(|t| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| "—".into())
-}
-
-async fn keys_page(
-    State(state): State<AppState>,
-    DashboardUser(me): DashboardUser,
-) -> Result<Html<String>, ApiError> {
-    let mut conn = state.db.read().await?;
-    let keys = api_keys::repo::list(conn.ex(), &me.project_id, None, 1000).await?;
-    let mut rows = String::new();
-    for k in &keys {
-        let _ = write!(
-            rows,
-            "<tr><td><code>{}</code></td><td>{}</td><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(k.id.as_str()),
-            esc(&k.name),
-            esc(&k.prefix),
-            esc(&k.scopes.to_db()),
-            ts(Some(k.created_at)),
-            ts(k.last_used_at),
-            if k.revoked_at.is_some() { "revoked" } else { "active" },
-        );
-    }
-    let body = format!(
-        "<table id=\"keys\"><thead><tr><th>Id</th><th>Name</th><th>Prefix</th><th>Scopes</th>\
-         <th>Created</th><th>Last used</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>"
-    );
-    Ok(layout("API keys", Some(&me), &body))
-}
-
-#[derive(Deserialize)]
-struct AuditParams {
-    action: Option<String>,
-}
-
-async fn audit_page(
-    State(state): State<AppState>,
-    DashboardUser(me): DashboardUser,
-    axum::extract::Query(q): axum::extract::Query<AuditParams>,
-) -> Result<Html<String>, ApiError> {
-    let filter = Filter {
-        action: q.action.filter(|a| !a.is_empty()),
-        ..Filter::default()
-    };
-    let mut conn = state.db.read().await?;
-    let events = audit::list(conn.ex(), &me.project_id, &filter, 200).await?;
-    let mut rows = String::new();
-    for e in &events {
-        let _ = write!(
-            rows,
-            "<tr><td>{}</td><td>{}</td><td>{}:{}</td><td><code>{}</code></td><td>{} <code>{}</code></td><td>{}</td></tr>",
-            e.seq,
-            ts(Some(e.created_at)),
-            esc(&e.actor.kind),
-            esc(&e.actor.id),
-            esc(&e.action),
-            esc(&e.entity_type),
-            esc(&e.entity_id),
-            esc(e.ip.as_deref().unwrap_or("—")),
-        );
-    }
-    let body = format!(
-        "<form method=\"get\"><label>Action <input name=\"action\" placeholder=\"e.g. api_key.create\" style=\"width:auto\"></label> \
-         <button type=\"submit\">Filter</button></form>\
-         <table id=\"audit\"><thead><tr><th>#</th><th>When</th><th>Actor</th><th>Action</th><th>Entity</th><th>IP</th></tr></thead>\
-         <tbody>{rows}</tbody></table>"
-    );
-    Ok(layout("Audit log", Some(&me), &body))
 }

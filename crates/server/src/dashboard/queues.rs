@@ -1,162 +1,311 @@
-//! Dashboard pages of the queue engine: queues with live counts and throughput, the job
-//! list with filters, job detail with retry/cancel/delete, and cron schedules — what an
-//! operator did in Bull Board.
+//! A queue's page: its health and charts, its jobs by state with search and bulk actions,
+//! pause/resume, retry-all-failed and clean, and its settings edited with the API's rules
+//! (`apply_patch` through the same audited service call as `PATCH /v1/queues/{name}`).
 
-use super::{esc, layout, ts, DashboardUser};
-use crate::auth::Role;
-use crate::error::ApiError;
-use crate::queue::jobs::{job_filter, load_detail, JobQuery};
-use crate::queue::service::{self, BulkOp, JobOp};
+use super::components::{confirm_step, href, messages, Action, Field};
+use super::jobs::{back_to, job_list, with_outcome};
+use super::overview::{count_links, facts, health, paused_badge, Health};
+use super::page::{done_message, esc, num, FormData, Page, PageError, PageResult, QueryData};
+use super::DashboardUser;
+use crate::auth::ClientInfo;
+use crate::error::{ApiError, FieldError};
+use crate::queue::queues::{apply_patch, QueuePatch};
+use crate::queue::service::{self, BulkOp};
 use crate::state::AppState;
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use std::fmt::Write;
-use switchboard_core::audit::{Actor, AuditContext};
+use std::collections::BTreeMap;
 use switchboard_core::time;
-use switchboard_queue::cron::CronSpec;
-use switchboard_queue::{schedules, store, JobState, QueueName, QueueSettings};
+use switchboard_queue::{JobState, QueueName, QueueSettings, RateLimit};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/dashboard/queues", get(queues_page))
+        .route("/dashboard/queues/{name}", get(queue_page))
         .route("/dashboard/queues/{name}/{action}", post(queue_action))
-        .route("/dashboard/jobs", get(jobs_page))
-        .route("/dashboard/jobs/{id}", get(job_page))
-        .route("/dashboard/jobs/{id}/{action}", post(job_action))
-        .route("/dashboard/schedules", get(schedules_page))
-        .route("/dashboard/schedules/{id}/trigger", post(trigger_schedule))
 }
 
-/// Who acts through the dashboard, for the audit trail.
-fn ctx(me: &DashboardUser, client: &crate::auth::ClientInfo) -> AuditContext {
-    AuditContext {
-        project_id: me.0.project_id.clone(),
-        actor: Actor {
-            kind: "user".into(),
-            id: me.0.user.id.to_string(),
-        },
-        ip: client.ip.clone(),
-        user_agent: client.user_agent.clone(),
-        request_id: client.request_id.clone(),
-    }
+fn parse_name(name: &str) -> PageResult<QueueName> {
+    QueueName::parse(name).map_err(|_| PageError::not_found("queue"))
 }
 
-/// `Some(refusal)` for viewers and for POSTs from other origins.
-fn refuse(me: &DashboardUser, headers: &HeaderMap) -> Option<Response> {
-    if me.0.user.role == Role::Viewer {
-        return Some(
-            (
-                StatusCode::FORBIDDEN,
-                layout(
-                    "Forbidden",
-                    Some(&me.0),
-                    "<p>Viewers cannot change queues or jobs.</p>",
-                ),
-            )
-                .into_response(),
-        );
+/// The queue's health, or a 404 page.
+async fn load(state: &AppState, me: &DashboardUser, name: &QueueName) -> PageResult<Health> {
+    health(state, &me.0.project_id, Some(name))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| PageError::not_found("queue"))
+}
+
+/// The settings form's values as typed (kept when they are refused).
+struct SettingsForm {
+    concurrency: String,
+    global_concurrency: String,
+    rate_limit: String,
+    rate_period_ms: String,
+    keep_completed_secs: String,
+    keep_failed_secs: String,
+    keep_cancelled_secs: String,
+}
+
+impl SettingsForm {
+    fn of(s: &QueueSettings) -> Self {
+        SettingsForm {
+            concurrency: s.concurrency.to_string(),
+            global_concurrency: s
+                .global_concurrency
+                .map(|g| g.to_string())
+                .unwrap_or_default(),
+            rate_limit: s
+                .rate_limit
+                .map(|r| r.limit.to_string())
+                .unwrap_or_default(),
+            rate_period_ms: s
+                .rate_limit
+                .map(|r| r.period_ms.to_string())
+                .unwrap_or_default(),
+            keep_completed_secs: s.keep_completed_secs.to_string(),
+            keep_failed_secs: s.keep_failed_secs.to_string(),
+            keep_cancelled_secs: s.keep_cancelled_secs.to_string(),
+        }
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_none_or(|o| o.split("://").nth(1) == Some(host));
-    if origin_ok {
-        None
-    } else {
-        Some(
-            (
-                StatusCode::FORBIDDEN,
-                "cross-origin form submission refused",
-            )
-                .into_response(),
+
+    fn from_form(f: &FormData) -> Self {
+        let v = |k: &str| f.raw(k).trim().to_owned();
+        SettingsForm {
+            concurrency: v("concurrency"),
+            global_concurrency: v("global_concurrency"),
+            rate_limit: v("rate_limit"),
+            rate_period_ms: v("rate_period_ms"),
+            keep_completed_secs: v("keep_completed_secs"),
+            keep_failed_secs: v("keep_failed_secs"),
+            keep_cancelled_secs: v("keep_cancelled_secs"),
+        }
+    }
+
+    /// The patch these values mean; numbers that are not numbers are refused here, the
+    /// ranges by `apply_patch` (the API's rules).
+    fn patch(&self) -> Result<QueuePatch, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        if self.rate_limit.is_empty() != self.rate_period_ms.is_empty() {
+            errors.push(FieldError {
+                field: "rate_limit".into(),
+                message: "give both the limit and its period, or leave both empty".into(),
+            });
+        }
+        let mut whole = |field: &str, v: &str| -> Option<i64> {
+            whole_number(field, v).map_err(|e| errors.push(e)).ok()
+        };
+        let small = |n: i64| i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX });
+        let concurrency = whole("concurrency", &self.concurrency).map(small);
+        let global = match self.global_concurrency.as_str() {
+            "" => Some(None),
+            g => whole("global_concurrency", g).map(|g| Some(small(g))),
+        };
+        let rate = match (self.rate_limit.as_str(), self.rate_period_ms.as_str()) {
+            ("", "") => Some(None),
+            ("", _) | (_, "") => None,
+            (l, p) => match (whole("rate_limit", l), whole("rate_period_ms", p)) {
+                (Some(l), Some(p)) => Some(Some(RateLimit {
+                    limit: small(l),
+                    period_ms: p,
+                })),
+                _ => None,
+            },
+        };
+        let completed = whole("keep_completed_secs", &self.keep_completed_secs);
+        let failed = whole("keep_failed_secs", &self.keep_failed_secs);
+        let cancelled = whole("keep_cancelled_secs", &self.keep_cancelled_secs);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(QueuePatch {
+            concurrency,
+            global_concurrency: global,
+            rate_limit: rate,
+            keep_completed_secs: completed,
+            keep_failed_secs: failed,
+            keep_cancelled_secs: cancelled,
+        })
+    }
+
+    fn render(&self, queue: &str, errors: &BTreeMap<String, String>, editable: bool) -> String {
+        let field = |name: &'static str, label: &'static str, value: &str, hint: &'static str| {
+            Field {
+                name,
+                label,
+                value: value.to_owned(),
+                kind: "text",
+                hint,
+                error: errors.get(name).cloned(),
+            }
+            .render()
+        };
+        let summary = if errors.is_empty() {
+            String::new()
+        } else {
+            "<p class=\"error\" role=\"alert\" id=\"settings-error\">Nothing was saved: correct the fields marked below.</p>".into()
+        };
+        let disabled = if editable { "" } else { " disabled" };
+        let save = if editable {
+            "<button type=\"submit\" class=\"primary\" id=\"save-settings\">Save settings</button>"
+        } else {
+            "<p class=\"muted\">Viewers see the settings but cannot change them.</p>"
+        };
+        format!(
+            "<form method=\"post\" action=\"/dashboard/queues/{q}/settings\" class=\"card\" id=\"settings\" novalidate>{summary}\
+             <fieldset{disabled}><div class=\"fields\">{}{}{}{}{}{}{}</div></fieldset>{save}</form>",
+            field("concurrency", "Concurrency", &self.concurrency, "Jobs one node runs at once, 1 to 1000."),
+            field("global_concurrency", "Global concurrency", &self.global_concurrency, "Running jobs across the cluster, 1 to 100000; empty for no cap."),
+            field("rate_limit", "Rate limit: starts", &self.rate_limit, "Starts allowed per period, 1 to 1000000; empty for no limit."),
+            field("rate_period_ms", "Rate limit: period (ms)", &self.rate_period_ms, "1 to 86400000 (one day)."),
+            field("keep_completed_secs", "Keep completed (s)", &self.keep_completed_secs, "0 to 31536000 (365 days); 0 deletes on completion."),
+            field("keep_failed_secs", "Keep failed (s)", &self.keep_failed_secs, "0 to 31536000 (365 days)."),
+            field("keep_cancelled_secs", "Keep cancelled (s)", &self.keep_cancelled_secs, "0 to 31536000 (365 days)."),
+            q = esc(queue),
         )
     }
 }
 
-fn count_cell(queue: &str, state: JobState, n: i64) -> String {
-    format!(
-        "<td class=\"num\"><a href=\"/dashboard/jobs?queue={}&amp;state={}\" data-state=\"{}\">{n}</a></td>",
-        esc(queue),
-        state.as_str(),
-        state.as_str()
-    )
+/// A whole number typed into `field` (thousands separators allowed).
+fn whole_number(field: &str, v: &str) -> Result<i64, FieldError> {
+    let message = match v {
+        "" => "is required".to_owned(),
+        v => match v.replace([',', '_', ' '], "").parse::<i64>() {
+            Ok(n) => return Ok(n),
+            Err(_) => format!("“{v}” is not a whole number"),
+        },
+    };
+    Err(FieldError {
+        field: field.into(),
+        message,
+    })
 }
 
-async fn queues_page(
-    State(state): State<AppState>,
-    me: DashboardUser,
-) -> Result<Html<String>, ApiError> {
-    let mut conn = state.db.read().await?;
-    let queues = store::queues(conn.ex(), &me.0.project_id, None).await?;
-    let mut rows = String::new();
-    for q in &queues {
-        let name = q.name.as_str();
-        let mut cells = String::new();
-        for s in JobState::ALL {
-            cells.push_str(&count_cell(name, s, q.counts.get(&s).copied().unwrap_or(0)));
+/// The whole queue page, with the settings form as given.
+async fn render(
+    state: &AppState,
+    me: &DashboardUser,
+    name: &QueueName,
+    q: &QueryData,
+    form: Option<(SettingsForm, BTreeMap<String, String>)>,
+) -> PageResult<Response> {
+    let h = load(state, me, name).await?;
+    let qn = name.as_str();
+    let path = format!("/dashboard/queues/{qn}");
+    let mut actions = String::new();
+    if me.can_operate() {
+        let (toggle, label) = if h.info.settings.paused {
+            ("resume", "Resume")
+        } else {
+            ("pause", "Pause")
+        };
+        let failed = h.count(JobState::Failed);
+        for a in [
+            Action {
+                url: format!("{path}/{toggle}"),
+                label,
+                id: Some("toggle-pause"),
+                confirm: None,
+                hidden: Vec::new(),
+                danger: false,
+            },
+            Action {
+                url: format!("{path}/retry-failed"),
+                label: "Retry all failed",
+                id: Some("retry-failed"),
+                confirm: Some(format!(
+                    "Retry all {} failed jobs of {qn}?",
+                    num(failed)
+                )),
+                hidden: Vec::new(),
+                danger: false,
+            },
+            Action {
+                url: format!("{path}/clean"),
+                label: "Delete completed",
+                id: Some("clean-completed"),
+                confirm: Some(format!(
+                    "Delete every completed job of {qn} (up to 10,000 at a time)? This cannot be undone."
+                )),
+                hidden: vec![("state", "completed".into())],
+                danger: true,
+            },
+        ] {
+            actions.push_str(&a.render());
+            actions.push(' ');
         }
-        let toggle = if q.settings.paused { "resume" } else { "pause" };
-        let _ = write!(
-            rows,
-            "<tr data-queue=\"{n}\"><td><a href=\"/dashboard/jobs?queue={n}\">{n}</a>{paused}</td>{cells}\
-             <td class=\"num\">{thr}/min</td><td>{conc}</td><td>\
-             <form class=\"inline\" method=\"post\" action=\"/dashboard/queues/{n}/{toggle}\"><button name=\"go\" value=\"1\">{toggle}</button></form> \
-             <form class=\"inline\" method=\"post\" action=\"/dashboard/queues/{n}/retry-failed\"><button>retry failed</button></form> \
-             <form class=\"inline\" method=\"post\" action=\"/dashboard/queues/{n}/clean-completed\"><button>clean completed</button></form>\
-             </td></tr>",
-            n = esc(name),
-            paused = if q.settings.paused { " <strong class=\"paused\">(paused)</strong>" } else { "" },
-            thr = q.completed_last_minute,
-            conc = q.settings.concurrency,
+    }
+    let (table, bad_filter) = job_list(state, me, q, Some(name), &path).await?;
+    let (values, errors) =
+        form.unwrap_or_else(|| (SettingsForm::of(&h.info.settings), BTreeMap::new()));
+    let invalid = !errors.is_empty();
+    let mut body = format!(
+        "<div class=\"card\"><div class=\"toolbar\">{badge} {actions}</div>{counts}{facts}{chart}</div>\
+         <h2>Jobs</h2>{table}<h2>Settings</h2>{settings}",
+        badge = paused_badge(&h),
+        counts = count_links(&h),
+        facts = facts(&h),
+        chart = h.chart("chart", 720, 90),
+        settings = values.render(qn, &errors, me.can_operate()),
+    );
+    if let Some(s) = q.get("state") {
+        // Marks the count of the state being listed.
+        body = body.replacen(
+            &format!("data-state=\"{}\"", esc(s)),
+            &format!("data-state=\"{}\" class=\"on\"", esc(s)),
+            1,
         );
     }
-    let head: String = JobState::ALL
-        .iter()
-        .map(|s| format!("<th>{}</th>", s.as_str()))
-        .collect();
-    let body = format!(
-        "<p>Counts refresh every 5 seconds.</p><table id=\"queues\"><thead><tr><th>Queue</th>{head}\
-         <th>Throughput</th><th>Concurrency</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>"
-    );
-    let mut page = layout("Queues", Some(&me.0), &body).0;
-    page = page.replacen(
-        "<head>",
-        "<head><meta http-equiv=\"refresh\" content=\"5\">",
-        1,
-    );
-    Ok(Html(page))
+    let status = if invalid {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else if bad_filter {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    Ok(Page::new(format!("Queue {qn}"), Some(&me.0), body)
+        .live(href("/dashboard/live", &[("queue", qn)]))
+        .flash(done_message(q))
+        .status(status)
+        .into_response())
+}
+
+async fn queue_page(
+    State(state): State<AppState>,
+    me: DashboardUser,
+    Path(name): Path<String>,
+    q: QueryData,
+) -> PageResult<Response> {
+    let name = parse_name(&name)?;
+    render(&state, &me, &name, &q, None).await
 }
 
 async fn queue_action(
     State(state): State<AppState>,
     me: DashboardUser,
-    client: crate::auth::ClientInfo,
+    client: ClientInfo,
     headers: HeaderMap,
     Path((name, action)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    if let Some(refusal) = refuse(&me, &headers) {
-        return Ok(refusal);
-    }
-    let name = QueueName::parse(&name).map_err(|_| ApiError::not_found("queue"))?;
-    let ctx = ctx(&me, &client);
-    {
-        let mut conn = state.db.read().await?;
-        if store::queues(conn.ex(), &me.0.project_id, Some(&name))
-            .await?
-            .is_empty()
-        {
-            return Err(ApiError::not_found("queue"));
-        }
-    }
-    match action.as_str() {
+    form: FormData,
+) -> PageResult<Response> {
+    me.may_change(&headers)?;
+    let name = parse_name(&name)?;
+    let h = load(&state, &me, &name).await?;
+    let ctx = me.audit(&client);
+    let project = me.0.project_id.as_str();
+    let page = format!("/dashboard/queues/{name}");
+    let back = back_to(form.get("back"), &page);
+    let confirm = |question: String, label: &str| -> Response {
+        let url = format!("{page}/{action}");
+        let body = confirm_step(&question, &url, &form.0, label, &back);
+        Page::new("Please confirm", Some(&me.0), body).into_response()
+    };
+    let outcome = match action.as_str() {
         "pause" | "resume" => {
             let paused = action == "pause";
             let act = if paused {
@@ -168,236 +317,90 @@ async fn queue_action(
                 Ok(QueueSettings { paused, ..s })
             })
             .await?;
+            state
+                .runtime
+                .wakeups()
+                .settings_changed(project, name.as_str());
+            vec![("done", if paused { "paused" } else { "resumed" }.to_owned())]
         }
         "retry-failed" => {
-            service::bulk(&state.db, &ctx, &name, BulkOp::RetryFailed).await?;
+            if !form.confirmed() {
+                let n = num(h.count(JobState::Failed));
+                return Ok(confirm(
+                    format!("Retry all {n} failed jobs of {name}?"),
+                    "Retry all failed",
+                ));
+            }
+            let n = service::bulk(&state.db, &ctx, &name, BulkOp::RetryFailed).await?;
+            state.runtime.wakeups().wake(project, name.as_str());
+            vec![("done", "retried".into()), ("n", n.to_string())]
         }
-        "clean-completed" => {
+        "clean" => {
+            let st = form
+                .get("state")
+                .and_then(JobState::parse)
+                .filter(|s| s.is_final())
+                .ok_or_else(|| {
+                    PageError::new(
+                        StatusCode::BAD_REQUEST,
+                        "Only completed, failed or cancelled jobs can be cleaned.",
+                    )
+                })?;
+            if !form.confirmed() {
+                return Ok(confirm(
+                    format!(
+                        "Delete every {} job of {name} (up to 10,000 at a time)? This cannot be undone.",
+                        st.as_str()
+                    ),
+                    "Delete them",
+                ));
+            }
             let op = BulkOp::Clean {
-                state: JobState::Completed,
+                state: st,
                 before: time::now(),
                 limit: 10_000,
             };
-            service::bulk(&state.db, &ctx, &name, op).await?;
+            let n = service::bulk(&state.db, &ctx, &name, op).await?;
+            vec![("done", "deleted".into()), ("n", n.to_string())]
         }
-        _ => return Err(ApiError::not_found("action")),
-    }
-    // (Pause and resume change settings the dispatcher may have remembered.)
-    state
-        .runtime
-        .wakeups()
-        .settings_changed(me.0.project_id.as_str(), name.as_str());
-    Ok(Redirect::to("/dashboard/queues").into_response())
-}
-
-async fn jobs_page(
-    State(state): State<AppState>,
-    me: DashboardUser,
-    Query(q): Query<JobQuery>,
-) -> Result<Html<String>, ApiError> {
-    let filter = job_filter(&q)?;
-    let mut conn = state.db.read().await?;
-    let jobs = store::list(conn.ex(), &me.0.project_id, &filter, 51).await?;
-    let more = jobs.len() > 50;
-    let mut rows = String::new();
-    for j in jobs.iter().take(50) {
-        let _ = write!(
-            rows,
-            "<tr><td><a href=\"/dashboard/jobs/{id}\">{id}</a></td><td>{queue}</td><td>{kind}</td>\
-             <td class=\"state-{st}\">{st}</td><td>{attempt}/{max}</td><td>{prio}</td><td>{created}</td></tr>",
-            id = esc(j.id.as_str()),
-            queue = esc(j.queue.as_str()),
-            kind = esc(j.kind.as_str()),
-            st = j.state.as_str(),
-            attempt = j.attempt,
-            max = j.max_attempts,
-            prio = j.priority.value(),
-            created = ts(Some(j.created_at)),
-        );
-    }
-    let options: String = std::iter::once(String::from("<option value=\"\">any state</option>"))
-        .chain(JobState::ALL.iter().map(|s| {
-            let sel = if filter.state == Some(*s) {
-                " selected"
-            } else {
-                ""
+        "settings" => {
+            let values = SettingsForm::from_form(&form);
+            let saved = match values.patch() {
+                Ok(patch) => service::save_settings(&state.db, &ctx, &name, "queue.update", |s| {
+                    apply_patch(s, &patch)
+                })
+                .await
+                .map_err(|e: ApiError| PageError::from(e)),
+                Err(fields) => Err(PageError::from(ApiError::invalid(fields))),
             };
-            format!("<option{sel}>{}</option>", s.as_str())
-        }))
-        .collect();
-    let next = if more {
-        let last = jobs.get(49).map(|j| j.id.to_string()).unwrap_or_default();
-        let mut link = format!("/dashboard/jobs?after={}", esc(&last));
-        for (k, v) in [
-            ("queue", &q.queue),
-            ("state", &q.state),
-            ("kind", &q.kind),
-            ("tag", &q.tag),
-        ] {
-            if let Some(v) = v {
-                let _ = write!(link, "&amp;{k}={}", esc(v));
+            match saved {
+                Ok(_) => {
+                    state
+                        .runtime
+                        .wakeups()
+                        .settings_changed(project, name.as_str());
+                    vec![("done", "settings".into())]
+                }
+                Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY => {
+                    let errors = messages(e.fields());
+                    let q = QueryData(Vec::new());
+                    return render(&state, &me, &name, &q, Some((values, errors))).await;
+                }
+                Err(e) => return Err(e),
             }
         }
-        format!("<p><a id=\"next-page\" href=\"{link}\">Older jobs →</a></p>")
-    } else {
-        String::new()
+        _ => {
+            return Err(PageError::new(
+                StatusCode::NOT_FOUND,
+                "There is no such queue action.",
+            ))
+        }
     };
-    let val = |v: &Option<String>| esc(v.as_deref().unwrap_or(""));
-    let body = format!(
-        "<form class=\"filters\" method=\"get\" action=\"/dashboard/jobs\">\
-         <input name=\"queue\" placeholder=\"queue\" value=\"{}\"><select name=\"state\">{options}</select>\
-         <input name=\"kind\" placeholder=\"kind\" value=\"{}\"><input name=\"tag\" placeholder=\"tag\" value=\"{}\">\
-         <button type=\"submit\">Filter</button></form>\
-         <table id=\"jobs\"><thead><tr><th>Id</th><th>Queue</th><th>Kind</th><th>State</th><th>Attempt</th>\
-         <th>Priority</th><th>Created</th></tr></thead><tbody>{rows}</tbody></table>{next}",
-        val(&q.queue),
-        val(&q.kind),
-        val(&q.tag),
-    );
-    Ok(layout("Jobs", Some(&me.0), &body))
-}
-
-fn pretty(v: &Option<serde_json::Value>) -> String {
-    match v {
-        None => "—".into(),
-        Some(v) => format!(
-            "<pre>{}</pre>",
-            esc(&serde_json::to_string_pretty(v).unwrap_or_default())
-        ),
-    }
-}
-
-async fn job_page(
-    State(state): State<AppState>,
-    me: DashboardUser,
-    Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    let detail = load_detail(&state, &me.0.project_id, &id).await?;
-    let j = &detail.job;
-    let mut errors = String::new();
-    for e in &detail.errors {
-        let _ = write!(
-            errors,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            e.attempt,
-            ts(Some(e.at)),
-            esc(e.worker.as_deref().unwrap_or("—")),
-            esc(&e.error)
-        );
-    }
-    let mut actions = String::new();
-    let button = |a: &str, label: &str| {
-        format!("<form class=\"inline\" method=\"post\" action=\"/dashboard/jobs/{}/{a}\"><button id=\"{a}\">{label}</button></form> ", esc(j.id.as_str()))
-    };
-    if j.state.is_final() {
-        actions.push_str(&button("retry", "Retry"));
+    let pairs: Vec<(&str, &str)> = outcome.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let to = if action == "settings" {
+        format!("{}#settings", with_outcome(&page, &pairs))
     } else {
-        actions.push_str(&button("cancel", "Cancel"));
-    }
-    actions.push_str(&button("delete", "Delete"));
-    let body = format!(
-        "<div class=\"card\"><p>State: <strong id=\"job-state\" class=\"state-{st}\">{st}</strong> · queue \
-         <a href=\"/dashboard/jobs?queue={q}\">{q}</a> · kind <code>{kind}</code> · attempt {att}/{max} · priority {prio}</p>\
-         <p>Run at {run_at} · created {created} · started {started} · finished {finished} · worker {worker}</p>\
-         <p>{actions}</p></div>\
-         <h2>Payload</h2>{payload}<h2>Progress</h2>{progress}<h2>Result</h2>{result}\
-         <h2>Failed attempts</h2><table id=\"attempts\"><thead><tr><th>#</th><th>When</th><th>Worker</th><th>Error</th></tr></thead>\
-         <tbody>{errors}</tbody></table>",
-        st = j.state.as_str(),
-        q = esc(j.queue.as_str()),
-        kind = esc(j.kind.as_str()),
-        att = j.attempt,
-        max = j.max_attempts,
-        prio = j.priority.value(),
-        run_at = ts(Some(j.run_at)),
-        created = ts(Some(j.created_at)),
-        started = ts(j.started_at),
-        finished = ts(j.finished_at),
-        worker = esc(j.worker.as_deref().unwrap_or("—")),
-        payload = pretty(&Some(j.payload.clone())),
-        progress = pretty(&j.progress),
-        result = pretty(&j.result),
-    );
-    Ok(layout(&format!("Job {}", j.id), Some(&me.0), &body))
-}
-
-async fn job_action(
-    State(state): State<AppState>,
-    me: DashboardUser,
-    client: crate::auth::ClientInfo,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-) -> Result<Response, ApiError> {
-    if let Some(refusal) = refuse(&me, &headers) {
-        return Ok(refusal);
-    }
-    let op = match action.as_str() {
-        "retry" => JobOp::Retry,
-        "cancel" => JobOp::Cancel,
-        "delete" => JobOp::Delete,
-        _ => return Err(ApiError::not_found("action")),
-    };
-    let job = service::job_op(&state.db, &ctx(&me, &client), &id, op).await?;
-    match op {
-        JobOp::Retry => state
-            .runtime
-            .wakeups()
-            .wake(me.0.project_id.as_str(), job.queue.as_str()),
-        JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(&id),
-    }
-    let to = if op == JobOp::Delete {
-        format!("/dashboard/jobs?queue={}", job.queue)
-    } else {
-        format!("/dashboard/jobs/{id}")
+        with_outcome(&back, &pairs)
     };
     Ok(Redirect::to(&to).into_response())
-}
-
-async fn schedules_page(
-    State(state): State<AppState>,
-    me: DashboardUser,
-) -> Result<Html<String>, ApiError> {
-    let mut conn = state.db.read().await?;
-    let list = schedules::list(conn.ex(), &me.0.project_id, None, 500).await?;
-    let mut rows = String::new();
-    for s in &list {
-        let next: Vec<String> = CronSpec::parse(&s.cron, &s.timezone)
-            .map(|c| c.upcoming(time::now(), 3))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| ts(Some(t)))
-            .collect();
-        let _ = write!(
-            rows,
-            "<tr><td>{name}</td><td><code>{cron}</code></td><td>{tz}</td><td>{queue}</td><td>{next}</td><td>{last}</td><td>{paused}</td>\
-             <td><form class=\"inline\" method=\"post\" action=\"/dashboard/schedules/{id}/trigger\"><button>Run now</button></form></td></tr>",
-            name = esc(&s.name),
-            cron = esc(&s.cron),
-            tz = esc(&s.timezone),
-            queue = esc(s.job.get("queue").and_then(|q| q.as_str()).unwrap_or("")),
-            next = next.join("<br>"),
-            last = ts(s.last_run_at),
-            paused = if s.paused { "paused" } else { "active" },
-            id = esc(s.id.as_str()),
-        );
-    }
-    let body = format!(
-        "<table id=\"schedules\"><thead><tr><th>Name</th><th>Cron</th><th>Time zone</th><th>Queue</th><th>Next runs</th>\
-         <th>Last run</th><th>Status</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
-    );
-    Ok(layout("Schedules", Some(&me.0), &body))
-}
-
-async fn trigger_schedule(
-    State(state): State<AppState>,
-    me: DashboardUser,
-    client: crate::auth::ClientInfo,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    if let Some(refusal) = refuse(&me, &headers) {
-        return Ok(refusal);
-    }
-    let job = crate::queue::schedules::trigger_now(&state, &ctx(&me, &client), &id).await?;
-    Ok(Redirect::to(&format!("/dashboard/jobs/{job}")).into_response())
 }

@@ -111,7 +111,8 @@ mod double_option {
     }
 }
 
-fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSettings> {
+/// Applies a patch over settings with the API's validation (every bad field at once).
+pub fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSettings> {
     let mut errors = Vec::new();
     let mut check = |ok: bool, field: &str, msg: &str| {
         if !ok {

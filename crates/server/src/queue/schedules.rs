@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchboard_core::audit::{self, Change};
+use switchboard_core::audit::{self, AuditContext, Change};
 use switchboard_core::time;
 use switchboard_queue::cron::{CronSpec, Misfire, Overlap, Schedule};
 use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, ScheduleId};
@@ -57,7 +57,8 @@ pub struct ScheduleOut {
     pub upcoming: Vec<time::Timestamp>,
 }
 
-fn out(s: Schedule) -> ScheduleOut {
+/// A schedule with its next five ticks.
+pub fn out(s: Schedule) -> ScheduleOut {
     let upcoming = CronSpec::parse(&s.cron, &s.timezone)
         .map(|c| c.upcoming(time::now(), 5))
         .unwrap_or_default();
@@ -143,7 +144,7 @@ fn build(base: Schedule, input: ScheduleIn, local_kinds: &[String]) -> ApiResult
 
 async fn audit_schedule(
     tx: &mut switchboard_core::db::Tx,
-    auth: &Authed<scope::SchedulesWrite>,
+    ctx: &AuditContext,
     action: &str,
     before: Option<&Schedule>,
     after: Option<&Schedule>,
@@ -151,7 +152,7 @@ async fn audit_schedule(
 ) -> Result<(), sqlx::Error> {
     audit::record(
         tx,
-        &auth.audit(),
+        ctx,
         Change {
             action,
             entity_type: "schedule",
@@ -233,7 +234,7 @@ async fn create_schedule(
         })?;
     audit_schedule(
         &mut tx,
-        &auth,
+        &auth.audit(),
         "schedule.create",
         None,
         Some(&s),
@@ -273,27 +274,40 @@ async fn update_schedule(
     Path(id): Path<String>,
     Json(input): Json<ScheduleIn>,
 ) -> ApiResult<Json<ScheduleOut>> {
+    update(&state, &auth.audit(), &id, input)
+        .await
+        .map(|s| Json(out(s)))
+}
+
+/// Changes a schedule, audited as `schedule.update` (API and dashboard).
+pub async fn update(
+    state: &AppState,
+    ctx: &AuditContext,
+    id: &str,
+    input: ScheduleIn,
+) -> ApiResult<Schedule> {
+    let project = &ctx.project_id;
     let mut tx = state.db.begin().await?;
-    let before = repo::get(tx.ex(), auth.project(), &id)
+    let before = repo::get(tx.ex(), project, id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     let after = build(before.clone(), input, state.runtime.local_kinds())?;
-    repo::save(tx.ex(), auth.project(), &after, false)
+    repo::save(tx.ex(), project, &after, false)
         .await
         .map_err(|e| {
             ApiError::unique(e, "name-taken", "a schedule with this name already exists")
         })?;
     audit_schedule(
         &mut tx,
-        &auth,
+        ctx,
         "schedule.update",
         Some(&before),
         Some(&after),
-        &id,
+        id,
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(out(after)))
+    Ok(after)
 }
 
 /// Deletes a schedule (jobs it already enqueued stay).
@@ -306,14 +320,21 @@ async fn delete_schedule(
     auth: Authed<scope::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    delete(&state, &auth.audit(), &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes a schedule, audited as `schedule.delete` (API and dashboard).
+pub async fn delete(state: &AppState, ctx: &AuditContext, id: &str) -> ApiResult<()> {
+    let project = &ctx.project_id;
     let mut tx = state.db.begin().await?;
-    let before = repo::get(tx.ex(), auth.project(), &id)
+    let before = repo::get(tx.ex(), project, id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    repo::delete(tx.ex(), auth.project(), &id).await?;
-    audit_schedule(&mut tx, &auth, "schedule.delete", Some(&before), None, &id).await?;
+    repo::delete(tx.ex(), project, id).await?;
+    audit_schedule(&mut tx, ctx, "schedule.delete", Some(&before), None, id).await?;
     tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Answer of a manual trigger.
@@ -339,11 +360,7 @@ async fn trigger(
 }
 
 /// Enqueues one run of a schedule now, audited (API and dashboard).
-pub async fn trigger_now(
-    state: &AppState,
-    ctx: &switchboard_core::audit::AuditContext,
-    id: &str,
-) -> ApiResult<JobId> {
+pub async fn trigger_now(state: &AppState, ctx: &AuditContext, id: &str) -> ApiResult<JobId> {
     let project = &ctx.project_id;
     let mut tx = state.db.begin().await?;
     let s = repo::get(tx.ex(), project, id)

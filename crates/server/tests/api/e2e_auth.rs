@@ -234,7 +234,7 @@ async fn dashboard_session_cookie(b: Backend) {
         .contains("script-src 'self'"));
     let html = page.text().await.unwrap();
     assert!(
-        html.contains(OWNER_EMAIL) && html.contains("id=\"audit-status\">intact"),
+        html.contains(OWNER_EMAIL) && html.contains("id=\"audit-events\">"),
         "{html}"
     );
     let r = app

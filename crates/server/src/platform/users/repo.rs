@@ -13,6 +13,7 @@ use switchboard_core::time;
 const COLUMNS: &str = "id, project_id, email, name, role, created_at, disabled_at, password_hash";
 
 /// A user row with the fields the API does not show.
+#[derive(Clone)]
 pub struct UserRecord {
     /// The user.
     pub user: User,
