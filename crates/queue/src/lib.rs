@@ -7,6 +7,7 @@
 
 pub mod backoff;
 pub mod cron;
+pub mod egress;
 pub mod gather;
 pub mod model;
 pub mod push;

@@ -4,7 +4,8 @@
 
 use crate::gather::Gatherer;
 use crate::model::*;
-use crate::push::{self, Delivery};
+use crate::egress::Egress;
+use crate::push::{self, Delivery, Pusher};
 use crate::store::{self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_core::config::PushAllow;
 use switchboard_core::db::{Backend, Db};
 use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
@@ -197,7 +199,7 @@ pub struct Runtime {
     gather: Gatherer,
     handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
     kinds: Arc<Vec<String>>,
-    http: reqwest::Client,
+    push: Pusher,
     node: String,
     timing: Timing,
     dispatch: bool,
@@ -214,6 +216,7 @@ pub struct RuntimeBuilder {
     handlers: HashMap<String, Arc<dyn Handler>>,
     timing: Timing,
     dispatch: bool,
+    push_allow: PushAllow,
 }
 
 impl Runtime {
@@ -223,7 +226,13 @@ impl Runtime {
             handlers: HashMap::new(),
             timing: Timing::default(),
             dispatch: true,
+            push_allow: PushAllow::default(),
         }
+    }
+
+    /// Where push jobs may be delivered (the API checks targets against it at enqueue).
+    pub fn egress(&self) -> &Egress {
+        self.push.egress()
     }
 
     /// Kinds with in-process handlers on this node.
@@ -613,7 +622,7 @@ impl Runtime {
                 .push_secret(project.as_str())
                 .await
                 .map_err(|e| JobError::retry(format!("cannot load signing secret: {e}")))?;
-            return match push::deliver(&self.http, &secret, job, target).await {
+            return match self.push.deliver(&secret, job, target).await {
                 Delivery::Done(body) => Ok(body),
                 Delivery::Retry {
                     error,
@@ -831,6 +840,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Non-public destinations push jobs may reach (default: public addresses only).
+    pub fn push_allow(mut self, allow: PushAllow) -> Self {
+        self.push_allow = allow;
+        self
+    }
+
     /// Finishes the runtime for `db`.
     pub fn build(self, db: Db) -> Runtime {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
@@ -842,10 +857,7 @@ impl RuntimeBuilder {
             wake: Wakeups::default(),
             handlers: Arc::new(self.handlers),
             kinds: Arc::new(kinds),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            push: Pusher::new(Egress::new(self.push_allow)),
             node: format!("node-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
             timing: self.timing,
             dispatch: self.dispatch,

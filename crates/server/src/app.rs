@@ -95,6 +95,7 @@ impl Application {
         let runtime = runtime
             .heartbeat(Duration::from_millis(config.job_heartbeat_ms))
             .dispatch(config.run_jobs)
+            .push_allow(config.push_allow.clone())
             .build(db.clone());
         let state = AppState::new(Inner {
             runtime,

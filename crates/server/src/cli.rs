@@ -599,6 +599,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let (db, _) = app::connect(&config).await?;
     let runtime = switchboard_queue::runtime::Runtime::builder()
         .heartbeat(std::time::Duration::from_millis(config.job_heartbeat_ms))
+        .push_allow(config.push_allow.clone())
         .build(db.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(runtime.run(stop_rx));

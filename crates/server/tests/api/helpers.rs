@@ -3,7 +3,7 @@
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use sqlx::Connection;
-use switchboard_core::config::Config;
+use switchboard_core::config::{Config, PushAllow};
 use switchboard_core::db::Backend;
 use switchboard_queue::runtime::{Runtime, RuntimeBuilder};
 use switchboard_server::app::Application;
@@ -87,6 +87,9 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     c.rate_limit_burst = 100_000;
     c.auth_rate_limit_per_minute = 10_000;
     c.redis_prefix = format!("sbtest:{}:", uuid::Uuid::now_v7().simple());
+    // The fake targets (wiremock) listen on loopback, which push jobs may not reach by
+    // default; tests of that default reset this.
+    c.push_allow = PushAllow::parse("127.0.0.0/8").expect("allow-list");
     if backend == Backend::Postgres {
         c.database_url = fresh_postgres().await;
         c.db_max_connections = 5;

@@ -7,6 +7,7 @@ mod e2e_audit;
 mod e2e_auth;
 mod e2e_cli;
 mod e2e_dashboard;
+mod e2e_egress;
 mod e2e_errors;
 mod e2e_health;
 mod e2e_idempotency;
