@@ -5,13 +5,13 @@
 //!
 //! Destinations are guarded by [`Egress`]: a target that is not a public address (and not
 //! allowed by the operator) fails the job permanently. Answers are read up to
-//! [`MAX_RESPONSE_BYTES`]; what a job stores about a failed delivery names a plain category
+//! [`MAX_RESPONSE_BYTES`] (a 2xx answer beyond it is stored as [`truncated_result`]); what a job stores about a failed delivery names a plain category
 //! (could not connect, DNS lookup failed, TLS failed, timed out), never the client's error
 //! chain, and a non-2xx answer keeps its status and the start of its body: the target is the
 //! tenant's own server, and that text is what they need to debug it.
 
 use crate::egress::{Egress, LookupFailed, Refused};
-use crate::model::{Job, Target};
+use crate::model::{truncated_result, Job, Target, MAX_RESULT_BYTES};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
@@ -83,16 +83,12 @@ fn retry_after_ms(resp: &reqwest::Response) -> Option<i64> {
     Some((at.as_millisecond() - jiff::Timestamp::now().as_millisecond()).clamp(0, 86_400_000))
 }
 
-/// Most bytes of an answer that are read; the connection is dropped beyond it.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Most bytes of an answer that are read (a job's result limit); the connection is
+/// dropped beyond it.
+pub const MAX_RESPONSE_BYTES: usize = MAX_RESULT_BYTES;
 
 /// Most characters of an error answer's body kept in the job's error.
 const SNIPPET_CHARS: usize = 500;
-
-/// The result stored for a 2xx answer longer than [`MAX_RESPONSE_BYTES`].
-pub fn truncated_marker() -> serde_json::Value {
-    serde_json::json!({"truncated": true, "limit_bytes": MAX_RESPONSE_BYTES})
-}
 
 /// Delivers push jobs through an HTTP client bound to an egress policy.
 #[derive(Clone, Debug)]
@@ -158,7 +154,7 @@ impl Pusher {
         };
         if status.is_success() {
             Delivery::Done(if answer.truncated {
-                Some(truncated_marker())
+                Some(truncated_result())
             } else if answer.complete {
                 serde_json::from_slice(&answer.bytes).ok()
             } else {

@@ -647,6 +647,11 @@ impl Runtime {
             cancelled,
         };
         match tokio::time::timeout(timeout, handler.run(ctx)).await {
+            Ok(Ok(Some(result))) if json_len(&result) > MAX_RESULT_BYTES => {
+                tracing::warn!(job = %job.id, kind = job.kind.as_str(), limit = MAX_RESULT_BYTES,
+                    "handler result too large; stored as truncated");
+                Ok(Some(truncated_result()))
+            }
             Ok(r) => r,
             Err(_) => Err(JobError::retry(format!(
                 "timed out after {} ms",

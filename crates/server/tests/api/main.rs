@@ -13,6 +13,7 @@ mod e2e_health;
 mod e2e_idempotency;
 mod e2e_jobs;
 mod e2e_keys;
+mod e2e_limits;
 mod e2e_push;
 mod e2e_rate_limit;
 mod e2e_reliability;
