@@ -70,6 +70,14 @@ pub struct Config {
     /// Non-public destinations HTTP-push jobs may reach anyway (default: none, only public
     /// addresses).
     pub push_allow: PushAllow,
+    /// Bearer token required for `/metrics`; without it (and without `metrics_listen`) the
+    /// public listener does not serve metrics at all.
+    pub metrics_token: Option<SecretString>,
+    /// A separate address serving only `/metrics` (e.g. on an internal interface).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most distinct (project, queue) label sets this node exports; the rest are folded into
+    /// `project="_other", queue="_other"`.
+    pub metrics_max_queues: usize,
 }
 
 /// Hosts, addresses and ranges that HTTP-push jobs may reach although they are not public
@@ -182,6 +190,9 @@ const KEYS: &[(&str, &str)] = &[
     ("job_heartbeat_ms", "SWITCHBOARD_JOB_HEARTBEAT_MS"),
     ("run_jobs", "SWITCHBOARD_RUN_JOBS"),
     ("push_allow", "SWITCHBOARD_PUSH_ALLOW"),
+    ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
+    ("metrics_listen", "SWITCHBOARD_METRICS_LISTEN"),
+    ("metrics_max_queues", "SWITCHBOARD_METRICS_MAX_QUEUES"),
 ];
 
 /// The environment variable that names the config file.
@@ -283,6 +294,9 @@ impl Config {
             job_heartbeat_ms: 5_000,
             run_jobs: true,
             push_allow: PushAllow::default(),
+            metrics_token: None,
+            metrics_listen: None,
+            metrics_max_queues: 1_000,
         }
     }
 
@@ -439,6 +453,29 @@ impl Config {
             )?,
             run_jobs: raw.parse("run_jobs", d.run_jobs, boolean)?,
             push_allow: raw.parse("push_allow", d.push_allow, PushAllow::parse)?,
+            metrics_token: raw.parse("metrics_token", None, |s| match secret(s)? {
+                Some(_) if s.trim().len() < 16 || s.trim().contains(char::is_whitespace) => {
+                    Err("must be at least 16 characters without spaces".into())
+                }
+                other => Ok(other),
+            })?,
+            metrics_listen: raw.parse("metrics_listen", None, |s| {
+                let s = s.trim();
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{s}` is not a socket address (expected host:port)"))
+            })?,
+            metrics_max_queues: raw.parse(
+                "metrics_max_queues",
+                d.metrics_max_queues,
+                |s| match number::<usize>("a number of queues")(s)? {
+                    n if (1..=1_000_000).contains(&n) => Ok(n),
+                    _ => Err(format!("`{s}` must be 1 to 1000000")),
+                },
+            )?,
             data_dir: d.data_dir,
         })
     }
@@ -586,6 +623,37 @@ mod tests {
             let e = Config::load(None, &env(&[("SWITCHBOARD_PUSH_ALLOW", bad)])).unwrap_err();
             assert_eq!(e.origin, "SWITCHBOARD_PUSH_ALLOW");
             assert!(e.message.contains("not a host name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn metrics_settings() {
+        use secrecy::ExposeSecret;
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert!(c.metrics_token.is_none() && c.metrics_listen.is_none());
+        assert_eq!(c.metrics_max_queues, 1_000);
+        let c = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_METRICS_TOKEN", "scrape-token-0123456789"),
+                ("SWITCHBOARD_METRICS_LISTEN", "10.0.0.5:9100"),
+                ("SWITCHBOARD_METRICS_MAX_QUEUES", "50"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics_token.as_ref().unwrap().expose_secret(),
+            "scrape-token-0123456789"
+        );
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "10.0.0.5:9100");
+        assert_eq!(c.metrics_max_queues, 50);
+        for (var, bad) in [
+            ("SWITCHBOARD_METRICS_TOKEN", "short"),
+            ("SWITCHBOARD_METRICS_LISTEN", "nowhere"),
+            ("SWITCHBOARD_METRICS_MAX_QUEUES", "0"),
+        ] {
+            let e = Config::load(None, &env(&[(var, bad)])).unwrap_err();
+            assert_eq!(e.origin, var, "{e}");
         }
     }
 }

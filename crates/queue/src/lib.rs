@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod cron;
 pub mod egress;
 pub mod gather;
+pub mod labels;
 pub mod model;
 pub mod push;
 pub mod runtime;

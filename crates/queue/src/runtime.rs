@@ -135,8 +135,10 @@ struct Slots {
     in_hand: Arc<std::sync::atomic::AtomicUsize>,
     /// Moving average of run time, µs (starts pessimistic at one second).
     mean_run_us: Arc<std::sync::atomic::AtomicU64>,
-    /// The queue's run-time histogram, looked up once rather than per job.
+    /// The queue's run-time histogram, looked up once rather than per job, and the labels
+    /// it was looked up with.
     run_seconds: metrics::Histogram,
+    labels: [(&'static str, String); 2],
     /// Where the next claims start, when claims last started from the top, and the LISTEN
     /// epoch the hints were learnt in.
     hints: Arc<Mutex<(Hints, std::time::Instant, u64)>>,
@@ -150,15 +152,14 @@ struct Slots {
 
 impl Slots {
     fn new(project: &str, queue: &str, concurrency: i32) -> Slots {
+        let labels = store::labels(project, queue);
         Slots {
             concurrency,
             sem: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             in_hand: Arc::default(),
             mean_run_us: Arc::new(std::sync::atomic::AtomicU64::new(1_000_000)),
-            run_seconds: metrics::histogram!(
-                "queue_job_run_seconds",
-                &store::labels(project, queue)
-            ),
+            run_seconds: metrics::histogram!("queue_job_run_seconds", &labels),
+            labels,
             hints: Arc::new(Mutex::new((Hints::default(), std::time::Instant::now(), 0))),
             remove_completed: Arc::default(),
             key: Arc::new((project.to_owned(), queue.to_owned())),
@@ -583,7 +584,15 @@ impl Runtime {
             .remove(job.id.as_str());
         let took = start.elapsed();
         slots.record_run(took);
-        slots.run_seconds.record(took.as_secs_f64());
+        // The labels are asked for again: the pair's place in the label budget may have
+        // changed since the histogram was looked up (and asking keeps it in use).
+        let (p, q) = &*slots.key;
+        let labels = store::labels(p, q);
+        if labels == slots.labels {
+            slots.run_seconds.record(took.as_secs_f64());
+        } else {
+            metrics::histogram!("queue_job_run_seconds", &labels).record(took.as_secs_f64());
+        }
         if *cancel_rx.borrow() {
             tracing::info!(job = %job.id, "job cancelled or lease lost; outcome discarded");
             return;

@@ -326,6 +326,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     tracing::info!(url = %base, port = app.port(), "listening");
+    if let Some(port) = app.metrics_port() {
+        tracing::info!(port, "serving /metrics on the metrics listener");
+    }
     app.run_until_stopped(stop).await
 }
 
