@@ -468,14 +468,12 @@ impl Config {
                     .map(Some)
                     .map_err(|_| format!("`{s}` is not a socket address (expected host:port)"))
             })?,
-            metrics_max_queues: raw.parse(
-                "metrics_max_queues",
-                d.metrics_max_queues,
-                |s| match number::<usize>("a number of queues")(s)? {
+            metrics_max_queues: raw.parse("metrics_max_queues", d.metrics_max_queues, |s| {
+                match number::<usize>("a number of queues")(s)? {
                     n if (1..=1_000_000).contains(&n) => Ok(n),
                     _ => Err(format!("`{s}` must be 1 to 1000000")),
-                },
-            )?,
+                }
+            })?,
             data_dir: d.data_dir,
         })
     }
@@ -605,7 +603,13 @@ mod tests {
         assert_eq!(a.hosts, vec!["hooks.internal".to_owned()]);
         assert!(a.allows_host("HOOKS.internal."));
         assert!(!a.allows_host("other.internal"));
-        for ip in ["10.1.2.3", "192.168.44.1", "::1", "fd12::5", "::ffff:192.168.1.1"] {
+        for ip in [
+            "10.1.2.3",
+            "192.168.44.1",
+            "::1",
+            "fd12::5",
+            "::ffff:192.168.1.1",
+        ] {
             assert!(a.allows_ip(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["10.1.2.4", "172.16.0.1", "::2", "fe80::1"] {

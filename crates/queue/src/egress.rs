@@ -350,7 +350,9 @@ mod tests {
                 .unwrap(),
             vec![sock("10.0.0.5")]
         );
-        assert!(by_name.filter("other.internal", [sock("10.0.0.5")]).is_err());
+        assert!(by_name
+            .filter("other.internal", [sock("10.0.0.5")])
+            .is_err());
         let by_range = Egress::new(PushAllow::parse("10.0.0.0/24").unwrap());
         assert_eq!(
             by_range

@@ -2,9 +2,9 @@
 //! concurrency, heartbeats their leases, honours cancellation, and runs maintenance
 //! (promotion of due jobs, rescue of lapsed leases, cron ticks, retention pruning).
 
+use crate::egress::Egress;
 use crate::gather::Gatherer;
 use crate::model::*;
-use crate::egress::Egress;
 use crate::push::{self, Delivery, Pusher};
 use crate::store::{self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError};
 use crate::wake::Wakeups;

@@ -54,14 +54,14 @@ async fn queues_beyond_the_label_budget_share_one_label_set(b: Backend) {
         "{sets:?}"
     );
     assert!(
-        metrics.lines().any(|l| l
-            .starts_with("queue_jobs_enqueued_total{project=\"_other\",queue=\"_other\"}")),
+        metrics.lines().any(
+            |l| l.starts_with("queue_jobs_enqueued_total{project=\"_other\",queue=\"_other\"}")
+        ),
         "the queues beyond the budget are counted together"
     );
     assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("queue_jobs{project=\"_other\",queue=\"_other\",state=\"available\"}")),
+        metrics.lines().any(|l| l
+            .starts_with("queue_jobs{project=\"_other\",queue=\"_other\",state=\"available\"}")),
         "{metrics}"
     );
 }

@@ -181,7 +181,11 @@ fn authorize_metrics(state: &AppState, headers: &HeaderMap, on: Listener) -> Res
              them here to bearers of that token, or SWITCHBOARD_METRICS_LISTEN to serve them \
              on an address of their own"
         };
-        return Err(ApiError::new(StatusCode::NOT_FOUND, "metrics-disabled", detail));
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics-disabled",
+            detail,
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -189,8 +193,7 @@ fn authorize_metrics(state: &AppState, headers: &HeaderMap, on: Listener) -> Res
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     // Digests are compared, so the time taken says nothing about the token.
-    if Sha256::digest(given.trim().as_bytes()) == Sha256::digest(token.expose_secret().as_bytes())
-    {
+    if Sha256::digest(given.trim().as_bytes()) == Sha256::digest(token.expose_secret().as_bytes()) {
         Ok(())
     } else {
         Err(ApiError::unauthorized(

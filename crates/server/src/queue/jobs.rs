@@ -1,8 +1,8 @@
 //! `/v1/jobs`: enqueue (single and batch), inspect, retry, cancel, delete, and the pull
 //! worker's heartbeat / complete / fail with the lease token.
 
-use super::{invalid, validate_spec};
 use super::service::{self, JobOp};
+use super::{invalid, validate_spec};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};

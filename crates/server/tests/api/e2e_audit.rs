@@ -214,7 +214,11 @@ async fn chain_verification_finds_events_deleted_from_the_end(b: Backend) {
     let v = json_of(app.get("/v1/audit-events/verify").await, 200).await;
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["checked"], checked - 2, "{v}");
-    assert_eq!(v["first_broken"]["seq"], checked - 1, "the first missing event: {v}");
+    assert_eq!(
+        v["first_broken"]["seq"],
+        checked - 1,
+        "the first missing event: {v}"
+    );
     assert!(v["first_broken"]["id"].is_null(), "{v}");
     assert_eq!(
         v["first_broken"]["reason"],
@@ -222,8 +226,11 @@ async fn chain_verification_finds_events_deleted_from_the_end(b: Backend) {
     );
 
     // Appending goes on from the head, and the gap stays visible.
-    app.post("/v1/api-keys", &json!({"name": "later", "scopes": ["keys:read"]}))
-        .await;
+    app.post(
+        "/v1/api-keys",
+        &json!({"name": "later", "scopes": ["keys:read"]}),
+    )
+    .await;
     let v = json_of(app.get("/v1/audit-events/verify").await, 200).await;
     assert_eq!(v["ok"], false, "{v}");
     assert_eq!(v["first_broken"]["seq"], checked + 1, "{v}");

@@ -53,7 +53,10 @@ async fn wait_final(app: &TestApp, id: &str) -> Value {
 
 fn refused_permanently(job: &Value) {
     assert_eq!(job["state"], "failed", "{job}");
-    assert_eq!(job["attempt"], 1, "a refused destination is not retried: {job}");
+    assert_eq!(
+        job["attempt"], 1,
+        "a refused destination is not retried: {job}"
+    );
     let error = job["last_error"].as_str().unwrap();
     assert!(error.starts_with("refused destination"), "{error}");
     assert!(error.contains("SWITCHBOARD_PUSH_ALLOW"), "{error}");
@@ -67,7 +70,12 @@ async fn loopback_targets_are_refused_by_default(b: Backend) {
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
     // Through the API: refused before anything is stored.
-    let p = problem(app.post("/v1/jobs", &push_job(&url)).await, 422, "validation-failed").await;
+    let p = problem(
+        app.post("/v1/jobs", &push_job(&url)).await,
+        422,
+        "validation-failed",
+    )
+    .await;
     assert_eq!(p["errors"][0]["field"], "target", "{p}");
     let listed = json_of(app.get("/v1/jobs?queue=out").await, 200).await;
     assert!(listed["data"].as_array().unwrap().is_empty(), "{listed}");
@@ -113,7 +121,12 @@ async fn private_literals_are_refused_at_enqueue(b: Backend) {
         "http://0x7f000001/hook",
         "https://100.64.0.1/hook",
     ] {
-        let p = problem(app.post("/v1/jobs", &push_job(url)).await, 422, "validation-failed").await;
+        let p = problem(
+            app.post("/v1/jobs", &push_job(url)).await,
+            422,
+            "validation-failed",
+        )
+        .await;
         assert_eq!(p["errors"][0]["field"], "target", "{url}: {p}");
         let message = p["errors"][0]["message"].as_str().unwrap();
         assert!(message.contains("not a public address"), "{message}");

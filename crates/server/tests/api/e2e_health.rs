@@ -305,11 +305,20 @@ async fn metrics_token_is_required(b: Backend) {
         r.send()
     };
     problem(get(None).await.unwrap(), 401, "unauthorized").await;
-    problem(get(Some("metrics-token-wrong")).await.unwrap(), 401, "unauthorized").await;
+    problem(
+        get(Some("metrics-token-wrong")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
     problem(get(Some(&app.key)).await.unwrap(), 401, "unauthorized").await;
     let r = get(Some(TOKEN)).await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("process_resident_memory_bytes"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("process_resident_memory_bytes"));
 }
 
 async fn metrics_listener_serves_only_metrics(b: Backend) {
@@ -318,16 +327,39 @@ async fn metrics_listener_serves_only_metrics(b: Backend) {
     })
     .await;
     let own = app.metrics_addr.clone().expect("metrics listener");
-    let r = app.client.get(format!("{own}/metrics")).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{own}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("process_resident_memory_bytes"));
-    let r = app.client.get(format!("{own}/v1/me")).bearer_auth(&app.key).send().await.unwrap();
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("process_resident_memory_bytes"));
+    let r = app
+        .client
+        .get(format!("{own}/v1/me"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404, "nothing but /metrics there");
-    let r = app.client.get(format!("{own}/healthz")).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{own}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     // The public listener points there.
     let p = problem(app.get("/metrics").await, 404, "metrics-disabled").await;
-    assert!(p["detail"].as_str().unwrap().contains("metrics listener"), "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("metrics listener"),
+        "{p}"
+    );
 
     // With a token, the metrics listener asks for it too.
     let app = spawn_with(b, |c| {
@@ -336,8 +368,19 @@ async fn metrics_listener_serves_only_metrics(b: Backend) {
     })
     .await;
     let own = app.metrics_addr.clone().expect("metrics listener");
-    let r = app.client.get(format!("{own}/metrics")).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{own}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = app.client.get(format!("{own}/metrics")).bearer_auth(TOKEN).send().await.unwrap();
+    let r = app
+        .client
+        .get(format!("{own}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }

@@ -101,7 +101,11 @@ async fn endless_push_answers_are_cut_off(b: Backend) {
         error.starts_with("target answered 500 Internal Server Error: [0,0,"),
         "{error}"
     );
-    assert!(error.len() < 600, "a snippet, not the body: {}", error.len());
+    assert!(
+        error.len() < 600,
+        "a snippet, not the body: {}",
+        error.len()
+    );
 }
 
 async fn pull_workers_cannot_store_huge_results(b: Backend) {

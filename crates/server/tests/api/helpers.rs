@@ -161,9 +161,7 @@ pub async fn spawn_full(
         .await
         .expect("build app");
     let addr = format!("http://127.0.0.1:{}", app.port());
-    let metrics_addr = app
-        .metrics_port()
-        .map(|p| format!("http://127.0.0.1:{p}"));
+    let metrics_addr = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
