@@ -213,9 +213,12 @@ async fn render_metrics(state: &AppState) -> impl IntoResponse {
     )
 }
 
+/// `project` and `queue` labels of a queue (or of `_other`).
+type QueueLabels = [(&'static str, String); 2];
+
 /// Label sets whose `queue_jobs` gauges the last scrape set.
-fn reported() -> &'static Mutex<HashSet<[(&'static str, String); 2]>> {
-    static REPORTED: OnceLock<Mutex<HashSet<[(&'static str, String); 2]>>> = OnceLock::new();
+fn reported() -> &'static Mutex<HashSet<QueueLabels>> {
+    static REPORTED: OnceLock<Mutex<HashSet<QueueLabels>>> = OnceLock::new();
     REPORTED.get_or_init(Mutex::default)
 }
 
@@ -238,7 +241,7 @@ async fn record_queue_depths(state: &AppState) -> Result<(), sqlx::Error> {
     for (project, queue, st, n) in rows {
         per_queue.entry((project, queue)).or_default().push((st, n));
     }
-    let mut depths: BTreeMap<[(&'static str, String); 2], BTreeMap<String, i64>> = BTreeMap::new();
+    let mut depths: BTreeMap<QueueLabels, BTreeMap<String, i64>> = BTreeMap::new();
     for ((project, queue), states) in per_queue {
         if states.iter().all(|(_, n)| *n == 0) {
             continue;
