@@ -5,10 +5,11 @@
 //!
 //! Destinations are guarded by [`Egress`]: a target that is not a public address (and not
 //! allowed by the operator) fails the job permanently. Answers are read up to
-//! [`MAX_RESPONSE_BYTES`] (a 2xx answer beyond it is stored as [`truncated_result`]); what a job stores about a failed delivery names a plain category
-//! (could not connect, DNS lookup failed, TLS failed, timed out), never the client's error
-//! chain, and a non-2xx answer keeps its status and the start of its body: the target is the
-//! tenant's own server, and that text is what they need to debug it.
+//! [`MAX_RESPONSE_BYTES`] (a 2xx answer beyond it is stored as [`truncated_result`]). What a
+//! job stores about a failed delivery names a plain category (could not connect, DNS lookup
+//! failed, TLS failed, timed out), never the client's error chain; a non-2xx answer keeps its
+//! status and the start of its body: the target is the tenant's own server, and that text is
+//! what they need to debug it.
 
 use crate::egress::{Egress, LookupFailed, Refused};
 use crate::model::{truncated_result, Job, Target, MAX_RESULT_BYTES};
