@@ -344,7 +344,8 @@ pub async fn list(
 /// The outcome of walking a project's chain.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Verification {
-    /// True when every event hashes correctly and links to its predecessor.
+    /// True when every event up to the chain head hashes correctly, links to its
+    /// predecessor, and the last of them is the head.
     pub ok: bool,
     /// How many events were checked.
     pub checked: i64,
@@ -355,35 +356,52 @@ pub struct Verification {
 /// Where and why the chain breaks.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct BrokenLink {
-    /// Sequence number of the event.
+    /// Sequence number of the event (of the first missing one, when events are missing at
+    /// the end of the chain).
     pub seq: i64,
-    /// Its id.
-    pub id: String,
+    /// Its id; null when the event is missing.
+    pub id: Option<String>,
     /// What does not match.
     pub reason: String,
 }
 
-/// Recomputes every hash of the project's chain, oldest first.
+/// Why a chain whose every stored link verifies still does not match its head.
+const MISSING_AT_END: &str = "events missing at the end of the chain";
+
+/// Recomputes every hash of the project's chain, oldest first, up to the chain head read
+/// before the walk (events appended meanwhile are left for the next run), and checks that
+/// the last event is the head: the links alone cannot reveal events deleted from the end.
 pub async fn verify(ex: Exec<'_>, project: &ProjectId) -> Result<Verification, sqlx::Error> {
     const PAGE: i64 = 1000;
     let sql = format!(
-        "SELECT {COLUMNS} FROM audit_events WHERE project_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        "SELECT {COLUMNS} FROM audit_events WHERE project_id = $1 AND seq > $2 AND seq <= $3 \
+         ORDER BY seq LIMIT $4"
     );
     let (mut last_seq, mut prev_hash, mut checked) = (0i64, String::new(), 0i64);
-    let broken = |s: &Stored, reason: &str| Verification {
+    let mut last_id = String::new();
+    let broken = |seq: i64, id: Option<&str>, reason: &str, checked: i64| Verification {
         ok: false,
-        checked: 0,
+        checked,
         first_broken: Some(BrokenLink {
-            seq: s.seq,
-            id: s.id.clone(),
+            seq,
+            id: id.map(str::to_owned),
             reason: reason.to_owned(),
         }),
     };
     on_db!(ex, c => {
+        let head = sqlx::query("SELECT seq, hash FROM audit_heads WHERE project_id = $1")
+            .bind(project.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+        let Some(head) = head else {
+            return Ok(broken(0, None, "the chain head is missing", 0));
+        };
+        let (head_seq, head_hash): (i64, String) = (head.try_get("seq")?, head.try_get("hash")?);
         loop {
             let rows = sqlx::query(&sql)
                 .bind(project.as_str())
                 .bind(last_seq)
+                .bind(head_seq)
                 .bind(PAGE)
                 .fetch_all(&mut *c)
                 .await?;
@@ -400,14 +418,22 @@ pub async fn verify(ex: Exec<'_>, project: &ProjectId) -> Result<Verification, s
                     None
                 };
                 if let Some(reason) = failure {
-                    return Ok(Verification { checked, ..broken(&s, reason) });
+                    return Ok(broken(s.seq, Some(&s.id), reason, checked));
                 }
                 last_seq = s.seq;
                 prev_hash = s.hash;
+                last_id = s.id;
             }
             if (rows.len() as i64) < PAGE {
                 break;
             }
+        }
+        if last_seq != head_seq {
+            return Ok(broken(last_seq + 1, None, MISSING_AT_END, checked));
+        }
+        if prev_hash != head_hash {
+            let reason = "the last event does not match the chain head";
+            return Ok(broken(last_seq, Some(&last_id), reason, checked));
         }
     });
     Ok(Verification {

@@ -5,7 +5,7 @@
 
 use secrecy::SecretString;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Text or JSON log lines.
@@ -67,6 +67,88 @@ pub struct Config {
     pub job_heartbeat_ms: u64,
     /// Whether `serve` also runs jobs (set false for API-only nodes with separate workers).
     pub run_jobs: bool,
+    /// Non-public destinations HTTP-push jobs may reach anyway (default: none, only public
+    /// addresses).
+    pub push_allow: PushAllow,
+    /// Bearer token required for `/metrics`; without it (and without `metrics_listen`) the
+    /// public listener does not serve metrics at all.
+    pub metrics_token: Option<SecretString>,
+    /// A separate address serving only `/metrics` (e.g. on an internal interface).
+    pub metrics_listen: Option<SocketAddr>,
+    /// Most distinct (project, queue) label sets this node exports; the rest are folded into
+    /// `project="_other", queue="_other"`.
+    pub metrics_max_queues: usize,
+}
+
+/// Hosts, addresses and ranges that HTTP-push jobs may reach although they are not public
+/// (loopback, private, link-local, …): the operator's exception to the SSRF guard.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushAllow {
+    /// Host names (lower case, no trailing dot) whose every address is allowed.
+    pub hosts: Vec<String>,
+    /// Addresses (as /32 or /128) and CIDR ranges allowed whatever name led to them.
+    pub nets: Vec<ipnet::IpNet>,
+}
+
+impl PushAllow {
+    /// Parses a comma-separated list of host names, IP addresses and CIDR ranges.
+    pub fn parse(s: &str) -> Result<PushAllow, String> {
+        let mut allow = PushAllow::default();
+        for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bare = entry.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(net) = bare.parse::<ipnet::IpNet>() {
+                allow.nets.push(net.trunc());
+            } else if let Ok(ip) = bare.parse::<IpAddr>() {
+                allow.nets.push(ipnet::IpNet::from(ip));
+            } else if is_host_name(entry) {
+                allow
+                    .hosts
+                    .push(entry.trim_end_matches('.').to_ascii_lowercase());
+            } else {
+                return Err(format!(
+                    "`{entry}` is not a host name, IP address or CIDR range"
+                ));
+            }
+        }
+        Ok(allow)
+    }
+
+    /// Nothing is allowed beyond public addresses.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.nets.is_empty()
+    }
+
+    /// Whether `host` (a name from a URL) is listed by name.
+    pub fn allows_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.');
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// Whether `ip` lies in a listed address or range (an IPv4-mapped IPv6 address counts
+    /// as its IPv4 address).
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        let v4 = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        self.nets
+            .iter()
+            .any(|n| n.contains(&ip) || v4.is_some_and(|v4| n.contains(&v4)))
+    }
+}
+
+/// Letters, digits, `-` and `.` (a DNS name as it appears in a URL), 1 to 253 characters.
+fn is_host_name(s: &str) -> bool {
+    let s = s.trim_end_matches('.');
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
 }
 
 /// A setting that could not be used.
@@ -107,6 +189,10 @@ const KEYS: &[(&str, &str)] = &[
     ("trust_proxy", "SWITCHBOARD_TRUST_PROXY"),
     ("job_heartbeat_ms", "SWITCHBOARD_JOB_HEARTBEAT_MS"),
     ("run_jobs", "SWITCHBOARD_RUN_JOBS"),
+    ("push_allow", "SWITCHBOARD_PUSH_ALLOW"),
+    ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
+    ("metrics_listen", "SWITCHBOARD_METRICS_LISTEN"),
+    ("metrics_max_queues", "SWITCHBOARD_METRICS_MAX_QUEUES"),
 ];
 
 /// The environment variable that names the config file.
@@ -207,6 +293,10 @@ impl Config {
             trust_proxy: false,
             job_heartbeat_ms: 5_000,
             run_jobs: true,
+            push_allow: PushAllow::default(),
+            metrics_token: None,
+            metrics_listen: None,
+            metrics_max_queues: 1_000,
         }
     }
 
@@ -362,6 +452,28 @@ impl Config {
                 },
             )?,
             run_jobs: raw.parse("run_jobs", d.run_jobs, boolean)?,
+            push_allow: raw.parse("push_allow", d.push_allow, PushAllow::parse)?,
+            metrics_token: raw.parse("metrics_token", None, |s| match secret(s)? {
+                Some(_) if s.trim().len() < 16 || s.trim().contains(char::is_whitespace) => {
+                    Err("must be at least 16 characters without spaces".into())
+                }
+                other => Ok(other),
+            })?,
+            metrics_listen: raw.parse("metrics_listen", None, |s| {
+                let s = s.trim();
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                s.parse()
+                    .map(Some)
+                    .map_err(|_| format!("`{s}` is not a socket address (expected host:port)"))
+            })?,
+            metrics_max_queues: raw.parse("metrics_max_queues", d.metrics_max_queues, |s| {
+                match number::<usize>("a number of queues")(s)? {
+                    n if (1..=1_000_000).contains(&n) => Ok(n),
+                    _ => Err(format!("`{s}` must be 1 to 1000000")),
+                }
+            })?,
             data_dir: d.data_dir,
         })
     }
@@ -472,5 +584,80 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let e = Config::load(Some(&path), &HashMap::new()).unwrap_err();
         assert!(e.origin.ends_with(":lisen"), "{e}");
+    }
+
+    #[test]
+    fn push_allow_lists_hosts_addresses_and_ranges() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert!(c.push_allow.is_empty(), "only public addresses by default");
+
+        let c = Config::load(
+            None,
+            &env(&[(
+                "SWITCHBOARD_PUSH_ALLOW",
+                " Hooks.Internal. , 10.1.2.3, 192.168.0.0/16,[::1], fd00::1/8 ,",
+            )]),
+        )
+        .unwrap();
+        let a = &c.push_allow;
+        assert_eq!(a.hosts, vec!["hooks.internal".to_owned()]);
+        assert!(a.allows_host("HOOKS.internal."));
+        assert!(!a.allows_host("other.internal"));
+        for ip in [
+            "10.1.2.3",
+            "192.168.44.1",
+            "::1",
+            "fd12::5",
+            "::ffff:192.168.1.1",
+        ] {
+            assert!(a.allows_ip(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["10.1.2.4", "172.16.0.1", "::2", "fe80::1"] {
+            assert!(!a.allows_ip(ip.parse().unwrap()), "{ip}");
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, "push_allow = [\"127.0.0.0/8\", \"localhost\"]\n").unwrap();
+        let c = Config::load(Some(&path), &HashMap::new()).unwrap();
+        assert!(c.push_allow.allows_ip("127.9.9.9".parse().unwrap()));
+        assert!(c.push_allow.allows_host("localhost"));
+
+        for bad in ["http://x.example", "10.0.0.0/33", "host:8080", "a b"] {
+            let e = Config::load(None, &env(&[("SWITCHBOARD_PUSH_ALLOW", bad)])).unwrap_err();
+            assert_eq!(e.origin, "SWITCHBOARD_PUSH_ALLOW");
+            assert!(e.message.contains("not a host name"), "{e}");
+        }
+    }
+
+    #[test]
+    fn metrics_settings() {
+        use secrecy::ExposeSecret;
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert!(c.metrics_token.is_none() && c.metrics_listen.is_none());
+        assert_eq!(c.metrics_max_queues, 1_000);
+        let c = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_METRICS_TOKEN", "scrape-token-0123456789"),
+                ("SWITCHBOARD_METRICS_LISTEN", "10.0.0.5:9100"),
+                ("SWITCHBOARD_METRICS_MAX_QUEUES", "50"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.metrics_token.as_ref().unwrap().expose_secret(),
+            "scrape-token-0123456789"
+        );
+        assert_eq!(c.metrics_listen.unwrap().to_string(), "10.0.0.5:9100");
+        assert_eq!(c.metrics_max_queues, 50);
+        for (var, bad) in [
+            ("SWITCHBOARD_METRICS_TOKEN", "short"),
+            ("SWITCHBOARD_METRICS_LISTEN", "nowhere"),
+            ("SWITCHBOARD_METRICS_MAX_QUEUES", "0"),
+        ] {
+            let e = Config::load(None, &env(&[(var, bad)])).unwrap_err();
+            assert_eq!(e.origin, var, "{e}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use switchboard_core::id::ProjectId;
 use switchboard_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{ClaimedJob, Job, NewJob, QueueName};
+use crate::model::{check_result_size, ClaimedJob, Job, NewJob, QueueName};
 use crate::store::{self, Enqueued, QueueError, Result};
 
 /// Enqueues of at most this many jobs are gathered; larger ones already amortise their
@@ -405,6 +405,7 @@ impl Gatherer {
         lease_ms: i64,
         progress: Option<serde_json::Value>,
     ) -> Result<Timestamp> {
+        check_result_size("progress", progress.as_ref()).map_err(QueueError::Invalid)?;
         let item = (
             project.clone(),
             id.to_owned(),
@@ -424,6 +425,7 @@ impl Gatherer {
         token: &str,
         result: Option<serde_json::Value>,
     ) -> Result<Job> {
+        check_result_size("result", result.as_ref()).map_err(QueueError::Invalid)?;
         let item = (project.clone(), id.to_owned(), token.to_owned(), result);
         self.completions.submit(&self.db, item).await
     }

@@ -7,8 +7,10 @@
 
 pub mod backoff;
 pub mod cron;
+pub mod egress;
 pub mod gather;
 pub mod history;
+pub mod labels;
 pub mod model;
 pub mod push;
 pub mod runtime;

@@ -527,6 +527,47 @@ pub struct JobSpec {
 /// Largest payload accepted, bytes of JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
 
+/// Largest result or progress a job stores, bytes of JSON (pull workers are refused beyond
+/// it; push answers and in-process results beyond it are stored as [`truncated_result`]).
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+/// What a job stores instead of a result larger than [`MAX_RESULT_BYTES`].
+pub fn truncated_result() -> serde_json::Value {
+    serde_json::json!({"truncated": true, "limit_bytes": MAX_RESULT_BYTES})
+}
+
+/// Length of `v` serialised as compact JSON, without building the text.
+pub fn json_len(v: &serde_json::Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a `Value` to a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Refuses a `field` (result, progress) larger than [`MAX_RESULT_BYTES`].
+pub fn check_result_size(
+    field: &'static str,
+    v: Option<&serde_json::Value>,
+) -> Result<(), Invalid> {
+    match v {
+        Some(v) if json_len(v) > MAX_RESULT_BYTES => Err(Invalid::new(
+            field,
+            format!("must be at most {MAX_RESULT_BYTES} bytes of JSON"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl JobSpec {
     /// Validates everything, returning every problem at once. `local_kinds` are the kinds
     /// with in-process handlers (their jobs are run by the node, not by pull workers).
@@ -632,5 +673,23 @@ impl JobSpec {
             }
             _ => Err(errors),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_size_is_measured_as_compact_json() {
+        let v = serde_json::json!({"a": [1, 2, "é"]});
+        assert_eq!(json_len(&v), v.to_string().len());
+        let at_limit = serde_json::json!("x".repeat(MAX_RESULT_BYTES - 2));
+        assert_eq!(json_len(&at_limit), MAX_RESULT_BYTES);
+        assert!(check_result_size("result", Some(&at_limit)).is_ok());
+        let over = serde_json::json!("x".repeat(MAX_RESULT_BYTES - 1));
+        let e = check_result_size("result", Some(&over)).unwrap_err();
+        assert_eq!(e.field, "result");
+        assert!(check_result_size("progress", None).is_ok());
     }
 }

@@ -2,9 +2,10 @@
 //! concurrency, heartbeats their leases, honours cancellation, and runs maintenance
 //! (promotion of due jobs, rescue of lapsed leases, cron ticks, retention pruning).
 
+use crate::egress::Egress;
 use crate::gather::Gatherer;
 use crate::model::*;
-use crate::push::{self, Delivery};
+use crate::push::{self, Delivery, Pusher};
 use crate::store::{self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use switchboard_core::config::PushAllow;
 use switchboard_core::db::{Backend, Db};
 use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
@@ -133,8 +135,10 @@ struct Slots {
     in_hand: Arc<std::sync::atomic::AtomicUsize>,
     /// Moving average of run time, µs (starts pessimistic at one second).
     mean_run_us: Arc<std::sync::atomic::AtomicU64>,
-    /// The queue's run-time histogram, looked up once rather than per job.
+    /// The queue's run-time histogram, looked up once rather than per job, and the labels
+    /// it was looked up with.
     run_seconds: metrics::Histogram,
+    labels: [(&'static str, String); 2],
     /// Where the next claims start, when claims last started from the top, and the LISTEN
     /// epoch the hints were learnt in.
     hints: Arc<Mutex<(Hints, std::time::Instant, u64)>>,
@@ -148,15 +152,14 @@ struct Slots {
 
 impl Slots {
     fn new(project: &str, queue: &str, concurrency: i32) -> Slots {
+        let labels = store::labels(project, queue);
         Slots {
             concurrency,
             sem: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             in_hand: Arc::default(),
             mean_run_us: Arc::new(std::sync::atomic::AtomicU64::new(1_000_000)),
-            run_seconds: metrics::histogram!(
-                "queue_job_run_seconds",
-                &store::labels(project, queue)
-            ),
+            run_seconds: metrics::histogram!("queue_job_run_seconds", &labels),
+            labels,
             hints: Arc::new(Mutex::new((Hints::default(), std::time::Instant::now(), 0))),
             remove_completed: Arc::default(),
             key: Arc::new((project.to_owned(), queue.to_owned())),
@@ -197,7 +200,7 @@ pub struct Runtime {
     gather: Gatherer,
     handlers: Arc<HashMap<String, Arc<dyn Handler>>>,
     kinds: Arc<Vec<String>>,
-    http: reqwest::Client,
+    push: Pusher,
     node: String,
     timing: Timing,
     dispatch: bool,
@@ -214,6 +217,7 @@ pub struct RuntimeBuilder {
     handlers: HashMap<String, Arc<dyn Handler>>,
     timing: Timing,
     dispatch: bool,
+    push_allow: PushAllow,
 }
 
 impl Runtime {
@@ -223,7 +227,13 @@ impl Runtime {
             handlers: HashMap::new(),
             timing: Timing::default(),
             dispatch: true,
+            push_allow: PushAllow::default(),
         }
+    }
+
+    /// Where push jobs may be delivered (the API checks targets against it at enqueue).
+    pub fn egress(&self) -> &Egress {
+        self.push.egress()
     }
 
     /// Kinds with in-process handlers on this node.
@@ -574,7 +584,15 @@ impl Runtime {
             .remove(job.id.as_str());
         let took = start.elapsed();
         slots.record_run(took);
-        slots.run_seconds.record(took.as_secs_f64());
+        // The labels are asked for again: the pair's place in the label budget may have
+        // changed since the histogram was looked up (and asking keeps it in use).
+        let (p, q) = &*slots.key;
+        let labels = store::labels(p, q);
+        if labels == slots.labels {
+            slots.run_seconds.record(took.as_secs_f64());
+        } else {
+            metrics::histogram!("queue_job_run_seconds", &labels).record(took.as_secs_f64());
+        }
         if *cancel_rx.borrow() {
             tracing::info!(job = %job.id, "job cancelled or lease lost; outcome discarded");
             return;
@@ -613,7 +631,7 @@ impl Runtime {
                 .push_secret(project.as_str())
                 .await
                 .map_err(|e| JobError::retry(format!("cannot load signing secret: {e}")))?;
-            return match push::deliver(&self.http, &secret, job, target).await {
+            return match self.push.deliver(&secret, job, target).await {
                 Delivery::Done(body) => Ok(body),
                 Delivery::Retry {
                     error,
@@ -638,6 +656,11 @@ impl Runtime {
             cancelled,
         };
         match tokio::time::timeout(timeout, handler.run(ctx)).await {
+            Ok(Ok(Some(result))) if json_len(&result) > MAX_RESULT_BYTES => {
+                tracing::warn!(job = %job.id, kind = job.kind.as_str(), limit = MAX_RESULT_BYTES,
+                    "handler result too large; stored as truncated");
+                Ok(Some(truncated_result()))
+            }
             Ok(r) => r,
             Err(_) => Err(JobError::retry(format!(
                 "timed out after {} ms",
@@ -831,6 +854,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Non-public destinations push jobs may reach (default: public addresses only).
+    pub fn push_allow(mut self, allow: PushAllow) -> Self {
+        self.push_allow = allow;
+        self
+    }
+
     /// Finishes the runtime for `db`.
     pub fn build(self, db: Db) -> Runtime {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
@@ -842,10 +871,7 @@ impl RuntimeBuilder {
             wake: Wakeups::default(),
             handlers: Arc::new(self.handlers),
             kinds: Arc::new(kinds),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
+            push: Pusher::new(Egress::new(self.push_allow)),
             node: format!("node-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
             timing: self.timing,
             dispatch: self.dispatch,

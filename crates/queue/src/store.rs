@@ -102,9 +102,9 @@ macro_rules! job_from_row {
     }};
 }
 
-/// Prometheus labels of a queue.
+/// Prometheus labels of a queue, within the node's label budget (see [`crate::labels`]).
 pub fn labels(project: &str, queue: &str) -> [(&'static str, String); 2] {
-    [("project", project.to_owned()), ("queue", queue.to_owned())]
+    crate::labels::labels(project, queue)
 }
 
 /// Counter changes of one transaction, folded per (project, queue, state).

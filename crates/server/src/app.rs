@@ -31,6 +31,8 @@ use utoipa_swagger_ui::SwaggerUi;
 /// A built node, listening but not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// The listener serving only `/metrics`, when configured.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     router: Router,
     /// Credentials created by this start, if it was the first.
@@ -92,9 +94,19 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen for metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        switchboard_queue::labels::set_limit(config.metrics_max_queues);
         let runtime = runtime
             .heartbeat(Duration::from_millis(config.job_heartbeat_ms))
             .dispatch(config.run_jobs)
+            .push_allow(config.push_allow.clone())
             .build(db.clone());
         let state = AppState::new(Inner {
             runtime,
@@ -108,6 +120,7 @@ impl Application {
         let router = router(state.clone());
         Ok(Application {
             listener,
+            metrics_listener,
             state,
             router,
             bootstrap,
@@ -117,6 +130,14 @@ impl Application {
     /// The bound port (tests bind port 0).
     pub fn port(&self) -> u16 {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// The bound port of the metrics listener, when there is one.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
     }
 
     /// Shared state (tests reach the database through it).
@@ -132,6 +153,14 @@ impl Application {
         let maintenance = tokio::spawn(maintenance(self.state.clone()));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runtime = tokio::spawn(self.state.runtime.clone().run(stop_rx));
+        let metrics = self.metrics_listener.map(|l| {
+            let router = health::metrics_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, router).await {
+                    tracing::error!(error = %e, "metrics listener failed");
+                }
+            })
+        });
         let result = axum::serve(
             self.listener,
             self.router
@@ -140,6 +169,10 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         maintenance.abort();
+        // Scrapes are idempotent: the metrics listener just stops.
+        if let Some(m) = metrics {
+            m.abort();
+        }
         let _ = stop_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(10), runtime).await;
         self.state.db.close().await;

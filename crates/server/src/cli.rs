@@ -326,6 +326,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     tracing::info!(url = %base, port = app.port(), "listening");
+    if let Some(port) = app.metrics_port() {
+        tracing::info!(port, "serving /metrics on the metrics listener");
+    }
     app.run_until_stopped(stop).await
 }
 
@@ -599,6 +602,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let (db, _) = app::connect(&config).await?;
     let runtime = switchboard_queue::runtime::Runtime::builder()
         .heartbeat(std::time::Duration::from_millis(config.job_heartbeat_ms))
+        .push_allow(config.push_allow.clone())
         .build(db.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(runtime.run(stop_rx));

@@ -6,7 +6,7 @@ use crate::error::{problem, problem_response, ApiError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -121,7 +121,22 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    // Clients may send any extension method: only the standard ones get a label of their own.
+    let standard = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+    ];
+    let method = if standard.contains(req.method()) {
+        req.method().as_str()
+    } else {
+        "other"
+    }
+    .to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
     let labels = [

@@ -1,6 +1,7 @@
 //! Logs (`tracing`, text or JSON) and the Prometheus recorder.
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 use std::sync::OnceLock;
 use switchboard_core::config::LogFormat;
 use tracing_subscriber::EnvFilter;
@@ -39,7 +40,14 @@ pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
+            // Series not updated for a while are dropped, so label sets of queues that are
+            // gone disappear; as long as the label budget keeps unused pairs (see
+            // `switchboard_queue::labels`), so a freed place never leaves its series behind.
+            let builder = || {
+                PrometheusBuilder::new()
+                    .idle_timeout(MetricKindMask::ALL, Some(switchboard_queue::labels::IDLE))
+            };
+            let recorder = builder()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
                     &[
@@ -48,7 +56,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                     ],
                 )
                 .map(PrometheusBuilder::build_recorder)
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+                .unwrap_or_else(|_| builder().build_recorder());
             let handle = recorder.handle();
             // Another recorder may already be installed (embedding apps): keep ours rendering.
             let _ = metrics::set_global_recorder(recorder);

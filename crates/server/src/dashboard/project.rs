@@ -172,7 +172,7 @@ async fn audit_body(
             let why = v
                 .first_broken
                 .as_ref()
-                .map(|b| format!(" at event #{} ({}): {}", b.seq, esc(&b.id), esc(&b.reason)))
+                .map(|b| format!(" at event #{} ({}): {}", b.seq, esc(b.id.as_deref().unwrap_or("—")), esc(&b.reason)))
                 .unwrap_or_default();
             format!(
                 "<p class=\"notice\" role=\"alert\">Audit trail: <strong id=\"audit-status\">BROKEN</strong>{why}.</p>"

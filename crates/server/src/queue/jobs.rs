@@ -1,8 +1,8 @@
 //! `/v1/jobs`: enqueue (single and batch), inspect, retry, cancel, delete, and the pull
 //! worker's heartbeat / complete / fail with the lease token.
 
-use super::invalid;
 use super::service::{self, JobOp};
+use super::{invalid, validate_spec};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -65,9 +65,7 @@ async fn create_job(
     auth: Authed<scope::JobsWrite>,
     Json(spec): Json<JobSpec>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    let new = spec
-        .validate(time::now(), state.runtime.local_kinds())
-        .map_err(|e| invalid(e, ""))?;
+    let new = validate_spec(&state.runtime, &spec, time::now()).map_err(|e| invalid(e, ""))?;
     let mut out = enqueue(&state, auth.project(), std::slice::from_ref(&new)).await?;
     let e = out.remove(0);
     let status = if e.created {
@@ -125,7 +123,7 @@ async fn create_batch(
     let mut valid = Vec::with_capacity(input.jobs.len());
     let mut errors = Vec::new();
     for (i, spec) in input.jobs.iter().enumerate() {
-        match spec.validate(now, state.runtime.local_kinds()) {
+        match validate_spec(&state.runtime, spec, now) {
             Ok(j) => valid.push(j),
             Err(e) => errors.extend(invalid(e, &format!("jobs[{i}].")).problem().errors),
         }

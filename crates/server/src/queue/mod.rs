@@ -10,8 +10,10 @@ pub mod schedules;
 pub mod service;
 
 use crate::error::{ApiError, FieldError};
+use switchboard_core::time::Timestamp;
+use switchboard_queue::runtime::Runtime;
 use switchboard_queue::store::QueueError;
-use switchboard_queue::Invalid;
+use switchboard_queue::{Invalid, JobSpec, NewJob};
 
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
@@ -36,4 +38,28 @@ pub fn invalid(list: Vec<Invalid>, prefix: &str) -> ApiError {
             })
             .collect(),
     )
+}
+
+/// Validates a job as clients describe it, with this node's handlers and egress policy: a
+/// push target whose URL is an IP literal the node would refuse to reach is refused here
+/// already (names are checked when they are resolved, at delivery).
+pub fn validate_spec(
+    runtime: &Runtime,
+    spec: &JobSpec,
+    now: Timestamp,
+) -> Result<NewJob, Vec<Invalid>> {
+    let refused = spec
+        .target
+        .as_ref()
+        .and_then(|t| runtime.egress().check_url(&t.url).err())
+        .map(|r| Invalid::new("target", r.to_string()));
+    match (spec.validate(now, runtime.local_kinds()), refused) {
+        (Ok(job), None) => Ok(job),
+        (Ok(_), Some(r)) => Err(vec![r]),
+        (Err(mut e), Some(r)) => {
+            e.push(r);
+            Err(e)
+        }
+        (Err(e), None) => Err(e),
+    }
 }

@@ -1,6 +1,6 @@
 //! `/v1/schedules`: cron schedules that enqueue a job per tick.
 
-use super::invalid;
+use super::{invalid, validate_spec};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_core::audit::{self, AuditContext, Change};
 use switchboard_core::time;
 use switchboard_queue::cron::{CronSpec, Misfire, Overlap, Schedule};
+use switchboard_queue::runtime::Runtime;
 use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, ScheduleId};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -69,7 +70,7 @@ pub fn out(s: Schedule) -> ScheduleOut {
 }
 
 /// Applies input over `base`, validating everything.
-fn build(base: Schedule, input: ScheduleIn, local_kinds: &[String]) -> ApiResult<Schedule> {
+fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Schedule> {
     let mut errors: Vec<Invalid> = Vec::new();
     let mut s = base;
     if let Some(n) = input.name {
@@ -99,7 +100,7 @@ fn build(base: Schedule, input: ScheduleIn, local_kinds: &[String]) -> ApiResult
         ));
     }
     if let Some(j) = input.job {
-        if let Err(mut e) = j.validate(time::now(), local_kinds) {
+        if let Err(mut e) = validate_spec(runtime, &j, time::now()) {
             for i in &mut e {
                 i.field = match i.field {
                     "queue" => "job.queue",
@@ -225,7 +226,7 @@ async fn create_schedule(
         last_job_id: None,
         created_at: now,
     };
-    let s = build(base, input, state.runtime.local_kinds())?;
+    let s = build(base, input, &state.runtime)?;
     let mut tx = state.db.begin().await?;
     repo::save(tx.ex(), auth.project(), &s, true)
         .await
@@ -291,7 +292,7 @@ pub async fn update(
     let before = repo::get(tx.ex(), project, id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let after = build(before.clone(), input, state.runtime.local_kinds())?;
+    let after = build(before.clone(), input, &state.runtime)?;
     repo::save(tx.ex(), project, &after, false)
         .await
         .map_err(|e| {

@@ -11,7 +11,9 @@ use switchboard_core::on_db;
 both!(
     changes_are_audited_with_context,
     audit_write_failure_rolls_back_the_change,
-    chain_verification_finds_tampering
+    chain_verification_finds_tampering,
+    chain_verification_finds_events_deleted_from_the_end,
+    the_trail_cannot_be_emptied
 );
 
 async fn changes_are_audited_with_context(b: Backend) {
@@ -173,4 +175,80 @@ async fn chain_verification_finds_tampering(b: Backend) {
         v["first_broken"]["reason"],
         "content does not match its hash"
     );
+}
+
+async fn chain_verification_finds_events_deleted_from_the_end(b: Backend) {
+    let app = spawn_app(b).await;
+    for i in 0..3 {
+        app.post(
+            "/v1/api-keys",
+            &json!({"name": format!("k{i}"), "scopes": ["keys:read"]}),
+        )
+        .await;
+    }
+    let v = json_of(app.get("/v1/audit-events/verify").await, 200).await;
+    assert_eq!(v["ok"], true, "{v}");
+    let checked = v["checked"].as_i64().unwrap();
+    let me = json_of(app.get("/v1/me").await, 200).await;
+    let project = me["project_id"].as_str().unwrap().to_owned();
+
+    // An attacker with database access gets past the append-only trigger and removes the
+    // newest two events: every remaining link still verifies, only the head knows.
+    let bypass = match b {
+        Backend::Sqlite => "DROP TRIGGER audit_events_no_delete",
+        Backend::Postgres => "ALTER TABLE audit_events DISABLE TRIGGER audit_events_no_update",
+    };
+    let mut tx = app.state.db.begin().await.unwrap();
+    on_db!(tx.ex(), c => {
+        sqlx::query(bypass).execute(&mut *c).await.unwrap();
+        sqlx::query("DELETE FROM audit_events WHERE project_id = $1 AND seq > $2")
+            .bind(&project)
+            .bind(checked - 2)
+            .execute(&mut *c)
+            .await
+            .map(|_| ())
+    })
+    .unwrap();
+    tx.commit().await.unwrap();
+
+    let v = json_of(app.get("/v1/audit-events/verify").await, 200).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["checked"], checked - 2, "{v}");
+    assert_eq!(
+        v["first_broken"]["seq"],
+        checked - 1,
+        "the first missing event: {v}"
+    );
+    assert!(v["first_broken"]["id"].is_null(), "{v}");
+    assert_eq!(
+        v["first_broken"]["reason"],
+        "events missing at the end of the chain"
+    );
+
+    // Appending goes on from the head, and the gap stays visible.
+    app.post(
+        "/v1/api-keys",
+        &json!({"name": "later", "scopes": ["keys:read"]}),
+    )
+    .await;
+    let v = json_of(app.get("/v1/audit-events/verify").await, 200).await;
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["first_broken"]["seq"], checked + 1, "{v}");
+}
+
+async fn the_trail_cannot_be_emptied(b: Backend) {
+    let app = spawn_app(b).await;
+    let before = app.audit_count().await;
+    assert!(before > 0);
+    // SQLite has no TRUNCATE; emptying the table there is a DELETE, which its trigger refuses.
+    let wipe = match b {
+        Backend::Sqlite => "DELETE FROM audit_events",
+        Backend::Postgres => "TRUNCATE audit_events",
+    };
+    let mut tx = app.state.db.begin().await.unwrap();
+    let refused = on_db!(tx.ex(), c => sqlx::query(wipe).execute(c).await.map(|_| ()));
+    let err = refused.expect_err("the trail is append-only");
+    assert!(err.to_string().contains("append-only"), "{err}");
+    drop(tx);
+    assert_eq!(app.audit_count().await, before);
 }

@@ -1,18 +1,25 @@
 //! Health, readiness, metrics, OpenAPI, docs, security headers, CORS.
 
 use crate::both;
-use crate::helpers::{json_of, redis_url, spawn_app, spawn_with};
+use crate::helpers::{json_of, problem, redis_url, spawn_app, spawn_with};
 use reqwest::Method;
 use switchboard_core::db::Backend;
 
 both!(
     health_metrics_and_docs,
     readyz_reports_redis_outage,
+    readyz_names_database_failure_without_driver_text,
+    metrics_are_not_served_publicly_by_default,
+    metrics_token_is_required,
+    metrics_listener_serves_only_metrics,
     cors_and_security_headers
 );
 
 async fn health_metrics_and_docs(b: Backend) {
-    let app = spawn_app(b).await;
+    let app = spawn_with(b, |c| {
+        c.metrics_token = Some("metrics-token-0123456789".to_owned().into())
+    })
+    .await;
     assert_eq!(
         json_of(
             app.client.get(app.url("/healthz")).send().await.unwrap(),
@@ -32,15 +39,7 @@ async fn health_metrics_and_docs(b: Backend) {
     let (id, _) = app.create_key(&["keys:read"]).await;
     app.get(&format!("/v1/api-keys/{id}")).await;
     app.get("/v1/api-keys/key_missing").await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.scrape().await;
     assert!(
         metrics.contains(
             "http_requests_total{method=\"GET\",route=\"/v1/api-keys/{id}\",status=\"200\"}"
@@ -77,15 +76,7 @@ async fn health_metrics_and_docs(b: Backend) {
         200,
     )
     .await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.scrape().await;
     let me = json_of(app.get("/v1/me").await, 200).await;
     let project = format!("project=\"{}\"", me["project_id"].as_str().unwrap());
     let line = |prefix: &str, extra: &str| {
@@ -220,6 +211,11 @@ async fn readyz_reports_redis_outage(b: Backend) {
     assert_eq!(ready["checks"][0]["ok"], true);
     assert_eq!(ready["checks"][1]["name"], "redis");
     assert_eq!(ready["checks"][1]["ok"], false);
+    let detail = ready["checks"][1]["detail"].as_str().unwrap();
+    assert!(
+        ["unreachable", "timed out"].contains(&detail),
+        "a generic detail, not the driver's text: {detail}"
+    );
     // The API keeps answering: rate limiting fails open while Redis is away.
     assert_eq!(app.get("/v1/me").await.status(), 200);
 }
@@ -272,4 +268,119 @@ async fn cors_and_security_headers(b: Backend) {
         .unwrap()
         .contains("frame-ancestors 'none'"));
     assert_eq!(r.headers()["x-frame-options"], "DENY");
+}
+
+async fn readyz_names_database_failure_without_driver_text(b: Backend) {
+    let app = spawn_app(b).await;
+    app.state.db.close().await;
+    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+    let ready = json_of(r, 503).await;
+    assert_eq!(ready["status"], "unavailable");
+    assert_eq!(
+        ready["checks"][0],
+        serde_json::json!({"name": "database", "ok": false, "detail": "unreachable"})
+    );
+}
+
+const TOKEN: &str = "metrics-token-0123456789";
+
+async fn metrics_are_not_served_publicly_by_default(b: Backend) {
+    let app = spawn_app(b).await;
+    // Not even to an API key with every scope.
+    let r = app.req(Method::GET, "/metrics").send().await.unwrap();
+    let p = problem(r, 404, "metrics-disabled").await;
+    let detail = p["detail"].as_str().unwrap();
+    assert!(detail.contains("SWITCHBOARD_METRICS_TOKEN"), "{detail}");
+    assert!(detail.contains("SWITCHBOARD_METRICS_LISTEN"), "{detail}");
+    assert!(app.metrics_addr.is_none());
+}
+
+async fn metrics_token_is_required(b: Backend) {
+    let app = spawn_with(b, |c| c.metrics_token = Some(TOKEN.to_owned().into())).await;
+    let get = |token: Option<&str>| {
+        let mut r = app.client.get(app.url("/metrics"));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    problem(get(None).await.unwrap(), 401, "unauthorized").await;
+    problem(
+        get(Some("metrics-token-wrong")).await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    problem(get(Some(&app.key)).await.unwrap(), 401, "unauthorized").await;
+    let r = get(Some(TOKEN)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("process_resident_memory_bytes"));
+}
+
+async fn metrics_listener_serves_only_metrics(b: Backend) {
+    let app = spawn_with(b, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap())
+    })
+    .await;
+    let own = app.metrics_addr.clone().expect("metrics listener");
+    let r = app
+        .client
+        .get(format!("{own}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("process_resident_memory_bytes"));
+    let r = app
+        .client
+        .get(format!("{own}/v1/me"))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "nothing but /metrics there");
+    let r = app
+        .client
+        .get(format!("{own}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The public listener points there.
+    let p = problem(app.get("/metrics").await, 404, "metrics-disabled").await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("metrics listener"),
+        "{p}"
+    );
+
+    // With a token, the metrics listener asks for it too.
+    let app = spawn_with(b, |c| {
+        c.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.metrics_token = Some(TOKEN.to_owned().into());
+    })
+    .await;
+    let own = app.metrics_addr.clone().expect("metrics listener");
+    let r = app
+        .client
+        .get(format!("{own}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .get(format!("{own}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }

@@ -18,6 +18,8 @@ fn start_worker(app: &crate::helpers::TestApp) -> Child {
         .env("DATABASE_URL", &app.config.database_url)
         .env("SWITCHBOARD_DATA_DIR", &app.config.data_dir)
         .env("SWITCHBOARD_JOB_HEARTBEAT_MS", "400")
+        // The fake target listens on loopback.
+        .env("SWITCHBOARD_PUSH_ALLOW", "127.0.0.0/8")
         .env("SWITCHBOARD_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -3,7 +3,7 @@
 use reqwest::{Client, Method, RequestBuilder, Response};
 use serde_json::Value;
 use sqlx::Connection;
-use switchboard_core::config::Config;
+use switchboard_core::config::{Config, PushAllow};
 use switchboard_core::db::Backend;
 use switchboard_queue::runtime::{Runtime, RuntimeBuilder};
 use switchboard_server::app::Application;
@@ -87,6 +87,12 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     c.rate_limit_burst = 100_000;
     c.auth_rate_limit_per_minute = 10_000;
     c.redis_prefix = format!("sbtest:{}:", uuid::Uuid::now_v7().simple());
+    // The fake targets (wiremock) listen on loopback, which push jobs may not reach by
+    // default; tests of that default reset this.
+    c.push_allow = PushAllow::parse("127.0.0.0/8").expect("allow-list");
+    // The label budget is process-wide and every test's queues count against it; the
+    // default (1,000) is tested in a binary of its own (`metrics_budget`).
+    c.metrics_max_queues = 1_000_000;
     if backend == Backend::Postgres {
         c.database_url = fresh_postgres().await;
         c.db_max_connections = 5;
@@ -98,6 +104,8 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
 pub struct TestApp {
     /// `http://127.0.0.1:port`
     pub addr: String,
+    /// `http://127.0.0.1:port` of the metrics listener, when configured.
+    pub metrics_addr: Option<String>,
     /// The bootstrap API key (every scope).
     pub key: String,
     /// Shared state (direct database access for assertions).
@@ -153,6 +161,7 @@ pub async fn spawn_full(
         .await
         .expect("build app");
     let addr = format!("http://127.0.0.1:{}", app.port());
+    let metrics_addr = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async move {
@@ -160,6 +169,7 @@ pub async fn spawn_full(
     }));
     TestApp {
         addr,
+        metrics_addr,
         key,
         state,
         config,
@@ -226,6 +236,27 @@ impl TestApp {
             v["id"].as_str().expect("id").to_owned(),
             v["secret"].as_str().expect("secret").to_owned(),
         )
+    }
+
+    /// `GET /metrics` on the public listener with the configured metrics token.
+    pub async fn scrape(&self) -> String {
+        use secrecy::ExposeSecret;
+        let token = self
+            .config
+            .metrics_token
+            .as_ref()
+            .expect("configure metrics_token to scrape")
+            .expose_secret()
+            .to_owned();
+        let r = self
+            .client
+            .get(self.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("body")
     }
 
     /// Number of audit events in the caller's project.

@@ -26,6 +26,8 @@ pub fn node_config(database_url: &str, dir: &std::path::Path) -> (Config, String
     config.listen = "127.0.0.1:0".parse().unwrap();
     config.database_url = database_url.to_owned();
     config.db_max_connections = 8;
+    // Push targets in tests are local fake servers, which the default egress policy refuses.
+    config.push_allow = switchboard_core::config::PushAllow::parse("127.0.0.0/8").unwrap();
     let key = format!("sb_test_{}", uuid::Uuid::now_v7().simple());
     config.bootstrap_api_key = Some(key.clone().into());
     (config, key)
