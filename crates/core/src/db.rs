@@ -312,13 +312,13 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => {
             migrations!(
                 "sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
-                5 "0005_drop_jobs_list"
+                5 "0005_drop_jobs_list", 8 "0008_auth_hardening"
             )
         }
         Backend::Postgres => {
             migrations!(
                 "postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
-                5 "0005_drop_jobs_list", 6 "0006_running_apart"
+                5 "0005_drop_jobs_list", 6 "0006_running_apart", 8 "0008_auth_hardening"
             )
         }
     };
@@ -418,6 +418,25 @@ impl Db {
             Db::Sqlite { .. } => Backend::Sqlite,
             Db::Postgres(..) => Backend::Postgres,
         }
+    }
+
+    /// Applies this binary's migrations up to and including `version` only: upgrade tests
+    /// build an older schema with it, fill it, then [`Db::migrate`] the rest.
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), DbError> {
+        let mut m = migrator(self.backend());
+        m.migrations = Cow::Owned(
+            m.migrations
+                .iter()
+                .filter(|mig| mig.version <= version)
+                .cloned()
+                .collect(),
+        );
+        match self {
+            Db::Sqlite { writer, .. } => m.run(writer).await?,
+            Db::Postgres(pool, _) => m.run(pool).await?,
+        }
+        Ok(())
     }
 
     /// Applies every migration this binary carries that the database lacks.

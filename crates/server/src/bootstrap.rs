@@ -98,13 +98,16 @@ pub async fn bootstrap(db: &Db, config: &Config) -> anyhow::Result<Option<Creden
         &mut tx,
         &ctx,
         &project.id,
-        "bootstrap",
-        Scopes::all(),
-        None,
-        config
-            .bootstrap_api_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned()),
+        api_keys::NewKey {
+            name: "bootstrap",
+            scopes: Scopes::all(),
+            role: Role::Owner,
+            expires_at: None,
+            secret: config
+                .bootstrap_api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
+        },
     )
     .await?;
     tx.commit().await.context("bootstrap: commit")?;

@@ -403,14 +403,18 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             let scopes = Scopes::try_from(scopes.split(',').map(str::to_owned).collect::<Vec<_>>())
                 .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
             let mut tx = db.begin().await?;
+            // Whoever runs the CLI holds the database: its keys are owner keys.
             let created = api_keys::create_in_tx(
                 &mut tx,
                 &cli_actor(&project),
                 &project,
-                &name,
-                scopes,
-                None,
-                None,
+                api_keys::NewKey {
+                    name: &name,
+                    scopes,
+                    role: Role::Owner,
+                    expires_at: None,
+                    secret: None,
+                },
             )
             .await?;
             tx.commit().await?;
@@ -426,11 +430,12 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     "active"
                 };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     k.id,
                     k.name,
                     k.prefix,
                     k.scopes.to_db(),
+                    k.role.as_str(),
                     status
                 );
             }

@@ -136,6 +136,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, highest first.
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Operator, Role::Viewer];
+
     /// Stored / wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,9 +151,17 @@ impl Role {
 
     /// Parses the stored name.
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Owner, Role::Admin, Role::Operator, Role::Viewer]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Position in the hierarchy: owner 3 … viewer 0.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Operator => 1,
+            Role::Viewer => 0,
+        }
     }
 
     /// The scopes a user with this role holds.
@@ -180,8 +191,33 @@ pub struct Principal {
     pub actor: Actor,
     /// What it may do.
     pub scopes: Scopes,
-    /// Set for users, not for API keys.
-    pub role: Option<Role>,
+    /// A user's role; for an API key, the role of whoever created it (its ceiling: a key
+    /// never creates or changes a user above it, nor mints keys above it).
+    pub role: Role,
+}
+
+impl Principal {
+    /// Why this caller may not give a user `role` (create a user with it, or change a user
+    /// who has it or is to get it), or `None` when it may. Giving a role grants its scopes,
+    /// so the caller must hold every one of them, and may not rank below it.
+    pub fn cannot_assign(&self, role: Role) -> Option<String> {
+        if role.rank() > self.role.rank() {
+            return Some(format!(
+                "a credential with role `{}` cannot manage {}s",
+                self.role.as_str(),
+                role.as_str()
+            ));
+        }
+        Vec::<String>::from(role.scopes())
+            .into_iter()
+            .find(|s| !self.scopes.can_grant(s))
+            .map(|s| {
+                format!(
+                    "the role `{}` grants `{s}`, which this credential does not hold",
+                    role.as_str()
+                )
+            })
+    }
 }
 
 /// Where a request came from, recorded with every audit event it causes.

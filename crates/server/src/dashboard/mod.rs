@@ -252,11 +252,12 @@ async fn keys_page(
     for k in &keys {
         let _ = write!(
             rows,
-            "<tr><td><code>{}</code></td><td>{}</td><td><code>{}…</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td><code>{}…</code></td><td>{}</td><td class=\"role\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             esc(k.id.as_str()),
             esc(&k.name),
             esc(&k.prefix),
             esc(&k.scopes.to_db()),
+            k.role.as_str(),
             ts(Some(k.created_at)),
             ts(k.last_used_at),
             if k.revoked_at.is_some() { "revoked" } else { "active" },
@@ -264,7 +265,7 @@ async fn keys_page(
     }
     let body = format!(
         "<table id=\"keys\"><thead><tr><th>Id</th><th>Name</th><th>Prefix</th><th>Scopes</th>\
-         <th>Created</th><th>Last used</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>"
+         <th>Role</th><th>Created</th><th>Last used</th><th>Status</th></tr></thead><tbody>{rows}</tbody></table>"
     );
     Ok(layout("API keys", Some(&me), &body))
 }

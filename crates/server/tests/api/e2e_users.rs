@@ -1,12 +1,17 @@
 //! Users and roles: viewers read, only owners manage owners, the last owner stays.
 
 use crate::both;
-use crate::helpers::{access_token, json_of, problem, spawn_app, OWNER_EMAIL, OWNER_PASSWORD};
+use crate::helpers::{
+    access_token, json_of, login, problem, spawn_app, TestApp, OWNER_EMAIL, OWNER_PASSWORD,
+};
 use reqwest::Method;
 use serde_json::json;
 use switchboard_core::db::Backend;
 
-both!(roles_limit_what_users_do);
+both!(
+    roles_limit_what_users_do,
+    keys_cannot_escalate_through_users
+);
 
 async fn roles_limit_what_users_do(b: Backend) {
     let app = spawn_app(b).await;
@@ -100,4 +105,212 @@ async fn roles_limit_what_users_do(b: Backend) {
 
     let listed = json_of(app.get("/v1/users").await, 200).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 3);
+}
+
+async fn role_of(app: &TestApp, token: &str) -> String {
+    let me = json_of(
+        app.req_as(Method::GET, "/v1/me", token)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    me["role"].as_str().unwrap().to_owned()
+}
+
+/// Creates a key as `token`; `(status, body)`.
+async fn key_as(app: &TestApp, token: &str, scopes: &[&str]) -> serde_json::Value {
+    let r = app
+        .req_as(Method::POST, "/v1/api-keys", token)
+        .json(&json!({"name": "k", "scopes": scopes}))
+        .send()
+        .await
+        .unwrap();
+    json_of(r, 201).await
+}
+
+async fn keys_cannot_escalate_through_users(b: Backend) {
+    let app = spawn_app(b).await;
+    // Bootstrap, CLI and new-project keys are owner keys.
+    assert_eq!(role_of(&app, &app.key).await, "owner");
+    let owner_id = {
+        let t = access_token(&app, OWNER_EMAIL, OWNER_PASSWORD).await;
+        let me = json_of(
+            app.req_as(Method::GET, "/v1/me", &t).send().await.unwrap(),
+            200,
+        )
+        .await;
+        me["actor"]["id"].as_str().unwrap().to_owned()
+    };
+    json_of(
+        app.post(
+            "/v1/users",
+            &json!({"email": "admin@example.com", "role": "admin", "password": "long-enough-1"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let admin = access_token(&app, "admin@example.com", "long-enough-1").await;
+
+    // An admin mints a `*` key: it carries the admin's role as its ceiling, and so does
+    // every key it mints in turn.
+    let star = key_as(&app, &admin, &["*"]).await;
+    assert_eq!(star["role"], "admin");
+    let star_secret = star["secret"].as_str().unwrap().to_owned();
+    assert_eq!(role_of(&app, &star_secret).await, "admin");
+    let shown = json_of(
+        app.get(&format!("/v1/api-keys/{}", star["id"].as_str().unwrap()))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(shown["role"], "admin");
+    let child = key_as(&app, &star_secret, &["*"]).await;
+    assert_eq!(child["role"], "admin");
+    let child_secret = child["secret"].as_str().unwrap().to_owned();
+
+    // Neither key resets the owner's password, demotes the owner, or creates an owner.
+    for token in [&star_secret, &child_secret] {
+        for patch in [
+            json!({"password": "hijacked-password"}),
+            json!({"role": "viewer"}),
+            json!({"disabled": true}),
+        ] {
+            let r = app
+                .req_as(Method::PATCH, &format!("/v1/users/{owner_id}"), token)
+                .json(&patch)
+                .send()
+                .await
+                .unwrap();
+            let v = problem(r, 422, "validation-failed").await;
+            assert_eq!(v["errors"][0]["field"], "role");
+        }
+        let r = app
+            .req_as(Method::POST, "/v1/users", token)
+            .json(
+                &json!({"email": "evil@example.com", "role": "owner", "password": "long-enough-1"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        problem(r, 422, "validation-failed").await;
+    }
+    assert_eq!(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await.status(), 200);
+    assert_eq!(
+        login(&app, OWNER_EMAIL, "hijacked-password").await.status(),
+        401
+    );
+    assert_eq!(
+        login(&app, "evil@example.com", "long-enough-1")
+            .await
+            .status(),
+        401
+    );
+    // Within its ceiling the admin key still manages users.
+    let r = app
+        .req_as(Method::POST, "/v1/users", &star_secret)
+        .json(&json!({"email": "op@example.com", "role": "operator", "password": "long-enough-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r, 201).await["role"], "operator");
+
+    // A key holding only `users:write` (an owner key) cannot hand out a role whose scopes it
+    // lacks: no owner, not even a viewer (every `:read` scope).
+    let (_, users_only) = app.create_key(&["users:write"]).await;
+    assert_eq!(role_of(&app, &users_only).await, "owner");
+    for role in ["owner", "admin", "viewer"] {
+        let r = app
+            .req_as(Method::POST, "/v1/users", &users_only)
+            .json(&json!({"email": "u@example.com", "role": role, "password": "long-enough-1"}))
+            .send()
+            .await
+            .unwrap();
+        problem(r, 422, "validation-failed").await;
+    }
+    assert_eq!(
+        login(&app, "u@example.com", "long-enough-1").await.status(),
+        401
+    );
+    // Nor change a user whose role grants more than it holds.
+    let admin_id = json_of(
+        app.req_as(Method::GET, "/v1/me", &admin)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await["actor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .req_as(Method::PATCH, &format!("/v1/users/{admin_id}"), &users_only)
+        .json(&json!({"password": "taken-over-1"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 422, "validation-failed").await;
+    // A key with every read scope and `users:write` may create viewers.
+    let mut viewer_scopes: Vec<&str> = vec!["users:write"];
+    viewer_scopes.extend(
+        [
+            "projects:read",
+            "keys:read",
+            "audit:read",
+            "jobs:read",
+            "queues:read",
+            "schedules:read",
+        ]
+        .iter(),
+    );
+    let (_, reader) = app.create_key(&viewer_scopes).await;
+    let r = app
+        .req_as(Method::POST, "/v1/users", &reader)
+        .json(&json!({"email": "v@example.com", "role": "viewer", "password": "long-enough-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r, 201).await["role"], "viewer");
+
+    // The owner's bootstrap key may create owners.
+    let r = app
+        .post(
+            "/v1/users",
+            &json!({"email": "o2@example.com", "role": "owner", "password": "long-enough-1"}),
+        )
+        .await;
+    assert_eq!(json_of(r, 201).await["role"], "owner");
+
+    // The dashboard's keys page shows each key's role.
+    let r = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .form(&[("email", OWNER_EMAIL), ("password", OWNER_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = app
+        .client
+        .get(app.url("/dashboard/keys"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<th>Role</th>") && html.contains("class=\"role\">admin"),
+        "{html}"
+    );
 }

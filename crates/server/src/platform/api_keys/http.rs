@@ -1,6 +1,6 @@
 //! `/v1/api-keys`.
 
-use super::{create_in_tx, repo, revoke_in_tx, ApiKey, ApiKeyCreated};
+use super::{create_in_tx, repo, revoke_in_tx, ApiKey, ApiKeyCreated, NewKey};
 use crate::auth::{scope, Authed, Scopes};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path, Query};
@@ -90,14 +90,18 @@ async fn create_key(
         return Err(ApiError::invalid(errors));
     }
     let mut tx = state.db.begin().await?;
+    // The new key carries its creator's role as its ceiling (a key made by a key inherits).
     let created = create_in_tx(
         &mut tx,
         &auth.audit(),
         auth.project(),
-        name,
-        input.scopes,
-        input.expires_at,
-        None,
+        NewKey {
+            name,
+            scopes: input.scopes,
+            role: auth.principal.role,
+            expires_at: input.expires_at,
+            secret: None,
+        },
     )
     .await?;
     tx.commit().await?;

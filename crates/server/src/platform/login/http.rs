@@ -75,8 +75,8 @@ pub struct Me {
     pub actor: Actor,
     /// What it may do.
     pub scopes: crate::auth::Scopes,
-    /// Role, for users.
-    pub role: Option<Role>,
+    /// A user's role; for an API key, the role it was created under (its ceiling).
+    pub role: Role,
 }
 
 const REFRESH_PREFIX: &str = "sbr_";

@@ -2,7 +2,7 @@
 //! project's first API key (the caller's own credential never reaches into it).
 
 use super::{parse_name, repo, Project};
-use crate::auth::{scope, Authed, Scopes};
+use crate::auth::{scope, Authed, Role, Scopes};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
 use crate::page::{Page, PageParams};
@@ -101,14 +101,18 @@ async fn create_project(
     // …and its first key in the new project's own chain.
     let mut ctx = auth.audit();
     ctx.project_id = project.id.clone();
+    // The new project has no user yet: its first key is its owner.
     let api_key = api_keys::create_in_tx(
         &mut tx,
         &ctx,
         &project.id,
-        "initial key",
-        Scopes::all(),
-        None,
-        None,
+        api_keys::NewKey {
+            name: "initial key",
+            scopes: Scopes::all(),
+            role: Role::Owner,
+            expires_at: None,
+            secret: None,
+        },
     )
     .await?;
     tx.commit().await?;

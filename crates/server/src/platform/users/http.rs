@@ -1,5 +1,6 @@
-//! `/v1/users`. Only an owner (or an API key with `users:write`) may create, change or
-//! disable owners; the last active owner can be neither demoted nor disabled.
+//! `/v1/users`. No credential creates or changes a user ranking above its own role (a key's
+//! role is its creator's), nor hands out, through a role, scopes it does not hold; the last
+//! active owner can be neither demoted nor disabled.
 
 use super::{parse_email, repo, User};
 use crate::auth::{password, scope, Authed, Role};
@@ -52,11 +53,6 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
 }
 
-fn may_manage(auth_role: Option<Role>, target: Role) -> bool {
-    // API keys have no role: their scope already decided. Users: only owners touch owners.
-    auth_role.is_none_or(|r| r == Role::Owner || target != Role::Owner)
-}
-
 /// Lists the project's users.
 #[utoipa::path(get, path = "/v1/users", tag = "users",
     params(PageParams),
@@ -94,8 +90,8 @@ async fn create_user(
     if input.name.chars().count() > 100 {
         errors.push(field("name", "must be at most 100 characters"));
     }
-    if !may_manage(auth.principal.role, input.role) {
-        errors.push(field("role", "only an owner can create owners"));
+    if let Some(why) = auth.principal.cannot_assign(input.role) {
+        errors.push(field("role", &why));
     }
     let email = match email {
         Ok(e) if errors.is_empty() => e,
@@ -192,8 +188,14 @@ async fn update_user(
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     let role = patch.role.unwrap_or(before.role);
-    if !may_manage(auth.principal.role, before.role) || !may_manage(auth.principal.role, role) {
-        errors.push(field("role", "only an owner can change owners"));
+    // Changing a user at all (name, password, state) needs authority over their current
+    // role, and a new role must be one the caller could give.
+    if let Some(why) = auth
+        .principal
+        .cannot_assign(before.role)
+        .or_else(|| auth.principal.cannot_assign(role))
+    {
+        errors.push(field("role", &why));
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));

@@ -173,6 +173,6 @@ pub fn principal_for_user(rec: &UserRecord) -> Principal {
             id: rec.user.id.to_string(),
         },
         scopes: rec.user.role.scopes(),
-        role: Some(rec.user.role),
+        role: rec.user.role,
     }
 }
