@@ -20,3 +20,22 @@ WHERE id IN (
             AND NOT EXISTS (SELECT 1 FROM api_keys k WHERE k.id = e.actor_id AND k.project_id = e.project_id))
       )
 );
+
+-- Idempotency records belong to one principal (actor type and id, e.g. `api_key:key_…`),
+-- not to the whole project: a replay is only ever answered to the credential that made the
+-- first request (after its scope is checked again). Existing records are dropped: they may
+-- hold plaintext secrets, which are no longer stored; a retry of a request made before the
+-- upgrade runs again.
+DROP TABLE idempotency_keys;
+CREATE TABLE idempotency_keys (
+    project_id       TEXT NOT NULL,
+    principal        TEXT NOT NULL,
+    idem_key         TEXT NOT NULL,
+    request_hash     TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    response_status  INTEGER,
+    response_body    BYTEA,
+    created_at       BIGINT NOT NULL,
+    PRIMARY KEY (project_id, principal, idem_key)
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);

@@ -346,6 +346,55 @@ impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authed<S> {
     }
 }
 
+/// What an operation requires of its caller, as its OpenAPI security requirement declares it
+/// (`security(("bearer" = ["keys:write"]))`). The handler's [`Authed`] scope is what enforces
+/// it; layers that answer before the handler runs (idempotent replays) check this instead,
+/// and a test walks every operation to prove the two agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// Any authenticated caller (`"bearer" = []`).
+    Authenticated,
+    /// A caller holding this scope.
+    Scope(&'static str),
+}
+
+/// The requirement declared for `method` on the route template `route` (`/v1/jobs/{id}`);
+/// `None` for an operation that declares none (public) or does not exist.
+pub fn declared_requirement(method: &axum::http::Method, route: &str) -> Option<Requirement> {
+    type Map = std::collections::HashMap<(String, String), Requirement>;
+    static MAP: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        let mut map = Map::new();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        for (template, item) in paths {
+            let Some(ops) = item.as_object() else {
+                continue;
+            };
+            for (method, op) in ops {
+                let Some(bearer) = op["security"]
+                    .as_array()
+                    .and_then(|reqs| reqs.iter().find_map(|r| r["bearer"].as_array()))
+                else {
+                    continue;
+                };
+                let requirement = match bearer.first().and_then(|s| s.as_str()) {
+                    None => Requirement::Authenticated,
+                    Some(s) => match SCOPES.iter().find(|known| **known == s) {
+                        Some(known) => Requirement::Scope(known),
+                        // A scope this build does not know: treated as undeclared.
+                        None => continue,
+                    },
+                };
+                map.insert((method.to_ascii_uppercase(), template.clone()), requirement);
+            }
+        }
+        map
+    })
+    .get(&(method.as_str().to_owned(), route.to_owned()))
+    .copied()
+}
+
 /// The bearer token of a request, if any.
 fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
     let value = parts.get(header::AUTHORIZATION)?.to_str().ok()?;

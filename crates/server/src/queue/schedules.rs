@@ -168,7 +168,7 @@ async fn audit_schedule(
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
     params(PageParams),
     responses((status = 200, body = Page<ScheduleOut>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:read"])))]
 async fn list_schedules(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesRead>,
@@ -189,7 +189,7 @@ async fn list_schedules(
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
     request_body = ScheduleIn,
     responses((status = 201, body = ScheduleOut), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn create_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,
@@ -248,7 +248,7 @@ async fn create_schedule(
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:read"])))]
 async fn get_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesRead>,
@@ -266,7 +266,7 @@ async fn get_schedule(
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
     responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn update_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,
@@ -300,7 +300,7 @@ async fn update_schedule(
 #[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn delete_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,
@@ -328,7 +328,7 @@ pub struct Triggered {
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn trigger(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,

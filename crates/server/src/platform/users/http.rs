@@ -57,7 +57,7 @@ pub struct UserPatch {
 #[utoipa::path(get, path = "/v1/users", tag = "users",
     params(PageParams),
     responses((status = 200, body = Page<User>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:read"])))]
 async fn list_users(
     State(state): State<AppState>,
     auth: Authed<scope::UsersRead>,
@@ -76,7 +76,7 @@ async fn list_users(
     request_body = UserIn,
     responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:write"])))]
 async fn create_user(
     State(state): State<AppState>,
     auth: Authed<scope::UsersWrite>,
@@ -150,7 +150,7 @@ async fn record(
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:read"])))]
 async fn get_user(
     State(state): State<AppState>,
     auth: Authed<scope::UsersRead>,
@@ -169,7 +169,7 @@ async fn get_user(
     request_body = UserPatch,
     responses((status = 200, body = User), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:write"])))]
 async fn update_user(
     State(state): State<AppState>,
     auth: Authed<scope::UsersWrite>,
