@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use switchboard_core::db::Backend;
 
 both!(
+    access_tokens_end_with_their_session,
     login_refresh_rotation_and_reuse,
     logout_revokes_family,
     login_is_rate_limited_per_ip,
@@ -261,4 +262,87 @@ async fn dashboard_session_cookie(b: Backend) {
         .await;
         assert_eq!(events["data"].as_array().unwrap().len(), 1, "{action}");
     }
+}
+
+async fn me_status(app: &crate::helpers::TestApp, access: &Value) -> u16 {
+    app.req_as(Method::GET, "/v1/me", access.as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// An access token is refused as soon as its login session (refresh-token family) ends:
+/// logout, refresh-token reuse, a password change.
+async fn access_tokens_end_with_their_session(b: Backend) {
+    let app = spawn_app(b).await;
+    let session = || async { json_of(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await, 200).await };
+
+    // Logout ends that session's access tokens, not another session's.
+    let a = session().await;
+    let other = session().await;
+    assert_eq!(me_status(&app, &a["access_token"]).await, 200);
+    let r = app
+        .client
+        .post(app.url("/v1/auth/logout"))
+        .json(&json!({"refresh_token": a["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(me_status(&app, &a["access_token"]).await, 401);
+    assert_eq!(me_status(&app, &other["access_token"]).await, 200);
+
+    // Reuse of a rotated refresh token ends every access token of the family.
+    let first = session().await;
+    let second = json_of(
+        refresh(&app, first["refresh_token"].as_str().unwrap()).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        me_status(&app, &first["access_token"]).await,
+        200,
+        "rotation alone keeps it"
+    );
+    assert_eq!(me_status(&app, &second["access_token"]).await, 200);
+    problem(
+        refresh(&app, first["refresh_token"].as_str().unwrap()).await,
+        401,
+        "refresh-token-reused",
+    )
+    .await;
+    assert_eq!(me_status(&app, &first["access_token"]).await, 401);
+    assert_eq!(me_status(&app, &second["access_token"]).await, 401);
+    assert_eq!(me_status(&app, &other["access_token"]).await, 200);
+
+    // A password change (here through an API key) ends every session of the user.
+    let owner_id = json_of(
+        app.req_as(
+            Method::GET,
+            "/v1/me",
+            other["access_token"].as_str().unwrap(),
+        )
+        .send()
+        .await
+        .unwrap(),
+        200,
+    )
+    .await["actor"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let third = session().await;
+    let r = app
+        .req(Method::PATCH, &format!("/v1/users/{owner_id}"))
+        .json(&json!({"password": "a-new-password-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(me_status(&app, &other["access_token"]).await, 401);
+    assert_eq!(me_status(&app, &third["access_token"]).await, 401);
+    let fresh = json_of(login(&app, OWNER_EMAIL, "a-new-password-1").await, 200).await;
+    assert_eq!(me_status(&app, &fresh["access_token"]).await, 200);
 }

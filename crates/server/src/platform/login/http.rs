@@ -131,7 +131,7 @@ async fn issue(
     .await?;
     let access_token = state
         .jwt
-        .issue(rec.user.id.as_str(), rec.project_id.as_str())
+        .issue(rec.user.id.as_str(), rec.project_id.as_str(), family)
         .map_err(|e| ApiError::internal(&e))?;
     Ok(TokenPair {
         access_token,

@@ -148,20 +148,37 @@ pub async fn count_active_owners(ex: Exec<'_>, project: &ProjectId) -> Result<i6
     .try_get("n"))
 }
 
-/// Resolves a verified access token to its principal, if the user is still active. The role
-/// is read fresh, so demotions and disabling take effect on the next request.
+/// Resolves a verified access token to its principal, if the user is still active and the
+/// token's login session (refresh-token family) is still live. The role is read fresh, so
+/// demotions and disabling take effect on the next request; logout, refresh-token reuse and
+/// a password change revoke the family, which ends its access tokens at once too.
 pub async fn principal_for_token(
     db: &Db,
     claims: &Claims,
 ) -> Result<Option<Principal>, sqlx::Error> {
+    // One statement: the user and an indexed probe (refresh_tokens_family) of the family.
+    let sql = format!(
+        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 \
+         AND t.user_id = users.id AND t.revoked_at IS NULL) AS live FROM users WHERE id = $1"
+    );
     let mut conn = db.read().await?;
-    let Some(rec) = find_by_id(conn.ex(), &claims.sub).await? else {
-        return Ok(None);
-    };
-    if rec.user.disabled_at.is_some() || rec.project_id.as_str() != claims.pid {
-        return Ok(None);
+    let found: Option<(UserRecord, bool)> = on_db!(conn.ex(), c => {
+        let row = sqlx::query(&sql)
+            .bind(&claims.sub)
+            .bind(&claims.sid)
+            .fetch_optional(c)
+            .await?;
+        row.map(|r| Ok::<_, sqlx::Error>((record_from_row!(r), r.try_get("live")?)))
+            .transpose()?
+    });
+    match found {
+        Some((rec, true))
+            if rec.user.disabled_at.is_none() && rec.project_id.as_str() == claims.pid =>
+        {
+            Ok(Some(principal_for_user(&rec)))
+        }
+        _ => Ok(None),
     }
-    Ok(Some(principal_for_user(&rec)))
 }
 
 /// The principal a user acts as.
