@@ -10,7 +10,8 @@ use switchboard_core::db::Backend;
 
 both!(
     roles_limit_what_users_do,
-    keys_cannot_escalate_through_users
+    keys_cannot_escalate_through_users,
+    concurrent_demotions_keep_an_owner
 );
 
 async fn roles_limit_what_users_do(b: Backend) {
@@ -313,4 +314,70 @@ async fn keys_cannot_escalate_through_users(b: Backend) {
         html.contains("<th>Role</th>") && html.contains("class=\"role\">admin"),
         "{html}"
     );
+}
+
+/// Two owners demoting each other (or a key demoting both) at the same moment: one of them
+/// must stay an active owner, every time.
+async fn concurrent_demotions_keep_an_owner(b: Backend) {
+    let app = spawn_app(b).await;
+    for round in 0..24 {
+        // A fresh project whose only users are two owners; its first key is an owner key.
+        let created = json_of(
+            app.post("/v1/projects", &json!({"name": format!("race-{round}")}))
+                .await,
+            201,
+        )
+        .await;
+        let key = created["api_key"]["secret"].as_str().unwrap().to_owned();
+        let mut owners = Vec::new();
+        for who in ["a", "b"] {
+            let email = format!("{who}{round}@race.example");
+            let r = app
+                .req_as(Method::POST, "/v1/users", &key)
+                .json(&json!({"email": email, "role": "owner", "password": "long-enough-1"}))
+                .send()
+                .await
+                .unwrap();
+            let id = json_of(r, 201).await["id"].as_str().unwrap().to_owned();
+            owners.push((id, email));
+        }
+        // Even rounds: each owner (JWT) demotes the other; odd rounds: one key demotes both.
+        let (first, second) = if round % 2 == 0 {
+            (
+                access_token(&app, &owners[0].1, "long-enough-1").await,
+                access_token(&app, &owners[1].1, "long-enough-1").await,
+            )
+        } else {
+            (key.clone(), key.clone())
+        };
+        let demote = |token: String, target: String| {
+            let req = app
+                .req_as(Method::PATCH, &format!("/v1/users/{target}"), &token)
+                .json(&json!({"role": "admin"}));
+            async move { req.send().await.unwrap().status().as_u16() }
+        };
+        let (x, y) = tokio::join!(
+            demote(first, owners[1].0.clone()),
+            demote(second, owners[0].0.clone())
+        );
+        let users = json_of(
+            app.req_as(Method::GET, "/v1/users", &key)
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        let active_owners = users["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|u| u["role"] == "owner" && u["disabled_at"].is_null())
+            .count();
+        assert!(
+            active_owners >= 1,
+            "round {round}: no owner left (answers {x} and {y})"
+        );
+        assert!([x, y].contains(&200), "round {round}: {x} {y}");
+    }
 }

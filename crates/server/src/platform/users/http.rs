@@ -184,6 +184,9 @@ async fn update_user(
         errors.push(field("name", "must be at most 100 characters"));
     }
     let mut tx = state.db.begin().await?;
+    // Lock the active owners before reading anything: the last-owner check below must see
+    // what concurrent changes committed (two owners demoting each other at once).
+    let owners = repo::lock_active_owners(tx.ex(), auth.project()).await?;
     let before = repo::get(tx.ex(), auth.project(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
@@ -217,7 +220,7 @@ async fn update_user(
     let loses_owner = before.role == Role::Owner
         && before.disabled_at.is_none()
         && (after.role != Role::Owner || after.disabled_at.is_some());
-    if loses_owner && repo::count_active_owners(tx.ex(), auth.project()).await? <= 1 {
+    if loses_owner && owners.iter().all(|o| o == before.id.as_str()) {
         return Err(ApiError::conflict(
             "last-owner",
             "the project's last active owner cannot be demoted or disabled",

@@ -137,15 +137,32 @@ pub async fn update(
     .map(|_| ()))
 }
 
-/// How many active owners the project has.
-pub async fn count_active_owners(ex: Exec<'_>, project: &ProjectId) -> Result<i64, sqlx::Error> {
-    on_db!(ex, c => sqlx::query(
-        "SELECT COUNT(*) AS n FROM users WHERE project_id = $1 AND role = 'owner' AND disabled_at IS NULL",
-    )
-    .bind(project.as_str())
-    .fetch_one(c)
-    .await?
-    .try_get("n"))
+/// The ids of the project's active owners, locked until the transaction ends, so that two
+/// concurrent demotions cannot both see the other owner still active. PostgreSQL: `FOR
+/// UPDATE` in id order (concurrent callers queue rather than deadlock; a waiter re-checks
+/// each row after the holder commits, so an owner demoted meanwhile is no longer counted).
+/// SQLite: every transaction already runs alone on the single writer.
+pub async fn lock_active_owners(
+    ex: Exec<'_>,
+    project: &ProjectId,
+) -> Result<Vec<String>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT id FROM users WHERE project_id = $1 AND role = 'owner' AND disabled_at IS NULL \
+         ORDER BY id";
+    match ex {
+        Exec::Sqlite(c) => {
+            sqlx::query_scalar(SQL)
+                .bind(project.as_str())
+                .fetch_all(c)
+                .await
+        }
+        Exec::Postgres(c) => {
+            sqlx::query_scalar(&format!("{SQL} FOR UPDATE"))
+                .bind(project.as_str())
+                .fetch_all(c)
+                .await
+        }
+    }
 }
 
 /// Resolves a verified access token to its principal, if the user is still active and the
