@@ -14,6 +14,7 @@ use crate::platform::{api_keys, projects};
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::from_fn_with_state;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -99,6 +100,31 @@ pub fn layout(title: &str, user: Option<&UserRecord>, body: &str) -> Html<String
     ))
 }
 
+/// `Some(refusal)` for a form POST whose `Origin` is another site's: every dashboard POST,
+/// login and logout included (a forged login would sign the victim into the attacker's
+/// account). Requests without `Origin` (not sent by a browser) pass.
+pub fn refuse_cross_origin(headers: &HeaderMap) -> Option<Response> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin_ok = headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|o| o.split("://").nth(1) == Some(host));
+    if origin_ok {
+        None
+    } else {
+        Some(
+            (
+                StatusCode::FORBIDDEN,
+                "cross-origin form submission refused",
+            )
+                .into_response(),
+        )
+    }
+}
+
 /// A logged-in dashboard user; anything else is sent to the login page.
 pub struct DashboardUser(pub UserRecord);
 
@@ -161,9 +187,13 @@ struct LoginForm {
 async fn login_submit(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = refuse_cross_origin(&headers) {
+        return Ok(refused);
+    }
     let rec = match login::http::check_password(&state, &form.email, &form.password).await {
         Ok(r) => r,
         Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
@@ -198,9 +228,13 @@ async fn login_submit(
 async fn logout(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     user: Result<DashboardUser, Response>,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = refuse_cross_origin(&headers) {
+        return Ok(refused);
+    }
     if let (Some(c), Ok(DashboardUser(rec))) = (jar.get(COOKIE), user) {
         let mut tx = state.db.begin().await?;
         sessions::delete_session(tx.ex(), &secret::digest(c.value())).await?;

@@ -9,7 +9,7 @@ use crate::queue::jobs::{job_filter, load_detail, JobQuery};
 use crate::queue::service::{self, BulkOp, JobOp};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -60,25 +60,7 @@ fn refuse(me: &DashboardUser, headers: &HeaderMap) -> Option<Response> {
                 .into_response(),
         );
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
-    let origin_ok = headers
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .is_none_or(|o| o.split("://").nth(1) == Some(host));
-    if origin_ok {
-        None
-    } else {
-        Some(
-            (
-                StatusCode::FORBIDDEN,
-                "cross-origin form submission refused",
-            )
-                .into_response(),
-        )
-    }
+    super::refuse_cross_origin(headers)
 }
 
 fn count_cell(queue: &str, state: JobState, n: i64) -> String {

@@ -9,6 +9,7 @@ use switchboard_core::db::Backend;
 
 both!(
     access_tokens_end_with_their_session,
+    dashboard_login_and_logout_refuse_other_origins,
     login_refresh_rotation_and_reuse,
     logout_revokes_family,
     login_is_rate_limited_per_ip,
@@ -345,4 +346,75 @@ async fn access_tokens_end_with_their_session(b: Backend) {
     assert_eq!(me_status(&app, &third["access_token"]).await, 401);
     let fresh = json_of(login(&app, OWNER_EMAIL, "a-new-password-1").await, 200).await;
     assert_eq!(me_status(&app, &fresh["access_token"]).await, 200);
+}
+
+async fn sessions_in_db(app: &crate::helpers::TestApp) -> i64 {
+    let mut conn = app.state.db.read().await.unwrap();
+    switchboard_core::on_db!(conn.ex(), c => sqlx::query_scalar("SELECT COUNT(*) FROM sessions")
+        .fetch_one(c).await.unwrap())
+}
+
+/// Login CSRF: another site's form must not sign a browser in (into the attacker's account)
+/// or out. Both answer 403 and change nothing.
+async fn dashboard_login_and_logout_refuse_other_origins(b: Backend) {
+    let app = spawn_app(b).await;
+    let dashboard_login = |origin: Option<&str>| {
+        let mut req = app
+            .client
+            .post(app.url("/dashboard/login"))
+            .form(&[("email", OWNER_EMAIL), ("password", OWNER_PASSWORD)]);
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        req.send()
+    };
+    for origin in ["https://evil.example", "null"] {
+        let r = dashboard_login(Some(origin)).await.unwrap();
+        assert_eq!(r.status(), 403, "{origin}");
+        assert!(r.headers().get("set-cookie").is_none());
+    }
+    assert_eq!(sessions_in_db(&app).await, 0);
+    let events = json_of(
+        app.get("/v1/audit-events?action=auth.dashboard_login")
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 0);
+
+    // The dashboard's own origin logs in.
+    let r = dashboard_login(Some(&app.addr)).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let pair = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(sessions_in_db(&app).await, 1);
+
+    let logout = |origin: &str| {
+        app.client
+            .post(app.url("/dashboard/logout"))
+            .header("cookie", &pair)
+            .header("origin", origin)
+            .send()
+    };
+    let r = logout("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.headers().get("set-cookie").is_none(), "cookie kept");
+    assert_eq!(sessions_in_db(&app).await, 1);
+    let page = app
+        .client
+        .get(app.url("/dashboard"))
+        .header("cookie", &pair)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "still logged in");
+
+    let r = logout(&app.addr).await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(sessions_in_db(&app).await, 0);
 }
