@@ -39,3 +39,13 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (project_id, principal, idem_key)
 );
 CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+
+-- Per-account login throttle: attempts in a row per normalised e-mail (whether or not the
+-- account exists), shared by every node. Pruned hourly once quiet.
+CREATE TABLE login_failures (
+    email            TEXT PRIMARY KEY,
+    failures         BIGINT NOT NULL,
+    last_failure_at  BIGINT NOT NULL,
+    locked_until     BIGINT NOT NULL
+);
+CREATE INDEX login_failures_last ON login_failures(last_failure_at);

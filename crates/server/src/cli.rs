@@ -486,7 +486,10 @@ async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         created_at: time::now(),
         disabled_at: None,
     };
-    let hash = password::hash(&pw).map_err(|e| anyhow::anyhow!("hash: {e}"))?;
+    let hash = password::Passwords::from_config(config)
+        .hash(&pw)
+        .await
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
     let mut tx = db.begin().await?;
     users::repo::insert(tx.ex(), &project, &user, &hash)
         .await

@@ -196,12 +196,23 @@ async fn login_submit(
     }
     let rec = match login::http::check_password(&state, &form.email, &form.password).await {
         Ok(r) => r,
-        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
-            let mut resp = login_page(Some("Wrong e-mail or password.")).into_response();
-            *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+        Err(e) => {
+            let message = match e.status() {
+                StatusCode::UNAUTHORIZED => "Wrong e-mail or password.",
+                StatusCode::TOO_MANY_REQUESTS => {
+                    "Too many failed logins for this account. Try again later."
+                }
+                StatusCode::SERVICE_UNAVAILABLE => "The server is busy. Try again in a moment.",
+                _ => return Err(e),
+            };
+            let mut resp = login_page(Some(message)).into_response();
+            *resp.status_mut() = e.status();
+            if let Some(retry) = e.header(&header::RETRY_AFTER) {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, retry.clone());
+            }
             return Ok(resp);
         }
-        Err(e) => return Err(e),
     };
     let token = secret::random_token("sbs_");
     let now = time::now();

@@ -1,13 +1,13 @@
 //! `/v1/auth/login|refresh|logout` (public, rate-limited per client IP) and `/v1/me`.
 
-use super::repo;
-use crate::auth::{password, ClientInfo, Principal, Role};
+use super::{repo, throttle};
+use crate::auth::{ClientInfo, Principal, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::platform::users::{self, repo::UserRecord};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use switchboard_core::audit::{self, Actor, AuditContext, Change};
@@ -143,22 +143,29 @@ async fn issue(
 }
 
 /// Checks an e-mail and password; the same 401 for an unknown e-mail, a wrong password
-/// and a disabled user, after the same amount of hashing work.
+/// and a disabled user, after the same amount of hashing work. Before any of it: a place in
+/// the bounded hashing line (else 503 `server-busy`) and the account's throttle (else 429
+/// `login-throttled`, the same for accounts that do not exist).
 pub async fn check_password(state: &AppState, email: &str, pw: &str) -> ApiResult<UserRecord> {
     let email = email.trim().to_ascii_lowercase();
+    let slot = state.passwords.admit()?;
+    if let throttle::Charge::Locked { retry_after_secs } =
+        throttle::charge(&state.db, &email, time::now()).await?
+    {
+        tracing::info!(email = %email, "login refused: account throttled");
+        return Err(throttled(retry_after_secs));
+    }
     let mut conn = state.db.read().await?;
     let rec = users::repo::find_by_email(conn.ex(), &email).await?;
     drop(conn);
-    let stored = rec
-        .as_ref()
-        .map(|r| r.password_hash.clone())
-        .unwrap_or_else(|| password::decoy_hash().to_owned());
-    let pw = pw.to_owned();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
-        .await
-        .unwrap_or(false);
+    let ok = slot
+        .verify(pw, rec.as_ref().map(|r| r.password_hash.clone()))
+        .await?;
     match rec {
-        Some(r) if ok && r.user.disabled_at.is_none() => Ok(r),
+        Some(r) if ok && r.user.disabled_at.is_none() => {
+            throttle::clear(&state.db, &email).await?;
+            Ok(r)
+        }
         _ => {
             tracing::info!(email = %email, "failed login");
             Err(ApiError::unauthorized("wrong e-mail or password"))
@@ -166,11 +173,23 @@ pub async fn check_password(state: &AppState, email: &str, pw: &str) -> ApiResul
     }
 }
 
+/// 429 `login-throttled` with `Retry-After`.
+fn throttled(retry_after_secs: i64) -> ApiError {
+    let value = HeaderValue::from_str(&retry_after_secs.to_string())
+        .unwrap_or(HeaderValue::from_static("60"));
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login-throttled",
+        format!("too many failed logins for this account; try again in {retry_after_secs} s"),
+    )
+    .with_header(header::RETRY_AFTER, value)
+}
+
 /// Exchanges an e-mail and password for tokens.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginIn,
     responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem),
-        (status = 429, body = crate::error::Problem)))]
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,

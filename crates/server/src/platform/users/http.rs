@@ -105,7 +105,7 @@ async fn create_user(
         created_at: time::now(),
         disabled_at: None,
     };
-    let hash = password::hash(&input.password).map_err(|e| ApiError::internal(&e))?;
+    let hash = state.passwords.hash(&input.password).await?;
     let mut tx = state.db.begin().await?;
     repo::insert(tx.ex(), auth.project(), &user, &hash)
         .await
@@ -183,6 +183,11 @@ async fn update_user(
     if patch.name.as_ref().is_some_and(|n| n.chars().count() > 100) {
         errors.push(field("name", "must be at most 100 characters"));
     }
+    // Hashed before the transaction: no lock (on SQLite, the writer) waits for argon2.
+    let hash = match patch.password.as_deref() {
+        Some(p) if errors.is_empty() => Some(state.passwords.hash(p).await?),
+        _ => None,
+    };
     let mut tx = state.db.begin().await?;
     // Lock the active owners before reading anything: the last-owner check below must see
     // what concurrent changes committed (two owners demoting each other at once).
@@ -226,10 +231,6 @@ async fn update_user(
             "the project's last active owner cannot be demoted or disabled",
         ));
     }
-    let hash = match patch.password.as_deref() {
-        Some(p) => Some(password::hash(p).map_err(|e| ApiError::internal(&e))?),
-        None => None,
-    };
     repo::update(tx.ex(), auth.project(), &after, hash.as_deref()).await?;
     if after.disabled_at.is_some() || hash.is_some() {
         // Disabling or a new password ends every refresh-token family and dashboard session.
