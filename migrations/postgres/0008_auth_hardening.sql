@@ -49,3 +49,10 @@ CREATE TABLE login_failures (
     locked_until     BIGINT NOT NULL
 );
 CREATE INDEX login_failures_last ON login_failures(last_failure_at);
+
+-- Users belong to a project, and so does their e-mail: unique per project, not per
+-- installation (one project's admin could otherwise learn which addresses another project
+-- uses). Login without a project looks the e-mail up across projects: `users_email`.
+ALTER TABLE users DROP CONSTRAINT users_email_key;
+ALTER TABLE users ADD CONSTRAINT users_project_email_key UNIQUE (project_id, email);
+CREATE INDEX users_email ON users(email);

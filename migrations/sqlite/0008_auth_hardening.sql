@@ -49,3 +49,25 @@ CREATE TABLE login_failures (
     locked_until     BIGINT NOT NULL
 );
 CREATE INDEX login_failures_last ON login_failures(last_failure_at);
+
+-- Users belong to a project, and so does their e-mail: unique per project, not per
+-- installation (one project's admin could otherwise learn which addresses another project
+-- uses). SQLite cannot drop the inline UNIQUE, so the table is rebuilt (foreign keys are
+-- off while migrations run; see `Db::run_migrator`).
+CREATE TABLE users_new (
+    id             TEXT PRIMARY KEY,
+    project_id     TEXT NOT NULL REFERENCES projects(id),
+    email          TEXT NOT NULL,
+    name           TEXT NOT NULL DEFAULT '',
+    role           TEXT NOT NULL,
+    password_hash  TEXT NOT NULL,
+    created_at     BIGINT NOT NULL,
+    disabled_at    BIGINT,
+    UNIQUE (project_id, email)
+);
+INSERT INTO users_new (id, project_id, email, name, role, password_hash, created_at, disabled_at)
+    SELECT id, project_id, email, name, role, password_hash, created_at, disabled_at FROM users;
+DROP TABLE users;
+ALTER TABLE users_new RENAME TO users;
+CREATE INDEX users_project ON users(project_id, id);
+CREATE INDEX users_email ON users(email);

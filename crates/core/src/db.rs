@@ -57,6 +57,9 @@ pub enum DbError {
          that reaches PostgreSQL directly, not through the transaction pooler"
     )]
     PendingBehindPooler,
+    /// After migrating SQLite, rows refer to rows that do not exist (a migration bug).
+    #[error("after migrating, {0} rows break foreign keys (PRAGMA foreign_key_check)")]
+    ForeignKeyViolations(usize),
     /// The data directory could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -432,11 +435,41 @@ impl Db {
                 .cloned()
                 .collect(),
         );
-        match self {
-            Db::Sqlite { writer, .. } => m.run(writer).await?,
-            Db::Postgres(pool, _) => m.run(pool).await?,
+        self.run_migrator(&m).await
+    }
+
+    /// Runs `m`. On SQLite, with foreign keys off: changing a constraint there means
+    /// rebuilding the table (new table, copy, drop, rename), and dropping a table that others
+    /// reference fails while they are enforced; `PRAGMA foreign_keys` cannot change inside
+    /// the migrator's transaction, so it is switched around the run, and the result is
+    /// checked with `PRAGMA foreign_key_check` before enforcement resumes.
+    async fn run_migrator(&self, m: &Migrator) -> Result<(), DbError> {
+        let writer = match self {
+            Db::Postgres(pool, _) => return Ok(m.run(pool).await?),
+            Db::Sqlite { writer, .. } => writer,
+        };
+        let mut conn = writer.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let ran = m.run(&mut *conn).await;
+        let violations = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut *conn)
+            .await
+            .map(|rows| rows.len());
+        let enforced = sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await;
+        if enforced.is_err() {
+            // Never hand the pool a connection that does not enforce foreign keys.
+            let _ = conn.detach();
         }
-        Ok(())
+        ran?;
+        enforced?;
+        match violations? {
+            0 => Ok(()),
+            n => Err(DbError::ForeignKeyViolations(n)),
+        }
     }
 
     /// Applies every migration this binary carries that the database lacks.
@@ -460,12 +493,12 @@ impl Db {
         }) {
             return Ok(());
         }
-        match self {
-            Db::Postgres(_, side) if side.pooled => return Err(DbError::PendingBehindPooler),
-            Db::Sqlite { writer, .. } => m.run(writer).await?,
-            Db::Postgres(pool, _) => m.run(pool).await?,
+        if let Db::Postgres(_, side) = self {
+            if side.pooled {
+                return Err(DbError::PendingBehindPooler);
+            }
         }
-        Ok(())
+        self.run_migrator(&m).await
     }
 
     /// Versions and checksums of the migrations applied successfully (an error if there is

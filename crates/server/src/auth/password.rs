@@ -128,6 +128,24 @@ impl Admitted {
         })
         .await
     }
+
+    /// Checks a password against each stored hash, one after another in this one slot
+    /// (callers bound the list); none at all checks it against the decoy, so an unknown
+    /// account costs what one account costs.
+    pub async fn verify_each(
+        self,
+        password: &str,
+        stored: Vec<String>,
+    ) -> Result<Vec<bool>, PasswordError> {
+        let password = password.to_owned();
+        self.run(move || {
+            if stored.is_empty() {
+                verify_now(&password, decoy_hash());
+            }
+            stored.iter().map(|s| verify_now(&password, s)).collect()
+        })
+        .await
+    }
 }
 
 fn hash_now(password: &str) -> Result<String, PasswordError> {

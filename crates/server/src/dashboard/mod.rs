@@ -173,6 +173,7 @@ fn login_page(error: Option<&str>) -> Html<String> {
              <form method=\"post\" action=\"/dashboard/login\">\
              <label>E-mail<input name=\"email\" type=\"email\" autocomplete=\"username\" required></label>\
              <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <label>Project (only if your e-mail is in several)<input name=\"project\" placeholder=\"proj_…\"></label>\
              <button type=\"submit\">Log in</button></form></div>"
         ),
     )
@@ -182,6 +183,8 @@ fn login_page(error: Option<&str>) -> Html<String> {
 struct LoginForm {
     email: String,
     password: String,
+    #[serde(default)]
+    project: Option<String>,
 }
 
 async fn login_submit(
@@ -194,7 +197,14 @@ async fn login_submit(
     if let Some(refused) = refuse_cross_origin(&headers) {
         return Ok(refused);
     }
-    let rec = match login::http::check_password(&state, &form.email, &form.password).await {
+    let rec = match login::http::check_password(
+        &state,
+        &form.email,
+        &form.password,
+        form.project.as_deref(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             let message = match e.status() {
@@ -203,6 +213,10 @@ async fn login_submit(
                     "Too many failed logins for this account. Try again later."
                 }
                 StatusCode::SERVICE_UNAVAILABLE => "The server is busy. Try again in a moment.",
+                StatusCode::CONFLICT => {
+                    "This e-mail and password match accounts in several projects: enter the project id."
+                }
+                StatusCode::UNPROCESSABLE_ENTITY => "That is not a project id (proj_…).",
                 _ => return Err(e),
             };
             let mut resp = login_page(Some(message)).into_response();

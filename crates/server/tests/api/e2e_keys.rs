@@ -12,7 +12,7 @@ both!(
     key_lifecycle,
     keys_cannot_escalate,
     key_pagination,
-    existing_keys_migrate_to_a_safe_role
+    migration_0008_upgrades_existing_data
 );
 
 async fn key_lifecycle(b: Backend) {
@@ -170,8 +170,10 @@ async fn key_pagination(b: Backend) {
 
 /// Keys from before roles existed become `admin` keys (no power over owners) unless the audit
 /// trail shows an owner-level origin: bootstrap or the CLI, a new project's first key, or a
-/// user who is an active owner.
-async fn existing_keys_migrate_to_a_safe_role(b: Backend) {
+/// user who is an active owner. Users keep their rows and the rows that refer to them while
+/// their e-mails become unique per project (SQLite rebuilds the table), and foreign keys are
+/// enforced again afterwards.
+async fn migration_0008_upgrades_existing_data(b: Backend) {
     use switchboard_core::db::Db;
     let dir = tempfile::tempdir().unwrap();
     let config = crate::helpers::test_config(b, dir.path()).await;
@@ -192,6 +194,10 @@ async fn existing_keys_migrate_to_a_safe_role(b: Backend) {
          ('audit_3', 'proj_p', 3, 'user', 'user_a', 'api_key.create', 'api_key', 'key_byadmin', 1, '', ''), \
          ('audit_4', 'proj_p', 4, 'api_key', 'key_boot', 'api_key.create', 'api_key', 'key_bykey', 1, '', ''), \
          ('audit_5', 'proj_p', 5, 'user', 'user_q', 'api_key.create', 'api_key', 'key_initial', 1, '', '')",
+        "INSERT INTO sessions (token_hash, user_id, project_id, created_at, expires_at) \
+         VALUES ('s1', 'user_o', 'proj_p', 1, 2)",
+        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, project_id, created_at, expires_at) \
+         VALUES ('r1', 'f1', 'user_a', 'proj_p', 1, 2)",
     ];
     let mut tx = db.begin().await.unwrap();
     for sql in statements {
@@ -216,6 +222,24 @@ async fn existing_keys_migrate_to_a_safe_role(b: Backend) {
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
     assert_eq!(got, expected);
+    let users: Vec<(String, String)> = on_db!(conn.ex(), c => sqlx::query_as(
+        "SELECT u.id, s.token_hash FROM users u JOIN sessions s ON s.user_id = u.id")
+        .fetch_all(c).await.unwrap());
+    assert_eq!(users, [("user_o".to_owned(), "s1".to_owned())]);
     drop(conn);
+    let mut tx = db.begin().await.unwrap();
+    // The same e-mail in another project is fine now; twice in one project is not.
+    on_db!(tx.ex(), c => sqlx::query("INSERT INTO users (id, project_id, email, name, role, password_hash, created_at) \
+        VALUES ('user_o2', 'proj_q', 'o@x', '', 'owner', 'x', 1)").execute(c).await.map(|_| ())).unwrap();
+    let dup = on_db!(tx.ex(), c => sqlx::query("INSERT INTO users (id, project_id, email, name, role, password_hash, created_at) \
+        VALUES ('user_o3', 'proj_q', 'o@x', '', 'owner', 'x', 1)").execute(c).await.map(|_| ()));
+    assert!(switchboard_core::db::is_unique_violation(&dup.unwrap_err()));
+    drop(tx);
+    // Foreign keys are enforced again.
+    let mut tx = db.begin().await.unwrap();
+    let orphan = on_db!(tx.ex(), c => sqlx::query("INSERT INTO sessions (token_hash, user_id, project_id, created_at, expires_at) \
+        VALUES ('s2', 'user_nobody', 'proj_p', 1, 2)").execute(c).await.map(|_| ()));
+    assert!(orphan.is_err(), "a session of no user was accepted");
+    drop(tx);
     db.close().await;
 }

@@ -11,7 +11,8 @@ use switchboard_core::db::Backend;
 both!(
     roles_limit_what_users_do,
     keys_cannot_escalate_through_users,
-    concurrent_demotions_keep_an_owner
+    concurrent_demotions_keep_an_owner,
+    emails_are_per_project
 );
 
 async fn roles_limit_what_users_do(b: Backend) {
@@ -380,4 +381,202 @@ async fn concurrent_demotions_keep_an_owner(b: Backend) {
         );
         assert!([x, y].contains(&200), "round {round}: {x} {y}");
     }
+}
+
+async fn login_in(
+    app: &TestApp,
+    email: &str,
+    password: &str,
+    project: Option<&str>,
+) -> reqwest::Response {
+    let mut body = json!({"email": email, "password": password});
+    if let Some(p) = project {
+        body["project"] = json!(p);
+    }
+    app.client
+        .post(app.url("/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The project a token pair's access token belongs to.
+async fn project_of(app: &TestApp, r: reqwest::Response) -> String {
+    let access = json_of(r, 200).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    role_and_project(app, &access).await.1
+}
+
+async fn role_and_project(app: &TestApp, token: &str) -> (String, String) {
+    let me = json_of(
+        app.req_as(Method::GET, "/v1/me", token)
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
+    (
+        me["role"].as_str().unwrap().to_owned(),
+        me["project_id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// E-mails are unique per project: another project's admin learns nothing by creating a user
+/// (same answer whether the address is used elsewhere or not), and login finds the account
+/// by password, or by `project` when several match.
+async fn emails_are_per_project(b: Backend) {
+    let app = spawn_app(b).await;
+    let project_a = role_and_project(&app, &app.key).await.1;
+    let created = json_of(app.post("/v1/projects", &json!({"name": "B"})).await, 201).await;
+    let key_b = created["api_key"]["secret"].as_str().unwrap().to_owned();
+    let project_b = created["project"]["id"].as_str().unwrap().to_owned();
+    let create_in_b = |email: &str, password: &str| {
+        app.req_as(Method::POST, "/v1/users", &key_b)
+            .json(&json!({"email": email, "role": "admin", "password": password}))
+            .send()
+    };
+    json_of(
+        app.post(
+            "/v1/users",
+            &json!({"email": "only-a@example.com", "role": "viewer", "password": "password-a-1"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    // Used in A, or nowhere: B gets the same answer.
+    for email in ["only-a@example.com", "nowhere@example.com", OWNER_EMAIL] {
+        let r = create_in_b(email, "password-b-1").await.unwrap();
+        assert_eq!(json_of(r, 201).await["email"], email);
+    }
+    // Within B the address is taken.
+    problem(
+        create_in_b("Nowhere@Example.com", "password-b-1")
+            .await
+            .unwrap(),
+        409,
+        "email-taken",
+    )
+    .await;
+
+    // Without `project`, the password picks the account.
+    assert_eq!(
+        project_of(
+            &app,
+            login_in(&app, OWNER_EMAIL, OWNER_PASSWORD, None).await
+        )
+        .await,
+        project_a
+    );
+    assert_eq!(
+        project_of(
+            &app,
+            login_in(&app, OWNER_EMAIL, "password-b-1", None).await
+        )
+        .await,
+        project_b
+    );
+    problem(
+        login_in(&app, OWNER_EMAIL, "nope-nope-nope", None).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    // With `project`, only that project's account counts.
+    problem(
+        login_in(&app, OWNER_EMAIL, "password-b-1", Some(&project_a)).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    assert_eq!(
+        project_of(
+            &app,
+            login_in(&app, OWNER_EMAIL, OWNER_PASSWORD, Some(&project_a)).await
+        )
+        .await,
+        project_a
+    );
+    problem(
+        login_in(&app, OWNER_EMAIL, OWNER_PASSWORD, Some("bogus")).await,
+        422,
+        "validation-failed",
+    )
+    .await;
+
+    // The same password in both projects: the login must name one.
+    json_of(
+        app.post(
+            "/v1/users",
+            &json!({"email": "nowhere@example.com", "role": "viewer", "password": "password-b-1"}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let v = problem(
+        login_in(&app, "nowhere@example.com", "password-b-1", None).await,
+        409,
+        "project-required",
+    )
+    .await;
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&project_a) && detail.contains(&project_b),
+        "{detail}"
+    );
+    let r = login_in(
+        &app,
+        "nowhere@example.com",
+        "password-b-1",
+        Some(&project_b),
+    )
+    .await;
+    let access = json_of(r, 200).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        role_and_project(&app, &access).await,
+        ("admin".to_owned(), project_b.clone())
+    );
+
+    // The dashboard login form takes the project too.
+    let dashboard = |project: &str| {
+        app.client
+            .post(app.url("/dashboard/login"))
+            .form(&[
+                ("email", "nowhere@example.com"),
+                ("password", "password-b-1"),
+                ("project", project),
+            ])
+            .send()
+    };
+    let r = dashboard("").await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(r.text().await.unwrap().contains("enter the project id"));
+    let r = dashboard(&project_b).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let html = app
+        .client
+        .get(app.url("/dashboard"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(&project_b), "{html}");
 }

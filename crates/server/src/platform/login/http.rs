@@ -39,6 +39,11 @@ pub struct LoginIn {
     pub email: String,
     /// Password.
     pub password: String,
+    /// The project (`proj_…`) of the account. E-mails are unique per project: without it,
+    /// the password is checked against the accounts with this e-mail (a few at most), and
+    /// one of several matching is a 409 `project-required`.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 /// Body of `POST /v1/auth/refresh` and `/v1/auth/logout`.
@@ -142,12 +147,34 @@ async fn issue(
     })
 }
 
-/// Checks an e-mail and password; the same 401 for an unknown e-mail, a wrong password
-/// and a disabled user, after the same amount of hashing work. Before any of it: a place in
-/// the bounded hashing line (else 503 `server-busy`) and the account's throttle (else 429
-/// `login-throttled`, the same for accounts that do not exist).
-pub async fn check_password(state: &AppState, email: &str, pw: &str) -> ApiResult<UserRecord> {
+/// Most accounts one login without a project checks its password against.
+const MAX_CANDIDATES: i64 = 5;
+
+/// What a failed login says, whatever failed (unknown e-mail or project, wrong password,
+/// disabled user), so the answer reveals nothing.
+const WRONG: &str = "wrong e-mail or password (if this e-mail is used in several projects, \
+                     send `project`)";
+
+/// Checks an e-mail and password, in `project` when given, else among the (at most
+/// [`MAX_CANDIDATES`]) accounts with that e-mail; exactly one must match. The same 401 for an
+/// unknown e-mail, a wrong password and a disabled user, an unknown e-mail costing the same
+/// hashing work as one account (a decoy). Before any of it: a place in the bounded hashing
+/// line (else 503 `server-busy`) and the account's throttle (else 429 `login-throttled`,
+/// the same for e-mails no account has).
+pub async fn check_password(
+    state: &AppState,
+    email: &str,
+    pw: &str,
+    project: Option<&str>,
+) -> ApiResult<UserRecord> {
     let email = email.trim().to_ascii_lowercase();
+    let project = match project.map(str::trim).filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(
+            ProjectId::parse(p)
+                .map_err(|_| ApiError::invalid_field("project", "is not a project id"))?,
+        ),
+    };
     let slot = state.passwords.admit()?;
     if let throttle::Charge::Locked { retry_after_secs } =
         throttle::charge(&state.db, &email, time::now()).await?
@@ -156,19 +183,39 @@ pub async fn check_password(state: &AppState, email: &str, pw: &str) -> ApiResul
         return Err(throttled(retry_after_secs));
     }
     let mut conn = state.db.read().await?;
-    let rec = users::repo::find_by_email(conn.ex(), &email).await?;
+    let candidates =
+        users::repo::find_by_email(conn.ex(), &email, project.as_ref(), MAX_CANDIDATES).await?;
     drop(conn);
-    let ok = slot
-        .verify(pw, rec.as_ref().map(|r| r.password_hash.clone()))
-        .await?;
-    match rec {
-        Some(r) if ok && r.user.disabled_at.is_none() => {
+    let hashes: Vec<String> = candidates.iter().map(|c| c.password_hash.clone()).collect();
+    let matches = slot.verify_each(pw, hashes).await?;
+    let mut matching: Vec<UserRecord> = candidates
+        .into_iter()
+        .zip(matches)
+        .filter(|(c, ok)| *ok && c.user.disabled_at.is_none())
+        .map(|(c, _)| c)
+        .collect();
+    match matching.len() {
+        1 => {
             throttle::clear(&state.db, &email).await?;
-            Ok(r)
+            Ok(matching.remove(0))
+        }
+        0 => {
+            tracing::info!(email = %email, "failed login");
+            Err(ApiError::unauthorized(WRONG))
         }
         _ => {
-            tracing::info!(email = %email, "failed login");
-            Err(ApiError::unauthorized("wrong e-mail or password"))
+            // The caller knows the password of each of these accounts: naming their
+            // projects discloses nothing it could not learn by logging in to each.
+            let ids: Vec<&str> = matching.iter().map(|c| c.project_id.as_str()).collect();
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "project-required",
+                format!(
+                    "this e-mail and password match accounts in several projects; send \
+                     `project`, one of: {}",
+                    ids.join(", ")
+                ),
+            ))
         }
     }
 }
@@ -189,13 +236,20 @@ fn throttled(retry_after_secs: i64) -> ApiError {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginIn,
     responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
         (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
     Json(input): Json<LoginIn>,
 ) -> ApiResult<Json<TokenPair>> {
-    let rec = check_password(&state, &input.email, &input.password).await?;
+    let rec = check_password(
+        &state,
+        &input.email,
+        &input.password,
+        input.project.as_deref(),
+    )
+    .await?;
     let family = TokenFamilyId::generate();
     let mut tx = state.db.begin().await?;
     let pair = issue(&state, &mut tx, &rec, family.as_str()).await?;

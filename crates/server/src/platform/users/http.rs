@@ -110,7 +110,11 @@ async fn create_user(
     repo::insert(tx.ex(), auth.project(), &user, &hash)
         .await
         .map_err(|e| {
-            ApiError::unique(e, "email-taken", "a user with this e-mail already exists")
+            ApiError::unique(
+                e,
+                "email-taken",
+                "a user with this e-mail already exists in this project",
+            )
         })?;
     record(&mut tx, &auth, "user.create", &user, None).await?;
     tx.commit().await?;

@@ -89,9 +89,27 @@ pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<U
     )
 }
 
-/// A user by login e-mail, any project.
-pub async fn find_by_email(ex: Exec<'_>, email: &str) -> Result<Option<UserRecord>, sqlx::Error> {
-    fetch_one_where(ex, "email = $1", &[email]).await
+/// The users with this login e-mail: in `project` only when given, else in every project
+/// (at most `limit`, in id order).
+pub async fn find_by_email(
+    ex: Exec<'_>,
+    email: &str,
+    project: Option<&ProjectId>,
+    limit: i64,
+) -> Result<Vec<UserRecord>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE email = $1 AND ($2 IS NULL OR project_id = $2) \
+         ORDER BY id LIMIT $3"
+    );
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql)
+            .bind(email)
+            .bind(project.map(ProjectId::as_str))
+            .bind(limit)
+            .fetch_all(c)
+            .await?;
+        rows.iter().map(|r| Ok(record_from_row!(r))).collect()
+    })
 }
 
 /// A user by id, any project (for token checks).
