@@ -61,8 +61,17 @@ pub struct Config {
     pub bootstrap_password: Option<SecretString>,
     /// API key created on first start (random when unset).
     pub bootstrap_api_key: Option<SecretString>,
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
-    pub trust_proxy: bool,
+    /// How many trusted proxies in front of this node append to `X-Forwarded-For`: the
+    /// client IP is the entry that many places from the right (the right-most one the
+    /// nearest proxies vouch for). 0 ignores the header (the default: anyone can send it).
+    /// `trust_proxy = true` (the older setting) means 1.
+    pub trusted_proxies: u32,
+    /// Password hashes and checks (argon2, ~19 MiB each) run at once; 0 means one per CPU
+    /// core.
+    pub password_hash_concurrency: u32,
+    /// Password hashes and checks that may wait for a free slot; beyond that a request is
+    /// answered 503 `server-busy` at once, so a login flood cannot pile up work or memory.
+    pub password_hash_queue: u32,
     /// How often jobs run by this node heartbeat, ms; their lease is twice that.
     pub job_heartbeat_ms: u64,
     /// Whether `serve` also runs jobs (set false for API-only nodes with separate workers).
@@ -187,6 +196,12 @@ const KEYS: &[(&str, &str)] = &[
     ("bootstrap_password", "SWITCHBOARD_BOOTSTRAP_PASSWORD"),
     ("bootstrap_api_key", "SWITCHBOARD_BOOTSTRAP_API_KEY"),
     ("trust_proxy", "SWITCHBOARD_TRUST_PROXY"),
+    ("trusted_proxies", "SWITCHBOARD_TRUSTED_PROXIES"),
+    (
+        "password_hash_concurrency",
+        "SWITCHBOARD_PASSWORD_HASH_CONCURRENCY",
+    ),
+    ("password_hash_queue", "SWITCHBOARD_PASSWORD_HASH_QUEUE"),
     ("job_heartbeat_ms", "SWITCHBOARD_JOB_HEARTBEAT_MS"),
     ("run_jobs", "SWITCHBOARD_RUN_JOBS"),
     ("push_allow", "SWITCHBOARD_PUSH_ALLOW"),
@@ -290,7 +305,9 @@ impl Config {
             bootstrap_email: "owner@localhost".into(),
             bootstrap_password: None,
             bootstrap_api_key: None,
-            trust_proxy: false,
+            trusted_proxies: 0,
+            password_hash_concurrency: 0,
+            password_hash_queue: 32,
             job_heartbeat_ms: 5_000,
             run_jobs: true,
             push_allow: PushAllow::default(),
@@ -442,7 +459,30 @@ impl Config {
                 }
                 other => Ok(other),
             })?,
-            trust_proxy: raw.parse("trust_proxy", d.trust_proxy, boolean)?,
+            // The older boolean means one proxy; an explicit count wins over it.
+            trusted_proxies: match raw.get("trusted_proxies") {
+                Some(_) => raw.parse("trusted_proxies", d.trusted_proxies, |s| {
+                    match number::<u32>("a number of proxies")(s)? {
+                        n if n <= 16 => Ok(n),
+                        _ => Err(format!("`{s}` must be 0 to 16")),
+                    }
+                })?,
+                None => u32::from(raw.parse("trust_proxy", false, boolean)?),
+            },
+            password_hash_concurrency: raw.parse(
+                "password_hash_concurrency",
+                d.password_hash_concurrency,
+                |s| match number::<u32>("a number of hashes")(s)? {
+                    n if n <= 1024 => Ok(n),
+                    _ => Err(format!("`{s}` must be 0 (one per core) to 1024")),
+                },
+            )?,
+            password_hash_queue: raw.parse("password_hash_queue", d.password_hash_queue, |s| {
+                match number::<u32>("a number of waiting requests")(s)? {
+                    n if n <= 100_000 => Ok(n),
+                    _ => Err(format!("`{s}` must be 0 to 100000")),
+                }
+            })?,
             job_heartbeat_ms: raw.parse(
                 "job_heartbeat_ms",
                 d.job_heartbeat_ms,
@@ -569,6 +609,32 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.cors_origins, vec!["https://app.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_none_and_accept_the_older_boolean() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(c.trusted_proxies, 0);
+        assert_eq!(c.password_hash_concurrency, 0);
+        assert_eq!(c.password_hash_queue, 32);
+        let c = Config::load(None, &env(&[("SWITCHBOARD_TRUST_PROXY", "true")])).unwrap();
+        assert_eq!(c.trusted_proxies, 1);
+        let c = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_TRUST_PROXY", "true"),
+                ("SWITCHBOARD_TRUSTED_PROXIES", "2"),
+                ("SWITCHBOARD_PASSWORD_HASH_CONCURRENCY", "3"),
+                ("SWITCHBOARD_PASSWORD_HASH_QUEUE", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, 2);
+        assert_eq!((c.password_hash_concurrency, c.password_hash_queue), (3, 0));
+        let e = Config::load(None, &env(&[("SWITCHBOARD_TRUSTED_PROXIES", "-1")])).unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_TRUSTED_PROXIES");
+        let e = Config::load(None, &env(&[("SWITCHBOARD_TRUSTED_PROXIES", "99")])).unwrap_err();
+        assert!(e.to_string().contains("0 to 16"), "{e}");
     }
 
     #[test]

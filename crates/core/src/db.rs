@@ -57,6 +57,9 @@ pub enum DbError {
          that reaches PostgreSQL directly, not through the transaction pooler"
     )]
     PendingBehindPooler,
+    /// After migrating SQLite, rows refer to rows that do not exist (a migration bug).
+    #[error("after migrating, {0} rows break foreign keys (PRAGMA foreign_key_check)")]
+    ForeignKeyViolations(usize),
     /// The data directory could not be created.
     #[error("cannot create {path}: {source}")]
     DataDir {
@@ -312,13 +315,14 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => {
             migrations!(
                 "sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
-                5 "0005_drop_jobs_list"
+                5 "0005_drop_jobs_list", 8 "0008_auth_hardening"
             )
         }
         Backend::Postgres => {
             migrations!(
                 "postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
-                5 "0005_drop_jobs_list", 6 "0006_running_apart", 9 "0009_audit_no_truncate"
+                5 "0005_drop_jobs_list", 6 "0006_running_apart", 8 "0008_auth_hardening",
+                9 "0009_audit_no_truncate"
             )
         }
     };
@@ -420,6 +424,55 @@ impl Db {
         }
     }
 
+    /// Applies this binary's migrations up to and including `version` only: upgrade tests
+    /// build an older schema with it, fill it, then [`Db::migrate`] the rest.
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, version: i64) -> Result<(), DbError> {
+        let mut m = migrator(self.backend());
+        m.migrations = Cow::Owned(
+            m.migrations
+                .iter()
+                .filter(|mig| mig.version <= version)
+                .cloned()
+                .collect(),
+        );
+        self.run_migrator(&m).await
+    }
+
+    /// Runs `m`. On SQLite, with foreign keys off: changing a constraint there means
+    /// rebuilding the table (new table, copy, drop, rename), and dropping a table that others
+    /// reference fails while they are enforced; `PRAGMA foreign_keys` cannot change inside
+    /// the migrator's transaction, so it is switched around the run, and the result is
+    /// checked with `PRAGMA foreign_key_check` before enforcement resumes.
+    async fn run_migrator(&self, m: &Migrator) -> Result<(), DbError> {
+        let writer = match self {
+            Db::Postgres(pool, _) => return Ok(m.run(pool).await?),
+            Db::Sqlite { writer, .. } => writer,
+        };
+        let mut conn = writer.acquire().await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        let ran = m.run(&mut *conn).await;
+        let violations = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&mut *conn)
+            .await
+            .map(|rows| rows.len());
+        let enforced = sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await;
+        if enforced.is_err() {
+            // Never hand the pool a connection that does not enforce foreign keys.
+            let _ = conn.detach();
+        }
+        ran?;
+        enforced?;
+        match violations? {
+            0 => Ok(()),
+            n => Err(DbError::ForeignKeyViolations(n)),
+        }
+    }
+
     /// Applies every migration this binary carries that the database lacks.
     ///
     /// When none is missing, nothing is locked: the migrator's lock is a session-level
@@ -441,12 +494,12 @@ impl Db {
         }) {
             return Ok(());
         }
-        match self {
-            Db::Postgres(_, side) if side.pooled => return Err(DbError::PendingBehindPooler),
-            Db::Sqlite { writer, .. } => m.run(writer).await?,
-            Db::Postgres(pool, _) => m.run(pool).await?,
+        if let Db::Postgres(_, side) = self {
+            if side.pooled {
+                return Err(DbError::PendingBehindPooler);
+            }
         }
-        Ok(())
+        self.run_migrator(&m).await
     }
 
     /// Versions and checksums of the migrations applied successfully (an error if there is

@@ -2,7 +2,7 @@
 //! [`Application::run_until_stopped`] serves until the shutdown future resolves, then drains
 //! in-flight requests.
 
-use crate::auth::{authenticate, jwt::JwtKeys};
+use crate::auth::{authenticate, jwt::JwtKeys, password::Passwords};
 use crate::bootstrap::{self, Credentials};
 use crate::middleware as mw;
 use crate::openapi::ApiDoc;
@@ -85,7 +85,8 @@ impl Application {
         runtime: RuntimeBuilder,
     ) -> anyhow::Result<Application> {
         let (db, redis) = connect(&config).await?;
-        let bootstrap = bootstrap::bootstrap(&db, &config).await?;
+        let passwords = Passwords::from_config(&config);
+        let bootstrap = bootstrap::bootstrap(&db, &config, &passwords).await?;
         let secret = bootstrap::jwt_secret(&db, &config).await?;
         let limiter = match &redis {
             Some(conn) => RateLimiter::redis(conn.clone(), &config.redis_prefix),
@@ -111,6 +112,7 @@ impl Application {
         let state = AppState::new(Inner {
             runtime,
             jwt: JwtKeys::new(&secret, config.access_token_ttl_secs),
+            passwords,
             metrics: telemetry::metrics_handle(),
             config,
             db,
@@ -189,6 +191,11 @@ async fn maintenance(state: AppState) {
             Ok(n) if n > 0 => tracing::info!(pruned = n, "expired idempotency keys removed"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency pruning failed"),
+        }
+        match login::throttle::prune(&state.db, switchboard_core::time::now()).await {
+            Ok(n) if n > 0 => tracing::info!(pruned = n, "quiet login-failure counts removed"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "login-failure pruning failed"),
         }
     }
 }

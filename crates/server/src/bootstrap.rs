@@ -27,7 +27,11 @@ pub struct Credentials {
 }
 
 /// Creates the first project, owner and key if the database has no project yet.
-pub async fn bootstrap(db: &Db, config: &Config) -> anyhow::Result<Option<Credentials>> {
+pub async fn bootstrap(
+    db: &Db,
+    config: &Config,
+    passwords: &password::Passwords,
+) -> anyhow::Result<Option<Credentials>> {
     use anyhow::Context;
     let mut tx = db.begin().await.context("bootstrap: begin")?;
     let claimed = on_db!(tx.ex(), c => sqlx::query(
@@ -80,7 +84,10 @@ pub async fn bootstrap(db: &Db, config: &Config) -> anyhow::Result<Option<Creden
         created_at: time::now(),
         disabled_at: None,
     };
-    let hash = password::hash(&pw).map_err(|e| anyhow::anyhow!("bootstrap: hash password: {e}"))?;
+    let hash = passwords
+        .hash(&pw)
+        .await
+        .map_err(|e| anyhow::anyhow!("bootstrap: hash password: {e}"))?;
     users::repo::insert(tx.ex(), &project.id, &owner, &hash).await?;
     audit::record(
         &mut tx,
@@ -98,13 +105,16 @@ pub async fn bootstrap(db: &Db, config: &Config) -> anyhow::Result<Option<Creden
         &mut tx,
         &ctx,
         &project.id,
-        "bootstrap",
-        Scopes::all(),
-        None,
-        config
-            .bootstrap_api_key
-            .as_ref()
-            .map(|k| k.expose_secret().to_owned()),
+        api_keys::NewKey {
+            name: "bootstrap",
+            scopes: Scopes::all(),
+            role: Role::Owner,
+            expires_at: None,
+            secret: config
+                .bootstrap_api_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned()),
+        },
     )
     .await?;
     tx.commit().await.context("bootstrap: commit")?;

@@ -406,14 +406,18 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             let scopes = Scopes::try_from(scopes.split(',').map(str::to_owned).collect::<Vec<_>>())
                 .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
             let mut tx = db.begin().await?;
+            // Whoever runs the CLI holds the database: its keys are owner keys.
             let created = api_keys::create_in_tx(
                 &mut tx,
                 &cli_actor(&project),
                 &project,
-                &name,
-                scopes,
-                None,
-                None,
+                api_keys::NewKey {
+                    name: &name,
+                    scopes,
+                    role: Role::Owner,
+                    expires_at: None,
+                    secret: None,
+                },
             )
             .await?;
             tx.commit().await?;
@@ -429,11 +433,12 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     "active"
                 };
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     k.id,
                     k.name,
                     k.prefix,
                     k.scopes.to_db(),
+                    k.role.as_str(),
                     status
                 );
             }
@@ -484,7 +489,10 @@ async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
         created_at: time::now(),
         disabled_at: None,
     };
-    let hash = password::hash(&pw).map_err(|e| anyhow::anyhow!("hash: {e}"))?;
+    let hash = password::Passwords::from_config(config)
+        .hash(&pw)
+        .await
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
     let mut tx = db.begin().await?;
     users::repo::insert(tx.ex(), &project, &user, &hash)
         .await

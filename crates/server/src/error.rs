@@ -157,6 +157,11 @@ impl ApiError {
         self
     }
 
+    /// A header this error's response carries (e.g. `Retry-After`).
+    pub fn header(&self, name: &header::HeaderName) -> Option<&HeaderValue> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -215,6 +220,20 @@ impl From<sqlx::Error> for ApiError {
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
             }
             _ => ApiError::internal(&e),
+        }
+    }
+}
+
+impl From<crate::auth::password::PasswordError> for ApiError {
+    fn from(e: crate::auth::password::PasswordError) -> Self {
+        match e {
+            crate::auth::password::PasswordError::Busy => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server-busy",
+                "too many password checks are in progress; try again shortly",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            other => ApiError::internal(&other),
         }
     }
 }

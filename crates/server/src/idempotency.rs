@@ -3,15 +3,22 @@
 //! true`; the same key with a different request is 422; the same key while the first
 //! request still runs is 409. Only successful (2xx) responses are kept — a failed request
 //! wrote nothing, so retrying it with the same key runs it again. Keys live 24 hours.
+//!
+//! Keys belong to one principal (the API key or user that sent the request), and a replay
+//! is answered only after the caller's scopes are checked against what the operation
+//! declares in the OpenAPI document ([`crate::auth::declared_requirement`]): this layer runs
+//! before the handler's own check. A response that carries a secret ([`CarriesSecret`]) is
+//! never stored: its replay is a 409 `secret-not-replayable` naming what was created.
 
-use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::auth::{Principal, Requirement};
+use crate::error::{problem, ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use switchboard_core::db::Db;
@@ -24,6 +31,27 @@ pub const TTL_SECS: i64 = 24 * 3600;
 /// A request still marked running after this long is taken as abandoned (its node died).
 const ABANDONED_SECS: i64 = 300;
 
+/// Marks a response that carries a secret shown only once (a new API key's): the layer
+/// keeps no copy, and answers a replay with 409 `secret-not-replayable` naming `.0`.
+#[derive(Clone, Debug)]
+pub struct CarriesSecret(pub Vec<Created>);
+
+/// Something a request created, named in a withheld replay so the client can revoke it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Created {
+    /// `api_key`, `project`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+}
+
+/// Whose key it is: a project and, within it, one principal.
+struct Owner {
+    project: ProjectId,
+    principal: String,
+}
+
 struct Record {
     request_hash: String,
     state: String,
@@ -32,18 +60,14 @@ struct Record {
     created_at: Timestamp,
 }
 
-async fn try_start(
-    db: &Db,
-    project: &ProjectId,
-    key: &str,
-    hash: &str,
-) -> Result<bool, sqlx::Error> {
+async fn try_start(db: &Db, owner: &Owner, key: &str, hash: &str) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
     let inserted = on_db!(tx.ex(), c => sqlx::query(
-        "INSERT INTO idempotency_keys (project_id, idem_key, request_hash, state, created_at) \
-         VALUES ($1, $2, $3, 'running', $4) ON CONFLICT DO NOTHING",
+        "INSERT INTO idempotency_keys (project_id, principal, idem_key, request_hash, state, created_at) \
+         VALUES ($1, $2, $3, $4, 'running', $5) ON CONFLICT DO NOTHING",
     )
-    .bind(project.as_str())
+    .bind(owner.project.as_str())
+    .bind(&owner.principal)
     .bind(key)
     .bind(hash)
     .bind(time::to_db(time::now()))
@@ -54,14 +78,15 @@ async fn try_start(
     Ok(inserted)
 }
 
-async fn load(db: &Db, project: &ProjectId, key: &str) -> Result<Option<Record>, sqlx::Error> {
+async fn load(db: &Db, owner: &Owner, key: &str) -> Result<Option<Record>, sqlx::Error> {
     let mut conn = db.read().await?;
     on_db!(conn.ex(), c => {
         let row = sqlx::query(
             "SELECT request_hash, state, response_status, response_body, created_at \
-             FROM idempotency_keys WHERE project_id = $1 AND idem_key = $2",
+             FROM idempotency_keys WHERE project_id = $1 AND principal = $2 AND idem_key = $3",
         )
-        .bind(project.as_str())
+        .bind(owner.project.as_str())
+        .bind(&owner.principal)
         .bind(key)
         .fetch_optional(c)
         .await?;
@@ -78,17 +103,18 @@ async fn load(db: &Db, project: &ProjectId, key: &str) -> Result<Option<Record>,
 
 async fn finish(
     db: &Db,
-    project: &ProjectId,
+    owner: &Owner,
     key: &str,
     status: u16,
     body: &[u8],
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
     on_db!(tx.ex(), c => sqlx::query(
-        "UPDATE idempotency_keys SET state = 'done', response_status = $3, response_body = $4 \
-         WHERE project_id = $1 AND idem_key = $2",
+        "UPDATE idempotency_keys SET state = 'done', response_status = $4, response_body = $5 \
+         WHERE project_id = $1 AND principal = $2 AND idem_key = $3",
     )
-    .bind(project.as_str())
+    .bind(owner.project.as_str())
+    .bind(&owner.principal)
     .bind(key)
     .bind(i32::from(status))
     .bind(body)
@@ -98,10 +124,13 @@ async fn finish(
     tx.commit().await
 }
 
-async fn forget(db: &Db, project: &ProjectId, key: &str) -> Result<(), sqlx::Error> {
+async fn forget(db: &Db, owner: &Owner, key: &str) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    on_db!(tx.ex(), c => sqlx::query("DELETE FROM idempotency_keys WHERE project_id = $1 AND idem_key = $2")
-        .bind(project.as_str())
+    on_db!(tx.ex(), c => sqlx::query(
+        "DELETE FROM idempotency_keys WHERE project_id = $1 AND principal = $2 AND idem_key = $3",
+    )
+        .bind(owner.project.as_str())
+        .bind(&owner.principal)
         .bind(key)
         .execute(c)
         .await
@@ -132,7 +161,31 @@ fn request_hash(req: &axum::http::request::Parts, body: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
-/// The middleware; it runs after authentication (keys are per project).
+/// The 409 a replay of a secret-bearing response gets instead of the secret.
+fn withheld(created: &[Created]) -> Vec<u8> {
+    let names = created
+        .iter()
+        .map(|c| format!("{} {}", c.kind, c.id))
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let detail = format!(
+        "the request with this Idempotency-Key already succeeded and created {names}; the \
+         secret it returned is shown only once and is not kept for replays. If that response \
+         was lost, revoke the key and create another"
+    );
+    let mut doc = serde_json::to_value(problem(
+        StatusCode::CONFLICT,
+        "secret-not-replayable",
+        &detail,
+        Vec::new(),
+    ))
+    .unwrap_or_default();
+    doc["created"] = serde_json::to_value(created).unwrap_or_default();
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// The middleware; it runs after authentication (keys are per principal) and before the
+/// handler (so it checks the operation's declared scope itself before replaying).
 pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
@@ -149,12 +202,28 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         return ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
             .into_response();
     };
-    let Some(project) = req
-        .extensions()
-        .get::<Principal>()
-        .map(|p| p.project_id.clone())
-    else {
+    let Some(principal) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
+    };
+    let requirement = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| crate::auth::declared_requirement(req.method(), route.as_str()));
+    match requirement {
+        Some(Requirement::Authenticated) => {}
+        Some(Requirement::Scope(scope)) if principal.scopes.allows(scope) => {}
+        // Not allowed: the handler answers 403 and nothing is kept or replayed.
+        Some(Requirement::Scope(_)) => return next.run(req).await,
+        None => {
+            // Every operation declares its scope (a test walks them all); if one does not,
+            // it runs without idempotency rather than replay unchecked.
+            tracing::error!(path = %req.uri().path(), "no declared scope; Idempotency-Key ignored");
+            return next.run(req).await;
+        }
+    }
+    let owner = Owner {
+        project: principal.project_id.clone(),
+        principal: format!("{}:{}", principal.actor.kind, principal.actor.id),
     };
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
@@ -173,12 +242,12 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match try_start(db, &project, &key, &hash).await {
+        match try_start(db, &owner, &key, &hash).await {
             Ok(true) => break,
             Ok(false) => {}
             Err(e) => return ApiError::from(e).into_response(),
         }
-        let record = match load(db, &project, &key).await {
+        let record = match load(db, &owner, &key).await {
             Ok(Some(r)) => r,
             Ok(None) if attempts < 3 => continue,
             Ok(None) => {
@@ -190,7 +259,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         let expired = age > TTL_SECS * 1_000_000
             || (record.state == "running" && age > ABANDONED_SECS * 1_000_000);
         if expired && attempts < 3 {
-            if let Err(e) = forget(db, &project, &key).await {
+            if let Err(e) = forget(db, &owner, &key).await {
                 return ApiError::from(e).into_response();
             }
             continue;
@@ -215,13 +284,16 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             .and_then(|s| u16::try_from(s).ok())
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::OK);
+        // Only 2xx answers and withheld-secret problems are stored.
+        let content_type = if status.is_success() {
+            "application/json"
+        } else {
+            PROBLEM_JSON
+        };
         return (
             status,
             [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/json"),
-                ),
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
                 (
                     header::HeaderName::from_static("idempotent-replayed"),
                     HeaderValue::from_static("true"),
@@ -236,7 +308,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         .run(Request::from_parts(parts, Body::from(bytes)))
         .await;
     if !resp.status().is_success() {
-        if let Err(e) = forget(db, &project, &key).await {
+        if let Err(e) = forget(db, &owner, &key).await {
             tracing::error!(error = %e, "could not release idempotency key");
         }
         return resp;
@@ -245,7 +317,21 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let body = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    if let Err(e) = finish(db, &project, &key, parts.status.as_u16(), &body).await {
+    let stored = match parts.extensions.get::<CarriesSecret>() {
+        // The secret stays in this one response; the record names what was created.
+        Some(CarriesSecret(created)) => {
+            finish(
+                db,
+                &owner,
+                &key,
+                StatusCode::CONFLICT.as_u16(),
+                &withheld(created),
+            )
+            .await
+        }
+        None => finish(db, &owner, &key, parts.status.as_u16(), &body).await,
+    };
+    if let Err(e) = stored {
         // The change is committed; only the replay record is missing. Say so, keep the answer.
         tracing::error!(error = %e, "could not store idempotent response");
     }

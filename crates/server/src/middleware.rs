@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use switchboard_core::ratelimit::{Decision, Rate};
 
@@ -25,22 +25,17 @@ pub async fn client_info(State(state): State<AppState>, mut req: Request, next: 
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned);
     let request_id = incoming.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
-    let forwarded = state
-        .config
-        .trust_proxy
-        .then(|| {
-            req.headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .map(|v| v.trim().to_owned())
-        })
-        .flatten();
-    let ip = forwarded.or_else(|| {
-        req.extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-    });
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let ip = client_ip(&forwarded, state.config.trusted_proxies, peer).map(|ip| ip.to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -72,6 +67,35 @@ pub async fn client_info(State(state): State<AppState>, mut req: Request, next: 
         resp.headers_mut().insert(REQUEST_ID.clone(), v);
     }
     resp
+}
+
+/// The client's address. Each proxy appends the address it received the request from to
+/// `X-Forwarded-For`, so with `trusted` proxies in front of this node the entry `trusted`
+/// places from the right is the nearest address they vouch for; everything left of it was
+/// written by the client and could be anything. With no trusted proxy, too few entries, or
+/// an entry that is not an IP address (positions are counted, never skipped, so junk cannot
+/// shift the choice), the TCP peer is the answer.
+pub fn client_ip(forwarded: &[&str], trusted: u32, peer: Option<IpAddr>) -> Option<IpAddr> {
+    let Some(trusted) = usize::try_from(trusted).ok().filter(|n| *n > 0) else {
+        return peer;
+    };
+    let entries: Vec<&str> = forwarded
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let Some(entry) = entries
+        .len()
+        .checked_sub(trusted)
+        .and_then(|i| entries.get(i))
+    else {
+        return peer;
+    };
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .or(peer)
 }
 
 /// `nosniff`, a same-origin referrer policy, no framing, a CSP (strict for HTML, `default-src 'none'` for
@@ -283,4 +307,38 @@ pub async fn rate_limit_ip(State(state): State<AppState>, req: Request, next: Ne
         per_minute,
     };
     limited(&state, format!("ip:{ip}"), rate, req, next).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_ip;
+    use std::net::IpAddr;
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        s.parse().ok()
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_untrusted_hop() {
+        let peer = ip("10.0.0.9");
+        // No trusted proxy: the header is the client's to write, so it is ignored.
+        assert_eq!(client_ip(&["1.1.1.1"], 0, peer), peer);
+        // One proxy: what it appended (the right-most entry), never the client's own entries.
+        assert_eq!(client_ip(&["6.6.6.6, 2.2.2.2"], 1, peer), ip("2.2.2.2"));
+        // Two proxies; the entries may arrive in several header lines.
+        assert_eq!(
+            client_ip(&["6.6.6.6, 3.3.3.3", "10.0.0.2"], 2, peer),
+            ip("3.3.3.3")
+        );
+        assert_eq!(
+            client_ip(&["[2001:db8::1]:443"], 1, peer),
+            ip("2001:db8::1")
+        );
+        assert_eq!(client_ip(&["4.4.4.4:5000"], 1, peer), ip("4.4.4.4"));
+        // Fewer entries than proxies, junk where the client should be, no header: the peer.
+        assert_eq!(client_ip(&["5.5.5.5"], 2, peer), peer);
+        assert_eq!(client_ip(&["1.1.1.1, unknown"], 1, peer), peer);
+        assert_eq!(client_ip(&["1.1.1.1,,"], 1, peer), peer);
+        assert_eq!(client_ip(&[], 1, peer), peer);
+    }
 }

@@ -24,6 +24,8 @@ pub struct Inner {
     pub limiter: RateLimiter,
     /// Access-token keys.
     pub jwt: JwtKeys,
+    /// Bounds the argon2 work in flight.
+    pub passwords: crate::auth::password::Passwords,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
     /// The queue runtime of this node (handlers, wake-ups, push signing).

@@ -10,6 +10,9 @@ pub struct Claims {
     pub sub: String,
     /// Project id.
     pub pid: String,
+    /// The login session: its refresh-token family. The token is refused once the family is
+    /// revoked (logout, refresh-token reuse, password change, disabling).
+    pub sid: String,
     /// Issued at (Unix seconds).
     pub iat: i64,
     /// Expires at (Unix seconds).
@@ -43,12 +46,18 @@ impl JwtKeys {
         self.ttl_secs
     }
 
-    /// Signs a token for `user` of `project`.
-    pub fn issue(&self, user: &str, project: &str) -> Result<String, jsonwebtoken::errors::Error> {
+    /// Signs a token for `user` of `project`, in the login session `session`.
+    pub fn issue(
+        &self,
+        user: &str,
+        project: &str,
+        session: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = jiff::Timestamp::now().as_second();
         let claims = Claims {
             sub: user.to_owned(),
             pid: project.to_owned(),
+            sid: session.to_owned(),
             iat: now,
             exp: now + self.ttl_secs,
             iss: ISSUER.to_owned(),
@@ -72,11 +81,15 @@ mod tests {
     #[test]
     fn tokens_verify_only_with_their_key() {
         let keys = JwtKeys::new(b"0123456789abcdef0123456789abcdef", 60);
-        let t = keys.issue("user_x", "proj_y").unwrap();
-        assert_eq!(keys.verify(&t).unwrap().sub, "user_x");
+        let t = keys.issue("user_x", "proj_y", "tfam_z").unwrap();
+        let claims = keys.verify(&t).unwrap();
+        assert_eq!(
+            (claims.sub.as_str(), claims.sid.as_str()),
+            ("user_x", "tfam_z")
+        );
         let other = JwtKeys::new(b"fedcba9876543210fedcba9876543210", 60);
         assert!(other.verify(&t).is_err());
         let expired = JwtKeys::new(b"0123456789abcdef0123456789abcdef", -60);
-        assert!(keys.verify(&expired.issue("u", "p").unwrap()).is_err());
+        assert!(keys.verify(&expired.issue("u", "p", "s").unwrap()).is_err());
     }
 }

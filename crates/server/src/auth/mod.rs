@@ -136,6 +136,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, highest first.
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Operator, Role::Viewer];
+
     /// Stored / wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -148,9 +151,17 @@ impl Role {
 
     /// Parses the stored name.
     pub fn parse(s: &str) -> Option<Role> {
-        [Role::Owner, Role::Admin, Role::Operator, Role::Viewer]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Position in the hierarchy: owner 3 … viewer 0.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Operator => 1,
+            Role::Viewer => 0,
+        }
     }
 
     /// The scopes a user with this role holds.
@@ -180,8 +191,33 @@ pub struct Principal {
     pub actor: Actor,
     /// What it may do.
     pub scopes: Scopes,
-    /// Set for users, not for API keys.
-    pub role: Option<Role>,
+    /// A user's role; for an API key, the role of whoever created it (its ceiling: a key
+    /// never creates or changes a user above it, nor mints keys above it).
+    pub role: Role,
+}
+
+impl Principal {
+    /// Why this caller may not give a user `role` (create a user with it, or change a user
+    /// who has it or is to get it), or `None` when it may. Giving a role grants its scopes,
+    /// so the caller must hold every one of them, and may not rank below it.
+    pub fn cannot_assign(&self, role: Role) -> Option<String> {
+        if role.rank() > self.role.rank() {
+            return Some(format!(
+                "a credential with role `{}` cannot manage {}s",
+                self.role.as_str(),
+                role.as_str()
+            ));
+        }
+        Vec::<String>::from(role.scopes())
+            .into_iter()
+            .find(|s| !self.scopes.can_grant(s))
+            .map(|s| {
+                format!(
+                    "the role `{}` grants `{s}`, which this credential does not hold",
+                    role.as_str()
+                )
+            })
+    }
 }
 
 /// Where a request came from, recorded with every audit event it causes.
@@ -308,6 +344,55 @@ impl<St: Send + Sync, S: RequiredScope> FromRequestParts<St> for Authed<S> {
             _scope: PhantomData,
         })
     }
+}
+
+/// What an operation requires of its caller, as its OpenAPI security requirement declares it
+/// (`security(("bearer" = ["keys:write"]))`). The handler's [`Authed`] scope is what enforces
+/// it; layers that answer before the handler runs (idempotent replays) check this instead,
+/// and a test walks every operation to prove the two agree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requirement {
+    /// Any authenticated caller (`"bearer" = []`).
+    Authenticated,
+    /// A caller holding this scope.
+    Scope(&'static str),
+}
+
+/// The requirement declared for `method` on the route template `route` (`/v1/jobs/{id}`);
+/// `None` for an operation that declares none (public) or does not exist.
+pub fn declared_requirement(method: &axum::http::Method, route: &str) -> Option<Requirement> {
+    type Map = std::collections::HashMap<(String, String), Requirement>;
+    static MAP: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        let mut map = Map::new();
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        for (template, item) in paths {
+            let Some(ops) = item.as_object() else {
+                continue;
+            };
+            for (method, op) in ops {
+                let Some(bearer) = op["security"]
+                    .as_array()
+                    .and_then(|reqs| reqs.iter().find_map(|r| r["bearer"].as_array()))
+                else {
+                    continue;
+                };
+                let requirement = match bearer.first().and_then(|s| s.as_str()) {
+                    None => Requirement::Authenticated,
+                    Some(s) => match SCOPES.iter().find(|known| **known == s) {
+                        Some(known) => Requirement::Scope(known),
+                        // A scope this build does not know: treated as undeclared.
+                        None => continue,
+                    },
+                };
+                map.insert((method.to_ascii_uppercase(), template.clone()), requirement);
+            }
+        }
+        map
+    })
+    .get(&(method.as_str().to_owned(), route.to_owned()))
+    .copied()
 }
 
 /// The bearer token of a request, if any.

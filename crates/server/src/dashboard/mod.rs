@@ -187,6 +187,35 @@ async fn session(State(state): State<AppState>, mut req: Request, next: Next) ->
     resp
 }
 
+/// `Some(refusal)` for a form POST whose `Origin` is another site's: every dashboard POST,
+/// login and logout included (a forged login would sign the victim into the attacker's
+/// account). Requests without `Origin` (not sent by a browser) pass.
+pub fn refuse_cross_origin(headers: &HeaderMap) -> Option<Response> {
+    if same_origin(headers) {
+        None
+    } else {
+        Some(
+            (
+                StatusCode::FORBIDDEN,
+                "cross-origin form submission refused",
+            )
+                .into_response(),
+        )
+    }
+}
+
+/// Whether a request's `Origin` (when it has one) is this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    headers
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .is_none_or(|o| o.split("://").nth(1) == Some(host))
+}
+
 /// A logged-in dashboard user; anything else is sent to the login page.
 pub struct DashboardUser(pub UserRecord);
 
@@ -230,15 +259,7 @@ impl DashboardUser {
                 "Viewers cannot change anything: ask an owner or admin for the operator role.",
             ));
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("");
-        let origin_ok = headers
-            .get(header::ORIGIN)
-            .and_then(|o| o.to_str().ok())
-            .is_none_or(|o| o.split("://").nth(1) == Some(host));
-        if origin_ok {
+        if same_origin(headers) {
             Ok(())
         } else {
             Err(PageError::new(
@@ -266,6 +287,7 @@ fn login_page(error: Option<&str>, email: &str) -> Html<String> {
              <form method=\"post\" action=\"/dashboard/login\">\
              <label>E-mail<input name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{}\"></label>\
              <label>Password<input name=\"password\" type=\"password\" autocomplete=\"current-password\" required{}></label>\
+             <label>Project (only if your e-mail is in several)<input name=\"project\" placeholder=\"proj_…\"></label>\
              <button type=\"submit\">Log in</button></form></div>",
             esc(email),
             if email.is_empty() { "" } else { " autofocus" },
@@ -277,23 +299,50 @@ fn login_page(error: Option<&str>, email: &str) -> Html<String> {
 struct LoginForm {
     email: String,
     password: String,
+    #[serde(default)]
+    project: Option<String>,
 }
 
 async fn login_submit(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, ApiError> {
-    let rec = match login::http::check_password(&state, &form.email, &form.password).await {
+    if let Some(refused) = refuse_cross_origin(&headers) {
+        return Ok(refused);
+    }
+    let rec = match login::http::check_password(
+        &state,
+        &form.email,
+        &form.password,
+        form.project.as_deref(),
+    )
+    .await
+    {
         Ok(r) => r,
-        Err(e) if e.status() == axum::http::StatusCode::UNAUTHORIZED => {
-            let mut resp =
-                login_page(Some("Wrong e-mail or password."), &form.email).into_response();
-            *resp.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+        Err(e) => {
+            let message = match e.status() {
+                StatusCode::UNAUTHORIZED => "Wrong e-mail or password.",
+                StatusCode::TOO_MANY_REQUESTS => {
+                    "Too many failed logins for this account. Try again later."
+                }
+                StatusCode::SERVICE_UNAVAILABLE => "The server is busy. Try again in a moment.",
+                StatusCode::CONFLICT => {
+                    "This e-mail and password match accounts in several projects: enter the project id."
+                }
+                StatusCode::UNPROCESSABLE_ENTITY => "That is not a project id (proj_…).",
+                _ => return Err(e),
+            };
+            let mut resp = login_page(Some(message), &form.email).into_response();
+            *resp.status_mut() = e.status();
+            if let Some(retry) = e.header(&header::RETRY_AFTER) {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, retry.clone());
+            }
             return Ok(resp);
         }
-        Err(e) => return Err(e),
     };
     let token = secret::random_token("sbs_");
     let now = time::now();
@@ -320,9 +369,13 @@ async fn login_submit(
 async fn logout(
     State(state): State<AppState>,
     client: ClientInfo,
+    headers: HeaderMap,
     user: Result<DashboardUser, Response>,
     jar: CookieJar,
 ) -> Result<Response, ApiError> {
+    if let Some(refused) = refuse_cross_origin(&headers) {
+        return Ok(refused);
+    }
     if let (Some(c), Ok(DashboardUser(rec))) = (jar.get(COOKIE), user) {
         let mut tx = state.db.begin().await?;
         sessions::delete_session(tx.ex(), &secret::digest(c.value())).await?;

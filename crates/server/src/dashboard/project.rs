@@ -31,6 +31,7 @@ async fn keys_page(State(state): State<AppState>, me: DashboardUser) -> PageResu
                 esc(&k.name),
                 format!("<code>{}…</code>", esc(&k.prefix)),
                 esc(&k.scopes.to_db()),
+                k.role.as_str().into(),
                 ts(Some(k.created_at)),
                 ts(k.last_used_at),
                 if k.revoked_at.is_some() {
@@ -50,6 +51,7 @@ async fn keys_page(State(state): State<AppState>, me: DashboardUser) -> PageResu
             "Name",
             "Prefix",
             "Scopes",
+            "Role",
             "Created",
             "Last used",
             "Status",

@@ -59,7 +59,7 @@ pub async fn enqueue(
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key"),
         (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn create_job(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -107,7 +107,7 @@ pub struct BatchOut {
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
     request_body = BatchIn,
     responses((status = 201, body = BatchOut), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn create_batch(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -191,7 +191,7 @@ pub fn job_filter(q: &JobQuery) -> ApiResult<JobFilter> {
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs",
     params(JobQuery),
     responses((status = 200, body = Page<Job>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:read"])))]
 async fn list_jobs(
     State(state): State<AppState>,
     auth: Authed<scope::JobsRead>,
@@ -224,7 +224,7 @@ pub async fn load_detail(state: &AppState, project: &ProjectId, id: &str) -> Api
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = JobDetail), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:read"])))]
 async fn get_job(
     State(state): State<AppState>,
     auth: Authed<scope::JobsRead>,
@@ -255,7 +255,7 @@ pub async fn admin_op(
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn retry_job(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -268,7 +268,7 @@ async fn retry_job(
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn cancel_job(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -281,7 +281,7 @@ async fn cancel_job(
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
     responses((status = 200, body = Job), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn delete_job(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -328,7 +328,7 @@ pub fn lease_ms(v: Option<i64>) -> ApiResult<i64> {
     params(("id" = String, Path, description = "Job id")),
     request_body = HeartbeatIn,
     responses((status = 200, body = HeartbeatOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn heartbeat(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -368,7 +368,7 @@ pub struct CompleteIn {
     params(("id" = String, Path, description = "Job id")),
     request_body = CompleteIn,
     responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn complete(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -403,7 +403,7 @@ pub struct FailIn {
     params(("id" = String, Path, description = "Job id")),
     request_body = FailIn,
     responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn fail(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,

@@ -37,7 +37,7 @@ fn queue_name(s: &str) -> ApiResult<QueueName> {
 /// Every queue of the project with counts per state and last-minute throughput.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses((status = 200, body = Page<QueueInfo>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:read"])))]
 async fn list_queues(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesRead>,
@@ -69,7 +69,7 @@ pub async fn load_queue(
 #[utoipa::path(get, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:read"])))]
 async fn get_queue(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesRead>,
@@ -196,7 +196,7 @@ async fn save(
     params(("name" = String, Path, description = "Queue name")),
     request_body = QueuePatch,
     responses((status = 200, body = QueueInfo), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:write"])))]
 async fn update_queue(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
@@ -225,7 +225,7 @@ async fn existing(
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:write"])))]
 async fn pause(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
@@ -243,7 +243,7 @@ async fn pause(
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:write"])))]
 async fn resume(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
@@ -282,7 +282,7 @@ async fn run_bulk(
 #[utoipa::path(post, path = "/v1/queues/{name}/retry-failed", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     responses((status = 200, body = Affected), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:write"])))]
 async fn retry_failed(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
@@ -310,7 +310,7 @@ pub struct CleanIn {
     params(("name" = String, Path, description = "Queue name")),
     request_body = CleanIn,
     responses((status = 200, body = Affected), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:write"])))]
 async fn clean(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
@@ -373,7 +373,7 @@ pub struct ClaimOut {
     params(("name" = String, Path, description = "Queue name")),
     request_body = ClaimIn,
     responses((status = 200, body = ClaimOut), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["jobs:write"])))]
 async fn claim(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
@@ -433,7 +433,7 @@ pub struct PushSecret {
 /// The secret push jobs are signed with.
 #[utoipa::path(get, path = "/v1/queues/push-secret", tag = "queues",
     responses((status = 200, body = PushSecret)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["queues:write"])))]
 async fn push_secret(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,

@@ -170,7 +170,7 @@ async fn audit_schedule(
 #[utoipa::path(get, path = "/v1/schedules", tag = "schedules",
     params(PageParams),
     responses((status = 200, body = Page<ScheduleOut>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:read"])))]
 async fn list_schedules(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesRead>,
@@ -191,7 +191,7 @@ async fn list_schedules(
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
     request_body = ScheduleIn,
     responses((status = 201, body = ScheduleOut), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn create_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,
@@ -250,7 +250,7 @@ async fn create_schedule(
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:read"])))]
 async fn get_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesRead>,
@@ -268,7 +268,7 @@ async fn get_schedule(
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
     responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn update_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,
@@ -315,7 +315,7 @@ pub async fn update(
 #[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn delete_schedule(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,
@@ -350,7 +350,7 @@ pub struct Triggered {
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["schedules:write"])))]
 async fn trigger(
     State(state): State<AppState>,
     auth: Authed<scope::SchedulesWrite>,

@@ -1,13 +1,15 @@
 //! `/v1/api-keys`.
 
-use super::{create_in_tx, repo, revoke_in_tx, ApiKey, ApiKeyCreated};
+use super::{create_in_tx, repo, revoke_in_tx, ApiKey, ApiKeyCreated, NewKey};
 use crate::auth::{scope, Authed, Scopes};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::extract::{Json, Path, Query};
+use crate::idempotency::{CarriesSecret, Created};
 use crate::page::{Page, PageParams};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use serde::Deserialize;
 use switchboard_core::time::{self, Timestamp};
 use utoipa::ToSchema;
@@ -37,7 +39,7 @@ pub struct ApiKeyIn {
 #[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys",
     params(PageParams),
     responses((status = 200, body = Page<ApiKey>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["keys:read"])))]
 async fn list_keys(
     State(state): State<AppState>,
     auth: Authed<scope::KeysRead>,
@@ -51,17 +53,19 @@ async fn list_keys(
     })))
 }
 
-/// Creates a key; its secret is in this response only.
+/// Creates a key; its secret is in this response only (an idempotent replay answers 409
+/// `secret-not-replayable` naming the key instead).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
     request_body = ApiKeyIn,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = ApiKeyCreated), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = ApiKeyCreated), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = ["keys:write"])))]
 async fn create_key(
     State(state): State<AppState>,
     auth: Authed<scope::KeysWrite>,
     Json(input): Json<ApiKeyIn>,
-) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
+) -> ApiResult<(StatusCode, Extension<CarriesSecret>, Json<ApiKeyCreated>)> {
     let mut errors = Vec::new();
     let name = input.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
@@ -90,25 +94,33 @@ async fn create_key(
         return Err(ApiError::invalid(errors));
     }
     let mut tx = state.db.begin().await?;
+    // The new key carries its creator's role as its ceiling (a key made by a key inherits).
     let created = create_in_tx(
         &mut tx,
         &auth.audit(),
         auth.project(),
-        name,
-        input.scopes,
-        input.expires_at,
-        None,
+        NewKey {
+            name,
+            scopes: input.scopes,
+            role: auth.principal.role,
+            expires_at: input.expires_at,
+            secret: None,
+        },
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    let secret = CarriesSecret(vec![Created {
+        kind: "api_key",
+        id: created.key.id.to_string(),
+    }]);
+    Ok((StatusCode::CREATED, Extension(secret), Json(created)))
 }
 
 /// One key.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
     responses((status = 200, body = ApiKey), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["keys:read"])))]
 async fn get_key(
     State(state): State<AppState>,
     auth: Authed<scope::KeysRead>,
@@ -125,7 +137,7 @@ async fn get_key(
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
     responses((status = 200, body = ApiKey), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["keys:write"])))]
 async fn revoke_key(
     State(state): State<AppState>,
     auth: Authed<scope::KeysWrite>,

@@ -4,7 +4,7 @@
 pub mod http;
 pub mod repo;
 
-use crate::auth::Scopes;
+use crate::auth::{Role, Scopes};
 use serde::Serialize;
 use switchboard_core::audit::{self, AuditContext, Change};
 use switchboard_core::db::Tx;
@@ -28,6 +28,10 @@ pub struct ApiKey {
     pub prefix: String,
     /// What it may do.
     pub scopes: Scopes,
+    /// Its ceiling: the role of the user (or of the key's ceiling) that created it; keys made
+    /// by bootstrap, the CLI or with a new project are `owner`. A key never creates or
+    /// changes a user above this role.
+    pub role: Role,
     /// Creation time.
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
@@ -52,23 +56,41 @@ pub struct ApiKeyCreated {
     pub secret: String,
 }
 
-/// Creates a key inside `tx` and records it in the audit trail. `secret` is the wanted
-/// secret (bootstrap); `None` draws a random one.
+/// What a new key is.
+pub struct NewKey<'a> {
+    /// What it is for.
+    pub name: &'a str,
+    /// What it may do.
+    pub scopes: Scopes,
+    /// Its ceiling (the creator's role).
+    pub role: Role,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// The wanted secret (bootstrap); `None` draws a random one.
+    pub secret: Option<String>,
+}
+
+/// Creates a key inside `tx` and records it in the audit trail.
 pub async fn create_in_tx(
     tx: &mut Tx,
     ctx: &AuditContext,
     project: &ProjectId,
-    name: &str,
-    scopes: Scopes,
-    expires_at: Option<Timestamp>,
-    secret: Option<String>,
+    new: NewKey<'_>,
 ) -> Result<ApiKeyCreated, sqlx::Error> {
+    let NewKey {
+        name,
+        scopes,
+        role,
+        expires_at,
+        secret,
+    } = new;
     let secret = secret.unwrap_or_else(|| secret::random_token(KEY_PREFIX));
     let key = ApiKey {
         id: ApiKeyId::generate(),
         name: name.to_owned(),
         prefix: secret.chars().take(KEY_PREFIX.len() + 6).collect(),
         scopes,
+        role,
         created_at: time::now(),
         last_used_at: None,
         expires_at,

@@ -1,7 +1,7 @@
 //! SQL for API keys.
 
 use super::ApiKey;
-use crate::auth::{Principal, Scopes};
+use crate::auth::{Principal, Role, Scopes};
 use sqlx::Row;
 use switchboard_core::audit::Actor;
 use switchboard_core::db::{Db, Exec};
@@ -10,7 +10,7 @@ use switchboard_core::time::{self, Timestamp};
 use switchboard_core::{on_db, secret};
 
 const COLUMNS: &str =
-    "id, project_id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at";
+    "id, project_id, name, prefix, scopes, role, created_at, last_used_at, expires_at, revoked_at";
 
 macro_rules! key_from_row {
     ($r:expr) => {
@@ -19,6 +19,8 @@ macro_rules! key_from_row {
             name: $r.try_get("name")?,
             prefix: $r.try_get("prefix")?,
             scopes: Scopes::from_db(&$r.try_get::<String, _>("scopes")?),
+            // An unknown stored role (a newer version wrote it) counts as the lowest.
+            role: Role::parse(&$r.try_get::<String, _>("role")?).unwrap_or(Role::Viewer),
             created_at: time::from_db($r.try_get("created_at")?),
             last_used_at: $r
                 .try_get::<Option<i64>, _>("last_used_at")?
@@ -41,8 +43,8 @@ pub async fn insert(
     secret_hash: &str,
 ) -> Result<(), sqlx::Error> {
     on_db!(ex, c => sqlx::query(
-        "INSERT INTO api_keys (id, project_id, name, prefix, secret_hash, scopes, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO api_keys (id, project_id, name, prefix, secret_hash, scopes, role, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(k.id.as_str())
     .bind(project.as_str())
@@ -50,6 +52,7 @@ pub async fn insert(
     .bind(&k.prefix)
     .bind(secret_hash)
     .bind(k.scopes.to_db())
+    .bind(k.role.as_str())
     .bind(time::to_db(k.created_at))
     .bind(k.expires_at.map(time::to_db))
     .execute(c)
@@ -142,6 +145,6 @@ pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, sql
             id: key.id.to_string(),
         },
         scopes: key.scopes,
-        role: None,
+        role: key.role,
     }))
 }

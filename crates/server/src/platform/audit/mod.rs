@@ -47,7 +47,7 @@ pub struct AuditQuery {
 #[utoipa::path(get, path = "/v1/audit-events", tag = "audit",
     params(AuditQuery),
     responses((status = 200, body = Page<serde_json::Value>), (status = 400, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit:read"])))]
 async fn list_events(
     State(state): State<AppState>,
     auth: Authed<scope::AuditRead>,
@@ -90,7 +90,7 @@ async fn list_events(
 /// Recomputes the project's hash chain and reports the first broken link, if any.
 #[utoipa::path(get, path = "/v1/audit-events/verify", tag = "audit",
     responses((status = 200, body = serde_json::Value)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit:read"])))]
 async fn verify_chain(
     State(state): State<AppState>,
     auth: Authed<scope::AuditRead>,

@@ -1,13 +1,13 @@
 //! `/v1/auth/login|refresh|logout` (public, rate-limited per client IP) and `/v1/me`.
 
-use super::repo;
-use crate::auth::{password, ClientInfo, Principal, Role};
+use super::{repo, throttle};
+use crate::auth::{ClientInfo, Principal, Role};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Json;
 use crate::platform::users::{self, repo::UserRecord};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Extension;
 use serde::{Deserialize, Serialize};
 use switchboard_core::audit::{self, Actor, AuditContext, Change};
@@ -39,6 +39,11 @@ pub struct LoginIn {
     pub email: String,
     /// Password.
     pub password: String,
+    /// The project (`proj_…`) of the account. E-mails are unique per project: without it,
+    /// the password is checked against the accounts with this e-mail (a few at most), and
+    /// one of several matching is a 409 `project-required`.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 /// Body of `POST /v1/auth/refresh` and `/v1/auth/logout`.
@@ -75,8 +80,8 @@ pub struct Me {
     pub actor: Actor,
     /// What it may do.
     pub scopes: crate::auth::Scopes,
-    /// Role, for users.
-    pub role: Option<Role>,
+    /// A user's role; for an API key, the role it was created under (its ceiling).
+    pub role: Role,
 }
 
 const REFRESH_PREFIX: &str = "sbr_";
@@ -131,7 +136,7 @@ async fn issue(
     .await?;
     let access_token = state
         .jwt
-        .issue(rec.user.id.as_str(), rec.project_id.as_str())
+        .issue(rec.user.id.as_str(), rec.project_id.as_str(), family)
         .map_err(|e| ApiError::internal(&e))?;
     Ok(TokenPair {
         access_token,
@@ -142,41 +147,109 @@ async fn issue(
     })
 }
 
-/// Checks an e-mail and password; the same 401 for an unknown e-mail, a wrong password
-/// and a disabled user, after the same amount of hashing work.
-pub async fn check_password(state: &AppState, email: &str, pw: &str) -> ApiResult<UserRecord> {
+/// Most accounts one login without a project checks its password against.
+const MAX_CANDIDATES: i64 = 5;
+
+/// What a failed login says, whatever failed (unknown e-mail or project, wrong password,
+/// disabled user), so the answer reveals nothing.
+const WRONG: &str = "wrong e-mail or password (if this e-mail is used in several projects, \
+                     send `project`)";
+
+/// Checks an e-mail and password, in `project` when given, else among the (at most
+/// [`MAX_CANDIDATES`]) accounts with that e-mail; exactly one must match. The same 401 for an
+/// unknown e-mail, a wrong password and a disabled user, an unknown e-mail costing the same
+/// hashing work as one account (a decoy). Before any of it: a place in the bounded hashing
+/// line (else 503 `server-busy`) and the account's throttle (else 429 `login-throttled`,
+/// the same for e-mails no account has).
+pub async fn check_password(
+    state: &AppState,
+    email: &str,
+    pw: &str,
+    project: Option<&str>,
+) -> ApiResult<UserRecord> {
     let email = email.trim().to_ascii_lowercase();
+    let project = match project.map(str::trim).filter(|p| !p.is_empty()) {
+        None => None,
+        Some(p) => Some(
+            ProjectId::parse(p)
+                .map_err(|_| ApiError::invalid_field("project", "is not a project id"))?,
+        ),
+    };
+    let slot = state.passwords.admit()?;
+    if let throttle::Charge::Locked { retry_after_secs } =
+        throttle::charge(&state.db, &email, time::now()).await?
+    {
+        tracing::info!(email = %email, "login refused: account throttled");
+        return Err(throttled(retry_after_secs));
+    }
     let mut conn = state.db.read().await?;
-    let rec = users::repo::find_by_email(conn.ex(), &email).await?;
+    let candidates =
+        users::repo::find_by_email(conn.ex(), &email, project.as_ref(), MAX_CANDIDATES).await?;
     drop(conn);
-    let stored = rec
-        .as_ref()
-        .map(|r| r.password_hash.clone())
-        .unwrap_or_else(|| password::decoy_hash().to_owned());
-    let pw = pw.to_owned();
-    let ok = tokio::task::spawn_blocking(move || password::verify(&pw, &stored))
-        .await
-        .unwrap_or(false);
-    match rec {
-        Some(r) if ok && r.user.disabled_at.is_none() => Ok(r),
-        _ => {
+    let hashes: Vec<String> = candidates.iter().map(|c| c.password_hash.clone()).collect();
+    let matches = slot.verify_each(pw, hashes).await?;
+    let mut matching: Vec<UserRecord> = candidates
+        .into_iter()
+        .zip(matches)
+        .filter(|(c, ok)| *ok && c.user.disabled_at.is_none())
+        .map(|(c, _)| c)
+        .collect();
+    match matching.len() {
+        1 => {
+            throttle::clear(&state.db, &email).await?;
+            Ok(matching.remove(0))
+        }
+        0 => {
             tracing::info!(email = %email, "failed login");
-            Err(ApiError::unauthorized("wrong e-mail or password"))
+            Err(ApiError::unauthorized(WRONG))
+        }
+        _ => {
+            // The caller knows the password of each of these accounts: naming their
+            // projects discloses nothing it could not learn by logging in to each.
+            let ids: Vec<&str> = matching.iter().map(|c| c.project_id.as_str()).collect();
+            Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "project-required",
+                format!(
+                    "this e-mail and password match accounts in several projects; send \
+                     `project`, one of: {}",
+                    ids.join(", ")
+                ),
+            ))
         }
     }
+}
+
+/// 429 `login-throttled` with `Retry-After`.
+fn throttled(retry_after_secs: i64) -> ApiError {
+    let value = HeaderValue::from_str(&retry_after_secs.to_string())
+        .unwrap_or(HeaderValue::from_static("60"));
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "login-throttled",
+        format!("too many failed logins for this account; try again in {retry_after_secs} s"),
+    )
+    .with_header(header::RETRY_AFTER, value)
 }
 
 /// Exchanges an e-mail and password for tokens.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginIn,
     responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem),
-        (status = 429, body = crate::error::Problem)))]
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
     Json(input): Json<LoginIn>,
 ) -> ApiResult<Json<TokenPair>> {
-    let rec = check_password(&state, &input.email, &input.password).await?;
+    let rec = check_password(
+        &state,
+        &input.email,
+        &input.password,
+        input.project.as_deref(),
+    )
+    .await?;
     let family = TokenFamilyId::generate();
     let mut tx = state.db.begin().await?;
     let pair = issue(&state, &mut tx, &rec, family.as_str()).await?;

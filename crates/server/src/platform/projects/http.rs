@@ -2,14 +2,16 @@
 //! project's first API key (the caller's own credential never reaches into it).
 
 use super::{parse_name, repo, Project};
-use crate::auth::{scope, Authed, Scopes};
+use crate::auth::{scope, Authed, Role, Scopes};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path};
+use crate::idempotency::{CarriesSecret, Created};
 use crate::page::{Page, PageParams};
 use crate::platform::api_keys::{self, ApiKeyCreated};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::Extension;
 use serde::{Deserialize, Serialize};
 use switchboard_core::audit::{self, Change};
 use switchboard_core::id::ProjectId;
@@ -45,7 +47,7 @@ pub struct ProjectCreated {
 #[utoipa::path(get, path = "/v1/projects", tag = "projects",
     params(PageParams),
     responses((status = 200, body = Page<Project>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["projects:read"])))]
 async fn list_projects(
     State(state): State<AppState>,
     auth: Authed<scope::ProjectsRead>,
@@ -65,16 +67,18 @@ async fn list_projects(
     }))
 }
 
-/// Creates a project and its first API key.
+/// Creates a project and its first API key (an idempotent replay answers 409
+/// `secret-not-replayable` naming both instead).
 #[utoipa::path(post, path = "/v1/projects", tag = "projects",
     request_body = ProjectIn,
-    responses((status = 201, body = ProjectCreated), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = ProjectCreated), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)),
+    security(("bearer" = ["projects:write"])))]
 async fn create_project(
     State(state): State<AppState>,
     auth: Authed<scope::ProjectsWrite>,
     Json(input): Json<ProjectIn>,
-) -> ApiResult<(StatusCode, Json<ProjectCreated>)> {
+) -> ApiResult<(StatusCode, Extension<CarriesSecret>, Json<ProjectCreated>)> {
     let name = parse_name(&input.name).map_err(|m| ApiError::invalid_field("name", m))?;
     let project = Project {
         id: ProjectId::generate(),
@@ -101,19 +105,34 @@ async fn create_project(
     // …and its first key in the new project's own chain.
     let mut ctx = auth.audit();
     ctx.project_id = project.id.clone();
+    // The new project has no user yet: its first key is its owner.
     let api_key = api_keys::create_in_tx(
         &mut tx,
         &ctx,
         &project.id,
-        "initial key",
-        Scopes::all(),
-        None,
-        None,
+        api_keys::NewKey {
+            name: "initial key",
+            scopes: Scopes::all(),
+            role: Role::Owner,
+            expires_at: None,
+            secret: None,
+        },
     )
     .await?;
     tx.commit().await?;
+    let secret = CarriesSecret(vec![
+        Created {
+            kind: "project",
+            id: project.id.to_string(),
+        },
+        Created {
+            kind: "api_key",
+            id: api_key.key.id.to_string(),
+        },
+    ]);
     Ok((
         StatusCode::CREATED,
+        Extension(secret),
         Json(ProjectCreated { project, api_key }),
     ))
 }
@@ -122,7 +141,7 @@ async fn create_project(
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "Project id")),
     responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["projects:read"])))]
 async fn get_project(
     State(state): State<AppState>,
     auth: Authed<scope::ProjectsRead>,
@@ -143,7 +162,7 @@ async fn get_project(
     params(("id" = String, Path, description = "Project id")),
     request_body = ProjectIn,
     responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["projects:write"])))]
 async fn update_project(
     State(state): State<AppState>,
     auth: Authed<scope::ProjectsWrite>,

@@ -1,5 +1,6 @@
-//! `/v1/users`. Only an owner (or an API key with `users:write`) may create, change or
-//! disable owners; the last active owner can be neither demoted nor disabled.
+//! `/v1/users`. No credential creates or changes a user ranking above its own role (a key's
+//! role is its creator's), nor hands out, through a role, scopes it does not hold; the last
+//! active owner can be neither demoted nor disabled.
 
 use super::{parse_email, repo, User};
 use crate::auth::{password, scope, Authed, Role};
@@ -52,16 +53,11 @@ pub struct UserPatch {
     pub disabled: Option<bool>,
 }
 
-fn may_manage(auth_role: Option<Role>, target: Role) -> bool {
-    // API keys have no role: their scope already decided. Users: only owners touch owners.
-    auth_role.is_none_or(|r| r == Role::Owner || target != Role::Owner)
-}
-
 /// Lists the project's users.
 #[utoipa::path(get, path = "/v1/users", tag = "users",
     params(PageParams),
     responses((status = 200, body = Page<User>)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:read"])))]
 async fn list_users(
     State(state): State<AppState>,
     auth: Authed<scope::UsersRead>,
@@ -80,7 +76,7 @@ async fn list_users(
     request_body = UserIn,
     responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:write"])))]
 async fn create_user(
     State(state): State<AppState>,
     auth: Authed<scope::UsersWrite>,
@@ -94,8 +90,8 @@ async fn create_user(
     if input.name.chars().count() > 100 {
         errors.push(field("name", "must be at most 100 characters"));
     }
-    if !may_manage(auth.principal.role, input.role) {
-        errors.push(field("role", "only an owner can create owners"));
+    if let Some(why) = auth.principal.cannot_assign(input.role) {
+        errors.push(field("role", &why));
     }
     let email = match email {
         Ok(e) if errors.is_empty() => e,
@@ -109,12 +105,16 @@ async fn create_user(
         created_at: time::now(),
         disabled_at: None,
     };
-    let hash = password::hash(&input.password).map_err(|e| ApiError::internal(&e))?;
+    let hash = state.passwords.hash(&input.password).await?;
     let mut tx = state.db.begin().await?;
     repo::insert(tx.ex(), auth.project(), &user, &hash)
         .await
         .map_err(|e| {
-            ApiError::unique(e, "email-taken", "a user with this e-mail already exists")
+            ApiError::unique(
+                e,
+                "email-taken",
+                "a user with this e-mail already exists in this project",
+            )
         })?;
     record(&mut tx, &auth, "user.create", &user, None).await?;
     tx.commit().await?;
@@ -154,7 +154,7 @@ async fn record(
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
     responses((status = 200, body = User), (status = 404, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:read"])))]
 async fn get_user(
     State(state): State<AppState>,
     auth: Authed<scope::UsersRead>,
@@ -173,7 +173,7 @@ async fn get_user(
     request_body = UserPatch,
     responses((status = 200, body = User), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["users:write"])))]
 async fn update_user(
     State(state): State<AppState>,
     auth: Authed<scope::UsersWrite>,
@@ -187,13 +187,27 @@ async fn update_user(
     if patch.name.as_ref().is_some_and(|n| n.chars().count() > 100) {
         errors.push(field("name", "must be at most 100 characters"));
     }
+    // Hashed before the transaction: no lock (on SQLite, the writer) waits for argon2.
+    let hash = match patch.password.as_deref() {
+        Some(p) if errors.is_empty() => Some(state.passwords.hash(p).await?),
+        _ => None,
+    };
     let mut tx = state.db.begin().await?;
+    // Lock the active owners before reading anything: the last-owner check below must see
+    // what concurrent changes committed (two owners demoting each other at once).
+    let owners = repo::lock_active_owners(tx.ex(), auth.project()).await?;
     let before = repo::get(tx.ex(), auth.project(), &id)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     let role = patch.role.unwrap_or(before.role);
-    if !may_manage(auth.principal.role, before.role) || !may_manage(auth.principal.role, role) {
-        errors.push(field("role", "only an owner can change owners"));
+    // Changing a user at all (name, password, state) needs authority over their current
+    // role, and a new role must be one the caller could give.
+    if let Some(why) = auth
+        .principal
+        .cannot_assign(before.role)
+        .or_else(|| auth.principal.cannot_assign(role))
+    {
+        errors.push(field("role", &why));
     }
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
@@ -215,16 +229,12 @@ async fn update_user(
     let loses_owner = before.role == Role::Owner
         && before.disabled_at.is_none()
         && (after.role != Role::Owner || after.disabled_at.is_some());
-    if loses_owner && repo::count_active_owners(tx.ex(), auth.project()).await? <= 1 {
+    if loses_owner && owners.iter().all(|o| o == before.id.as_str()) {
         return Err(ApiError::conflict(
             "last-owner",
             "the project's last active owner cannot be demoted or disabled",
         ));
     }
-    let hash = match patch.password.as_deref() {
-        Some(p) => Some(password::hash(p).map_err(|e| ApiError::internal(&e))?),
-        None => None,
-    };
     repo::update(tx.ex(), auth.project(), &after, hash.as_deref()).await?;
     if after.disabled_at.is_some() || hash.is_some() {
         // Disabling or a new password ends every refresh-token family and dashboard session.

@@ -1,5 +1,6 @@
 //! Users: people who log in to the dashboard or take JWTs for the API. Each belongs to one
-//! project with one role; e-mail addresses are unique across the installation.
+//! project with one role; an e-mail address is unique within its project (the same address
+//! may have an account in several projects, each with its own password).
 
 pub mod http;
 pub mod repo;

@@ -90,9 +90,27 @@ pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<U
     )
 }
 
-/// A user by login e-mail, any project.
-pub async fn find_by_email(ex: Exec<'_>, email: &str) -> Result<Option<UserRecord>, sqlx::Error> {
-    fetch_one_where(ex, "email = $1", &[email]).await
+/// The users with this login e-mail: in `project` only when given, else in every project
+/// (at most `limit`, in id order).
+pub async fn find_by_email(
+    ex: Exec<'_>,
+    email: &str,
+    project: Option<&ProjectId>,
+    limit: i64,
+) -> Result<Vec<UserRecord>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM users WHERE email = $1 AND ($2 IS NULL OR project_id = $2) \
+         ORDER BY id LIMIT $3"
+    );
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql)
+            .bind(email)
+            .bind(project.map(ProjectId::as_str))
+            .bind(limit)
+            .fetch_all(c)
+            .await?;
+        rows.iter().map(|r| Ok(record_from_row!(r))).collect()
+    })
 }
 
 /// A user by id, any project (for token checks).
@@ -138,31 +156,65 @@ pub async fn update(
     .map(|_| ()))
 }
 
-/// How many active owners the project has.
-pub async fn count_active_owners(ex: Exec<'_>, project: &ProjectId) -> Result<i64, sqlx::Error> {
-    on_db!(ex, c => sqlx::query(
-        "SELECT COUNT(*) AS n FROM users WHERE project_id = $1 AND role = 'owner' AND disabled_at IS NULL",
-    )
-    .bind(project.as_str())
-    .fetch_one(c)
-    .await?
-    .try_get("n"))
+/// The ids of the project's active owners, locked until the transaction ends, so that two
+/// concurrent demotions cannot both see the other owner still active. PostgreSQL: `FOR
+/// UPDATE` in id order (concurrent callers queue rather than deadlock; a waiter re-checks
+/// each row after the holder commits, so an owner demoted meanwhile is no longer counted).
+/// SQLite: every transaction already runs alone on the single writer.
+pub async fn lock_active_owners(
+    ex: Exec<'_>,
+    project: &ProjectId,
+) -> Result<Vec<String>, sqlx::Error> {
+    const SQL: &str =
+        "SELECT id FROM users WHERE project_id = $1 AND role = 'owner' AND disabled_at IS NULL \
+         ORDER BY id";
+    match ex {
+        Exec::Sqlite(c) => {
+            sqlx::query_scalar(SQL)
+                .bind(project.as_str())
+                .fetch_all(c)
+                .await
+        }
+        Exec::Postgres(c) => {
+            sqlx::query_scalar(&format!("{SQL} FOR UPDATE"))
+                .bind(project.as_str())
+                .fetch_all(c)
+                .await
+        }
+    }
 }
 
-/// Resolves a verified access token to its principal, if the user is still active. The role
-/// is read fresh, so demotions and disabling take effect on the next request.
+/// Resolves a verified access token to its principal, if the user is still active and the
+/// token's login session (refresh-token family) is still live. The role is read fresh, so
+/// demotions and disabling take effect on the next request; logout, refresh-token reuse and
+/// a password change revoke the family, which ends its access tokens at once too.
 pub async fn principal_for_token(
     db: &Db,
     claims: &Claims,
 ) -> Result<Option<Principal>, sqlx::Error> {
+    // One statement: the user and an indexed probe (refresh_tokens_family) of the family.
+    let sql = format!(
+        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 \
+         AND t.user_id = users.id AND t.revoked_at IS NULL) AS live FROM users WHERE id = $1"
+    );
     let mut conn = db.read().await?;
-    let Some(rec) = find_by_id(conn.ex(), &claims.sub).await? else {
-        return Ok(None);
-    };
-    if rec.user.disabled_at.is_some() || rec.project_id.as_str() != claims.pid {
-        return Ok(None);
+    let found: Option<(UserRecord, bool)> = on_db!(conn.ex(), c => {
+        let row = sqlx::query(&sql)
+            .bind(&claims.sub)
+            .bind(&claims.sid)
+            .fetch_optional(c)
+            .await?;
+        row.map(|r| Ok::<_, sqlx::Error>((record_from_row!(r), r.try_get("live")?)))
+            .transpose()?
+    });
+    match found {
+        Some((rec, true))
+            if rec.user.disabled_at.is_none() && rec.project_id.as_str() == claims.pid =>
+        {
+            Ok(Some(principal_for_user(&rec)))
+        }
+        _ => Ok(None),
     }
-    Ok(Some(principal_for_user(&rec)))
 }
 
 /// The principal a user acts as.
@@ -174,6 +226,6 @@ pub fn principal_for_user(rec: &UserRecord) -> Principal {
             id: rec.user.id.to_string(),
         },
         scopes: rec.user.role.scopes(),
-        role: Some(rec.user.role),
+        role: rec.user.role,
     }
 }
