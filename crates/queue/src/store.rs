@@ -292,8 +292,21 @@ async fn enqueue_on(
         }
     }
     let pg = ex.backend() == Backend::Postgres;
+    // A unique key given twice in one call: the later job is the earlier one's answer. (In
+    // the database the key already points at the earlier job, whose row is not inserted
+    // yet, so the lookup below would find no job and create a second one.)
+    let mut keyed: HashMap<&str, Job> = HashMap::new();
     for j in jobs {
         let rec = new_job_record(j, now);
+        if let Some((key, _)) = &j.unique {
+            if let Some(job) = keyed.get(key.as_str()) {
+                out.push(Enqueued {
+                    job: job.clone(),
+                    created: false,
+                });
+                continue;
+            }
+        }
         if let Some((key, window)) = &j.unique {
             let expires = time::to_db(time::add_secs(now, *window));
             let holder: Option<String> = on_db!(ex.re(), c => {
@@ -315,6 +328,7 @@ async fn enqueue_on(
             });
             if let Some(existing) = holder {
                 if let Some(job) = get(ex.re(), project, &existing).await? {
+                    keyed.insert(key, job.clone());
                     out.push(Enqueued {
                         job,
                         created: false,
@@ -322,6 +336,7 @@ async fn enqueue_on(
                     continue;
                 }
             }
+            keyed.insert(key, rec.clone());
         }
         out.push(Enqueued {
             job: rec.clone(),

@@ -19,7 +19,8 @@ both!(
     listing_merges_queues_newest_first,
     concurrent_enqueues_share_commits,
     concurrent_claims_and_completions_share_commits,
-    concurrent_failures_share_commits
+    concurrent_failures_share_commits,
+    one_batch_with_a_unique_key_twice_creates_one_job
 );
 
 async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
@@ -915,4 +916,34 @@ fn lease_calls(
             tokio::spawn(async move { req.send().await })
         })
         .collect()
+}
+
+/// Two jobs of one batch with the same `unique_key`: the second is the first job, not a
+/// second one (its key was taken by a job not yet inserted when the second was looked at).
+async fn one_batch_with_a_unique_key_twice_creates_one_job(b: Backend) {
+    let app = spawn_app(b).await;
+    let batch = json!({"jobs": [
+        {"queue": "invoices", "kind": "issue", "unique_key": "order-7", "payload": {"n": 1}},
+        {"queue": "invoices", "kind": "issue", "payload": {"n": 2}},
+        {"queue": "invoices", "kind": "issue", "unique_key": "order-7", "payload": {"n": 3}},
+    ]});
+    let out = json_of(app.post("/v1/jobs/batch", &batch).await, 201).await;
+    let jobs = out["jobs"].as_array().unwrap();
+    assert_eq!(
+        (jobs[0]["created"].as_bool(), jobs[2]["created"].as_bool()),
+        (Some(true), Some(false)),
+        "{out}"
+    );
+    assert_eq!(jobs[2]["id"], jobs[0]["id"], "{out}");
+    assert_eq!(counts(&app, "invoices").await["available"], 2);
+    let listed = json_of(app.get("/v1/jobs?queue=invoices").await, 200).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 2, "{listed}");
+    // A later single enqueue with the key still gets that job.
+    let r = app
+        .post(
+            "/v1/jobs",
+            &json!({"queue": "invoices", "kind": "issue", "unique_key": "order-7"}),
+        )
+        .await;
+    assert_eq!(json_of(r, 200).await["id"], jobs[0]["id"]);
 }
