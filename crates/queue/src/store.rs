@@ -1970,6 +1970,27 @@ pub async fn queue_settings(
     })
 }
 
+/// A queue's settings, if it exists, with its row locked until the transaction ends
+/// (`FOR UPDATE` on PostgreSQL; SQLite's writer transactions run one at a time anyway): for
+/// changes that read the settings and write them back, so that two at once cannot undo one
+/// another under READ COMMITTED.
+pub async fn lock_settings(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queue: &QueueName,
+) -> Result<Option<QueueSettings>, sqlx::Error> {
+    let lock = match tx.backend() {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let sql =
+        format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE project_id = $1 AND name = $2{lock}");
+    on_db!(tx.ex(), c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).fetch_optional(c).await?;
+        row.map(|r| Ok(settings_from_row!(&r))).transpose()
+    })
+}
+
 /// Writes a queue's settings (creating it if needed).
 pub async fn save_settings(
     tx: &mut Tx,

@@ -20,7 +20,8 @@ both!(
     concurrent_enqueues_share_commits,
     concurrent_claims_and_completions_share_commits,
     concurrent_failures_share_commits,
-    one_batch_with_a_unique_key_twice_creates_one_job
+    one_batch_with_a_unique_key_twice_creates_one_job,
+    settings_changes_racing_a_pause_keep_both
 );
 
 async fn enqueue(app: &crate::helpers::TestApp, body: Value) -> Value {
@@ -946,4 +947,30 @@ async fn one_batch_with_a_unique_key_twice_creates_one_job(b: Backend) {
         )
         .await;
     assert_eq!(json_of(r, 200).await["id"], jobs[0]["id"]);
+}
+
+/// A settings change racing a pause must not undo it (nor the pause the change): each
+/// reads the queue's settings and writes them back, so on PostgreSQL under READ COMMITTED
+/// the second writer used to write what it read before the first committed.
+async fn settings_changes_racing_a_pause_keep_both(b: Backend) {
+    let app = spawn_app(b).await;
+    let patch = |concurrency: i64| {
+        app.req(reqwest::Method::PATCH, "/v1/queues/race")
+            .json(&json!({ "concurrency": concurrency }))
+            .send()
+    };
+    json_of(patch(1).await.unwrap(), 200).await;
+    for i in 2..42 {
+        json_of(app.post("/v1/queues/race/resume", &json!({})).await, 200).await;
+        let empty = json!({});
+        let (changed, paused) = tokio::join!(patch(i), app.post("/v1/queues/race/pause", &empty));
+        json_of(changed.unwrap(), 200).await;
+        json_of(paused, 200).await;
+        let q = json_of(app.get("/v1/queues/race").await, 200).await;
+        assert_eq!(
+            (q["paused"].as_bool(), q["concurrency"].as_i64()),
+            (Some(true), Some(i)),
+            "round {i}: one of the two writes was lost: {q}"
+        );
+    }
 }
