@@ -117,10 +117,21 @@ impl Default for Timing {
 }
 
 impl Timing {
-    /// The lease of a job run here: two heartbeats, so a crashed node's jobs are rescued
-    /// within two heartbeat intervals (plus one maintenance tick).
+    /// The lease of a job run here: two heartbeat intervals. A heartbeat may come a whole
+    /// interval late (a busy machine, a slow commit) before the lease lapses, whatever the
+    /// interval; a crashed node's jobs are rescued within two intervals of its last
+    /// heartbeat plus one rescue sweep ([`Timing::rescue_every`]).
     pub fn lease_ms(&self) -> i64 {
-        (self.heartbeat.as_millis() as i64 * 2 - self.maintenance.as_millis() as i64).max(100)
+        (self.heartbeat.as_millis() as i64 * 2).max(100)
+    }
+
+    /// How often lapsed leases are looked for: a few times per heartbeat interval, between
+    /// the maintenance tick and one second.
+    pub fn rescue_every(&self) -> Duration {
+        (self.heartbeat / 4).clamp(
+            self.maintenance,
+            Duration::from_secs(1).max(self.maintenance),
+        )
     }
 }
 
@@ -650,10 +661,17 @@ impl Runtime {
     /// extended in set-based statements; a job whose lease could not be extended (cancelled,
     /// deleted, or re-leased elsewhere) is told to stop.
     async fn heartbeats(self, mut stop: watch::Receiver<bool>) {
+        // At a fixed rhythm: a beat's own commit time does not push the next one later
+        // (a late beat is followed by the next one on time, not an interval after it).
+        let mut every = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.timing.heartbeat,
+            self.timing.heartbeat,
+        );
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tokio::time::sleep(self.timing.heartbeat) => {},
+                _ = every.tick() => {},
             }
             let mut by_project: HashMap<String, (ProjectId, Vec<(String, String)>)> =
                 HashMap::new();
@@ -723,10 +741,8 @@ impl Runtime {
         let mut tx = self.db.begin().await?;
         let woken = store::promote_due(&mut tx, 5_000).await?;
         // Lapsed leases are looked for a few times per lease, which keeps the promise of a
-        // rescue within two heartbeats without scanning the lease index every tick.
-        let rescue_every =
-            (self.timing.heartbeat / 4).clamp(self.timing.maintenance, Duration::from_secs(1));
-        let rescued = if last.rescue.elapsed() >= rescue_every {
+        // rescue soon after a lease ends without scanning for them every tick.
+        let rescued = if last.rescue.elapsed() >= self.timing.rescue_every() {
             last.rescue = std::time::Instant::now();
             store::rescue_expired(&mut tx, 1_000).await?
         } else {
@@ -946,5 +962,27 @@ fn log_refused(e: &QueueError) {
             tracing::info!(error = %e, "job changed while running; outcome discarded")
         }
         other => tracing::error!(error = %other, "could not record job outcome"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat may be late by a whole interval before the lease lapses, at any interval
+    /// (with the lease at two intervals less a maintenance tick, a 300 ms heartbeat had
+    /// 50 ms to spare), and lapsed leases are still looked for a few times per interval.
+    #[test]
+    fn lease_slack_is_one_heartbeat_interval() {
+        for ms in [200, 300, 1_000, 5_000, 60_000] {
+            let t = Timing {
+                heartbeat: Duration::from_millis(ms),
+                ..Timing::default()
+            };
+            let slack = t.lease_ms() - ms as i64;
+            assert!(slack >= ms as i64, "heartbeat {ms} ms: {slack} ms of slack");
+            assert!(t.rescue_every() >= t.maintenance);
+            assert!(t.rescue_every() <= Duration::from_secs(1));
+        }
     }
 }

@@ -204,15 +204,16 @@ async fn lapsed_lease_is_rescued_and_stale_token_refused(b: Backend) {
     )
     .await;
     let old_token = lost[0]["lease_token"].as_str().unwrap().to_owned();
-    // The worker dies: no heartbeat. Within the lease plus a maintenance tick the job is back.
+    // The worker dies: no heartbeat. Soon after the lease ends (1 s, plus one rescue sweep:
+    // at most a second) the job is back; the bound leaves room for a loaded machine.
     let start = Instant::now();
-    let back = wait_for(&app, &format!("/v1/jobs/{id}"), 5, |j| {
+    let back = wait_for(&app, &format!("/v1/jobs/{id}"), 15, |j| {
         j["state"] == "available"
     })
     .await;
     assert_eq!(back["state"], "available");
     assert!(
-        start.elapsed() < Duration::from_millis(2500),
+        start.elapsed() < Duration::from_secs(6),
         "rescued in {:?}",
         start.elapsed()
     );
