@@ -67,6 +67,13 @@ pub struct Config {
     pub job_heartbeat_ms: u64,
     /// Whether `serve` also runs jobs (set false for API-only nodes with separate workers).
     pub run_jobs: bool,
+    /// Most queues one project may have (enqueues and settings that would create more are
+    /// refused).
+    pub max_queues_per_project: u32,
+    /// Most cron schedules one project may have.
+    pub max_schedules_per_project: u32,
+    /// Most of one project's cron schedules that may fire more than once a minute.
+    pub max_frequent_schedules_per_project: u32,
 }
 
 /// A setting that could not be used.
@@ -107,6 +114,18 @@ const KEYS: &[(&str, &str)] = &[
     ("trust_proxy", "SWITCHBOARD_TRUST_PROXY"),
     ("job_heartbeat_ms", "SWITCHBOARD_JOB_HEARTBEAT_MS"),
     ("run_jobs", "SWITCHBOARD_RUN_JOBS"),
+    (
+        "max_queues_per_project",
+        "SWITCHBOARD_MAX_QUEUES_PER_PROJECT",
+    ),
+    (
+        "max_schedules_per_project",
+        "SWITCHBOARD_MAX_SCHEDULES_PER_PROJECT",
+    ),
+    (
+        "max_frequent_schedules_per_project",
+        "SWITCHBOARD_MAX_FREQUENT_SCHEDULES_PER_PROJECT",
+    ),
 ];
 
 /// The environment variable that names the config file.
@@ -207,6 +226,9 @@ impl Config {
             trust_proxy: false,
             job_heartbeat_ms: 5_000,
             run_jobs: true,
+            max_queues_per_project: 1_000,
+            max_schedules_per_project: 500,
+            max_frequent_schedules_per_project: 20,
         }
     }
 
@@ -362,6 +384,21 @@ impl Config {
                 },
             )?,
             run_jobs: raw.parse("run_jobs", d.run_jobs, boolean)?,
+            max_queues_per_project: raw.parse(
+                "max_queues_per_project",
+                d.max_queues_per_project,
+                positive("a number of queues"),
+            )?,
+            max_schedules_per_project: raw.parse(
+                "max_schedules_per_project",
+                d.max_schedules_per_project,
+                positive("a number of schedules"),
+            )?,
+            max_frequent_schedules_per_project: raw.parse(
+                "max_frequent_schedules_per_project",
+                d.max_frequent_schedules_per_project,
+                number("a number of schedules"),
+            )?,
             data_dir: d.data_dir,
         })
     }
@@ -457,6 +494,47 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
         assert_eq!(c.rate_limit_per_minute, 60);
         assert_eq!(c.cors_origins, vec!["https://app.example.com".to_owned()]);
+    }
+
+    #[test]
+    fn per_project_caps_parse_with_safe_defaults() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(
+            (
+                c.max_queues_per_project,
+                c.max_schedules_per_project,
+                c.max_frequent_schedules_per_project
+            ),
+            (1_000, 500, 20)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, "max_schedules_per_project = 50\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            &env(&[
+                ("SWITCHBOARD_MAX_QUEUES_PER_PROJECT", "20000"),
+                ("SWITCHBOARD_MAX_FREQUENT_SCHEDULES_PER_PROJECT", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_queues_per_project,
+                c.max_schedules_per_project,
+                c.max_frequent_schedules_per_project
+            ),
+            (20_000, 50, 0)
+        );
+        let e =
+            Config::load(None, &env(&[("SWITCHBOARD_MAX_QUEUES_PER_PROJECT", "0")])).unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_MAX_QUEUES_PER_PROJECT");
+        let e = Config::load(
+            None,
+            &env(&[("SWITCHBOARD_MAX_SCHEDULES_PER_PROJECT", "many")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a number of schedules"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod cron;
 pub mod gather;
+pub mod limits;
 pub mod model;
 pub mod push;
 pub mod runtime;

@@ -3,9 +3,12 @@
 //! (promotion of due jobs, rescue of lapsed leases, cron ticks, retention pruning).
 
 use crate::gather::Gatherer;
+use crate::limits::{Limits, QueueAdmission};
 use crate::model::*;
 use crate::push::{self, Delivery};
-use crate::store::{self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError};
+use crate::store::{
+    self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError, Rotation,
+};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
 use std::future::Future;
@@ -104,6 +107,9 @@ pub struct Timing {
     pub maintenance: Duration,
     /// How often the dispatcher polls when nothing wakes it.
     pub poll: Duration,
+    /// What the runtime keeps per queue (concurrency slots, claim hints, wake-ups) is
+    /// dropped once the queue has been idle this long.
+    pub idle: Duration,
 }
 
 impl Default for Timing {
@@ -112,6 +118,7 @@ impl Default for Timing {
             heartbeat: Duration::from_secs(5),
             maintenance: Duration::from_millis(250),
             poll: Duration::from_millis(500),
+            idle: Duration::from_secs(300),
         }
     }
 }
@@ -200,6 +207,9 @@ impl Slots {
     }
 }
 
+/// A queue's slots and when a dispatcher pass last found the queue runnable.
+type SlotsSeen = (Slots, std::time::Instant);
+
 /// The runtime of one node.
 #[derive(Clone)]
 pub struct Runtime {
@@ -213,9 +223,14 @@ pub struct Runtime {
     timing: Timing,
     dispatch: bool,
     secrets: Arc<Mutex<HashMap<String, String>>>,
-    slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
+    /// Per queue, its slots and when a dispatcher pass last found it runnable.
+    slots: Arc<Mutex<HashMap<(String, String), SlotsSeen>>>,
     running: Arc<Mutex<HashMap<String, Held>>>,
     known: Arc<Mutex<Known>>,
+    /// Where the dispatcher's next read of runnable queues starts.
+    rotation: Arc<Mutex<Rotation>>,
+    limits: Limits,
+    admission: QueueAdmission,
     outcomes: mpsc::UnboundedSender<Outcome>,
     outcomes_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>>,
 }
@@ -225,6 +240,7 @@ pub struct RuntimeBuilder {
     handlers: HashMap<String, Arc<dyn Handler>>,
     timing: Timing,
     dispatch: bool,
+    limits: Limits,
 }
 
 impl Runtime {
@@ -234,6 +250,7 @@ impl Runtime {
             handlers: HashMap::new(),
             timing: Timing::default(),
             dispatch: true,
+            limits: Limits::default(),
         }
     }
 
@@ -248,12 +265,21 @@ impl Runtime {
     }
 
     /// Inserts jobs and commits (all or none; small enqueues arriving together share one
-    /// commit, see [`Gatherer`]), then wakes this node's claimers of their queues.
+    /// commit, see [`Gatherer`]), then wakes this node's claimers of their queues. Queues
+    /// that do not exist yet are created first, within the project's cap
+    /// ([`QueueError::QueueLimit`]: nothing written).
     pub async fn enqueue(
         &self,
         project: &ProjectId,
         jobs: &[NewJob],
     ) -> Result<Vec<Enqueued>, QueueError> {
+        let mut queues: Vec<&QueueName> = Vec::new();
+        for j in jobs {
+            if !queues.contains(&&j.queue) {
+                queues.push(&j.queue);
+            }
+        }
+        self.admission.admit(&self.db, project, &queues).await?;
         let out = self.gather.enqueue(project, jobs).await?;
         let mut woken: Vec<&QueueName> = Vec::new();
         for j in jobs {
@@ -274,6 +300,35 @@ impl Runtime {
     /// Lease and maintenance timing.
     pub fn timing(&self) -> Timing {
         self.timing
+    }
+
+    /// The per-project caps.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Creates queues within the per-project cap (see [`QueueAdmission`]).
+    pub fn admission(&self) -> &QueueAdmission {
+        &self.admission
+    }
+
+    /// How many queues the runtime keeps something for; what it keeps for a queue idle
+    /// longer than [`Timing::idle`] is dropped.
+    pub fn tracked(&self) -> Tracked {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queues
+            .len();
+        let (notifiers, announced) = self.wake.tracked();
+        Tracked {
+            slots,
+            notifiers,
+            announced,
+            settings: known,
+        }
     }
 
     /// Signals the worker of a job cancelled through this node.
@@ -394,13 +449,20 @@ impl Runtime {
             concurrency,
             remove_completed,
             limited,
+            ..
         } in queues
         {
             let slots = {
                 let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                let entry = all
-                    .entry((project.clone(), queue.clone()))
-                    .or_insert_with(|| Slots::new(&project, &queue, concurrency));
+                let (entry, seen) =
+                    all.entry((project.clone(), queue.clone()))
+                        .or_insert_with(|| {
+                            (
+                                Slots::new(&project, &queue, concurrency),
+                                std::time::Instant::now(),
+                            )
+                        });
+                *seen = std::time::Instant::now();
                 if entry.concurrency != concurrency {
                     // Settings changed: new runs use the new limit; old runs finish on the old one.
                     *entry = Slots::new(&project, &queue, concurrency);
@@ -512,10 +574,19 @@ impl Runtime {
                 }
             }
         }
+        let rotation = self
+            .rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let queues = {
             let mut conn = self.db.read().await?;
-            store::runnable_queues(conn.ex()).await?
+            store::runnable_queues(conn.ex(), &rotation, RUNNABLE_AT_MOST).await?
         };
+        self.rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .advance(&queues, RUNNABLE_AT_MOST);
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if known.epoch != epoch {
             known.queues.clear();
@@ -725,6 +796,7 @@ impl Runtime {
             prune: std::time::Instant::now(),
             cron: long_ago,
             rescue: long_ago,
+            sweep: std::time::Instant::now(),
         };
         loop {
             if let Err(e) = self.maintain_once(&mut last).await {
@@ -762,10 +834,14 @@ impl Runtime {
         }
         if last.cron.elapsed() >= Duration::from_secs(1) {
             last.cron = std::time::Instant::now();
-            let n = crate::schedules::tick(&self.db, &self.kinds, 60).await?;
+            let n = crate::schedules::tick(&self.db, &self.kinds, 60, &self.admission).await?;
             if n > 0 {
                 self.wake.wake_dispatcher(None);
             }
+        }
+        if last.sweep.elapsed() >= (self.timing.idle / 4).max(self.timing.maintenance) {
+            last.sweep = std::time::Instant::now();
+            self.forget_idle();
         }
         if last.prune.elapsed() >= Duration::from_secs(60) {
             last.prune = std::time::Instant::now();
@@ -777,6 +853,29 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Drops what the runtime keeps for queues idle longer than [`Timing::idle`]: the slots
+    /// of queues holding no job that no dispatcher pass has found runnable since, wake-up
+    /// notifiers no claimer waits on, announcements of jobs in queues without slots (a
+    /// queue's slots start reading it from the top anyway) and settings read long ago. A
+    /// queue that gets work again starts afresh.
+    fn forget_idle(&self) {
+        let idle = self.timing.idle;
+        let kept: std::collections::HashSet<(String, String)> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.retain(|_, (s, seen)| {
+                s.in_hand.load(std::sync::atomic::Ordering::SeqCst) > 0 || seen.elapsed() < idle
+            });
+            slots.keys().cloned().collect()
+        };
+        self.wake
+            .forget(|p, q| kept.contains(&(p.to_owned(), q.to_owned())));
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queues
+            .retain(|_, (_, at)| at.elapsed() < SETTINGS_AT_MOST);
     }
 }
 
@@ -806,6 +905,24 @@ struct LastRun {
     prune: std::time::Instant,
     cron: std::time::Instant,
     rescue: std::time::Instant,
+    sweep: std::time::Instant,
+}
+
+/// The most queues one dispatcher read of the counters returns (taking turns across
+/// projects, see [`store::runnable_queues`]).
+const RUNNABLE_AT_MOST: i64 = 1_000;
+
+/// How many queues the runtime keeps something for (see [`Runtime::tracked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    /// Concurrency slots, claim hints and run-time averages.
+    pub slots: usize,
+    /// Wake-up notifiers (held by waiting claimers).
+    pub notifiers: usize,
+    /// Announcements of jobs not yet read by the dispatcher.
+    pub announced: usize,
+    /// Settings the dispatcher read recently.
+    pub settings: usize,
 }
 
 /// The project's push-signing secret, created on first use.
@@ -847,6 +964,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets the per-project caps (queues, schedules).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Finishes the runtime for `db`.
     pub fn build(self, db: Db) -> Runtime {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
@@ -869,6 +992,9 @@ impl RuntimeBuilder {
             slots: Arc::default(),
             running: Arc::default(),
             known: Arc::default(),
+            rotation: Arc::default(),
+            admission: QueueAdmission::new(self.limits.queues),
+            limits: self.limits,
             outcomes,
             outcomes_rx: Arc::new(Mutex::new(Some(outcomes_rx))),
         }

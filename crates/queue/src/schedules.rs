@@ -1,6 +1,7 @@
 //! SQL for cron schedules and the tick that turns due schedules into jobs.
 
 use crate::cron::{due_ticks, CronSpec, Overlap, Schedule};
+use crate::limits::QueueAdmission;
 use crate::model::{Invalid, JobId, JobSpec, ScheduleId};
 use crate::store::{self, QueueError, Result};
 use sqlx::Row;
@@ -103,13 +104,15 @@ pub async fn delete(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<bool,
         .bind(project.as_str()).bind(id).execute(c).await.map(|r| r.rows_affected() == 1))
 }
 
-/// Enqueues one run of a schedule inside `tx`: for a cron `tick`, or a manual trigger (`None`).
+/// Enqueues one run of a schedule inside `tx`: for a cron `tick`, or a manual trigger
+/// (`None`). A queue that does not exist yet is created within the project's cap.
 pub async fn enqueue_run(
     tx: &mut Tx,
     project: &ProjectId,
     s: &Schedule,
     tick: Option<Timestamp>,
     local_kinds: &[String],
+    queues: &QueueAdmission,
 ) -> Result<JobId> {
     let mut spec: JobSpec = serde_json::from_value(s.job.clone())
         .map_err(|e| QueueError::Invalid(Invalid::new("job", e.to_string())))?;
@@ -126,6 +129,7 @@ pub async fn enqueue_run(
     let new = spec
         .validate(time::now(), local_kinds)
         .map_err(|mut e| QueueError::Invalid(e.remove(0)))?;
+    queues.admit_in(tx, project, &[&new.queue]).await?;
     let out = store::enqueue(tx, project, std::slice::from_ref(&new)).await?;
     Ok(out[0].job.id.clone())
 }
@@ -136,6 +140,7 @@ pub async fn tick(
     db: &switchboard_core::db::Db,
     local_kinds: &[String],
     grace_secs: i64,
+    queues: &QueueAdmission,
 ) -> Result<usize> {
     let now = time::now();
     let due: Vec<(String, Schedule)> = {
@@ -175,14 +180,14 @@ pub async fn tick(
                     }
                 }
             }
-            match enqueue_run(&mut tx, &project, &s, Some(*t), local_kinds).await {
+            match enqueue_run(&mut tx, &project, &s, Some(*t), local_kinds, queues).await {
                 Ok(id) => {
                     last_job = Some(id);
                     last_run = Some(*t);
                     made += 1;
                 }
-                Err(QueueError::Invalid(e)) => {
-                    tracing::warn!(schedule = %s.id, error = %e, "schedule's job is invalid; tick skipped");
+                Err(e @ (QueueError::Invalid(_) | QueueError::QueueLimit { .. })) => {
+                    tracing::warn!(schedule = %s.id, error = %e, "schedule's job cannot be enqueued; tick skipped");
                 }
                 Err(e) => return Err(e),
             }

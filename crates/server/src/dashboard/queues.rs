@@ -164,7 +164,8 @@ async fn queue_action(
             } else {
                 "queue.resume"
             };
-            service::save_settings(&state.db, &ctx, &name, act, |s| {
+            let max = state.runtime.limits().queues;
+            service::save_settings(&state.db, &ctx, &name, act, max, |s| {
                 Ok(QueueSettings { paused, ..s })
             })
             .await?;

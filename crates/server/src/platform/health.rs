@@ -120,12 +120,18 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Sets `queue_jobs{project, queue, state}` from the maintained counters (one small query,
-/// never `count(*)` over the jobs table).
+/// never `count(*)` over the jobs table); available jobs for pull workers, counted apart,
+/// are added into `available`.
 async fn record_queue_depths(state: &AppState) -> Result<(), sqlx::Error> {
     use sqlx::Row;
     let mut conn = state.db.read().await?;
+    let sql = format!(
+        "SELECT project_id, queue, CASE WHEN state = '{}' THEN 'available' ELSE state END AS state, \
+         CAST(SUM(n) AS BIGINT) AS n FROM queue_counts GROUP BY 1, 2, 3",
+        switchboard_queue::store::AVAILABLE_PULL
+    );
     let rows: Vec<(String, String, String, i64)> = switchboard_core::on_db!(conn.ex(), c => {
-        let rows = sqlx::query("SELECT project_id, queue, state, CAST(SUM(n) AS BIGINT) AS n FROM queue_counts GROUP BY project_id, queue, state").fetch_all(c).await?;
+        let rows = sqlx::query(&sql).fetch_all(c).await?;
         rows.iter()
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
             .collect::<Result<_, _>>()?

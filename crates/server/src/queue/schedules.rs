@@ -327,7 +327,8 @@ pub struct Triggered {
 /// Enqueues one run now, outside the cron rhythm.
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem)),
+    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`queue-limit`: the run would create more queues than the project may have")),
     security(("bearer" = [])))]
 async fn trigger(
     State(state): State<AppState>,
@@ -349,7 +350,15 @@ pub async fn trigger_now(
     let s = repo::get(tx.ex(), project, id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let job_id = repo::enqueue_run(&mut tx, project, &s, None, state.runtime.local_kinds()).await?;
+    let job_id = repo::enqueue_run(
+        &mut tx,
+        project,
+        &s,
+        None,
+        state.runtime.local_kinds(),
+        state.runtime.admission(),
+    )
+    .await?;
     let change = Change {
         action: "schedule.trigger",
         entity_type: "schedule",

@@ -501,7 +501,12 @@ async fn long_poll_wakes_on_enqueue(b: Backend) {
             .unwrap();
         (start.elapsed(), r.json::<Value>().await.unwrap())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The claim is waiting (it holds the queue's notifier) before the job arrives.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.runtime.tracked().notifiers < 2 {
+        assert!(Instant::now() < deadline, "the claim never waited");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let job = enqueue(&app, json!({"queue": "webhooks", "kind": "deliver"})).await;
     let (elapsed, body) = waiter.await.unwrap();
     assert_eq!(body["jobs"][0]["id"], job["id"]);
