@@ -379,6 +379,7 @@ impl Runtime {
             Db::Sqlite { .. } => None,
         };
         let maintenance = tokio::spawn(self.clone().maintenance(stop.clone()));
+        let cron = tokio::spawn(self.clone().cron(stop.clone()));
         let heartbeats = tokio::spawn(self.clone().heartbeats(stop.clone()));
         self.dispatch(stop).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -396,6 +397,7 @@ impl Runtime {
             let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
         }
         maintenance.abort();
+        cron.abort();
         heartbeats.abort();
         if let Some(l) = listener {
             l.abort();
@@ -794,7 +796,6 @@ impl Runtime {
         let long_ago = std::time::Instant::now() - Duration::from_secs(10);
         let mut last = LastRun {
             prune: std::time::Instant::now(),
-            cron: long_ago,
             rescue: long_ago,
             sweep: std::time::Instant::now(),
         };
@@ -831,13 +832,6 @@ impl Runtime {
         }
         if !woken.is_empty() || rescued > 0 {
             self.wake.wake_dispatcher(None);
-        }
-        if last.cron.elapsed() >= Duration::from_secs(1) {
-            last.cron = std::time::Instant::now();
-            let n = crate::schedules::tick(&self.db, &self.kinds, 60, &self.admission).await?;
-            if n > 0 {
-                self.wake.wake_dispatcher(None);
-            }
         }
         if last.sweep.elapsed() >= (self.timing.idle / 4).max(self.timing.maintenance) {
             last.sweep = std::time::Instant::now();
@@ -877,6 +871,43 @@ impl Runtime {
             .queues
             .retain(|_, (_, at)| at.elapsed() < SETTINGS_AT_MOST);
     }
+
+    /// Turns due cron schedules into jobs: a pass every second, and another at once while a
+    /// pass had to leave due schedules for later (see [`crate::schedules::tick`]). Apart from
+    /// maintenance, so a long pass never holds up promotions and lease rescues.
+    async fn cron(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let more = match crate::schedules::tick(
+                &self.db,
+                &self.kinds,
+                60,
+                &self.admission,
+                CRON_PASS_AT_MOST,
+            )
+            .await
+            {
+                Ok(t) => {
+                    if t.enqueued > 0 {
+                        self.wake.wake_dispatcher(None);
+                    }
+                    t.more
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cron tick failed; retrying");
+                    false
+                }
+            };
+            let pause = if more {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(pause) => {},
+            }
+        }
+    }
 }
 
 /// The longest claims read on from hints before reading a queue from the top again. Every
@@ -903,10 +934,13 @@ struct Known {
 /// When maintenance last did its less frequent chores.
 struct LastRun {
     prune: std::time::Instant,
-    cron: std::time::Instant,
     rescue: std::time::Instant,
     sweep: std::time::Instant,
 }
+
+/// How long one cron pass may run before it returns (the next starts at once if schedules
+/// are still due).
+const CRON_PASS_AT_MOST: Duration = Duration::from_secs(1);
 
 /// The most queues one dispatcher read of the counters returns (taking turns across
 /// projects, see [`store::runnable_queues`]).

@@ -46,6 +46,9 @@ pub enum QueueError {
         /// Queues the request would have created.
         new: usize,
     },
+    /// The project may not have another schedule of this kind (the message says which cap).
+    #[error("{0}")]
+    ScheduleLimit(String),
     /// Database failure.
     #[error(transparent)]
     Db(#[from] sqlx::Error),

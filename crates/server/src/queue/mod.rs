@@ -22,6 +22,7 @@ impl From<QueueError> for ApiError {
             QueueError::WrongState(m) => ApiError::conflict("invalid-state", m),
             QueueError::Invalid(i) => invalid(vec![i], ""),
             QueueError::QueueLimit { .. } => ApiError::conflict("queue-limit", e.to_string()),
+            QueueError::ScheduleLimit(m) => ApiError::conflict("schedule-limit", m),
             QueueError::Db(e) => e.into(),
         }
     }

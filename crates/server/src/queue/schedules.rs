@@ -141,6 +141,11 @@ fn build(base: Schedule, input: ScheduleIn, local_kinds: &[String]) -> ApiResult
     Ok(s)
 }
 
+/// Whether a schedule fires more than once a minute (counted against its own cap).
+fn frequent(s: &Schedule) -> bool {
+    CronSpec::parse(&s.cron, &s.timezone).is_ok_and(|c| c.more_than_once_a_minute())
+}
+
 async fn audit_schedule(
     tx: &mut switchboard_core::db::Tx,
     auth: &Authed<scope::SchedulesWrite>,
@@ -188,7 +193,9 @@ async fn list_schedules(
 /// Creates a schedule.
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
     request_body = ScheduleIn,
-    responses((status = 201, body = ScheduleOut), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ScheduleOut),
+        (status = 409, body = crate::error::Problem, description = "`name-taken`, or `schedule-limit`: the project may not have another schedule (or another firing more than once a minute)"),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn create_schedule(
     State(state): State<AppState>,
@@ -226,6 +233,8 @@ async fn create_schedule(
     };
     let s = build(base, input, state.runtime.local_kinds())?;
     let mut tx = state.db.begin().await?;
+    let limits = state.runtime.limits();
+    repo::check_limits(&mut tx, auth.project(), &s.id, true, frequent(&s), &limits).await?;
     repo::save(tx.ex(), auth.project(), &s, true)
         .await
         .map_err(|e| {
@@ -265,7 +274,9 @@ async fn get_schedule(
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`name-taken`, or `schedule-limit`: the project may not have another schedule firing more than once a minute"),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = [])))]
 async fn update_schedule(
     State(state): State<AppState>,
@@ -278,6 +289,18 @@ async fn update_schedule(
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     let after = build(before.clone(), input, state.runtime.local_kinds())?;
+    // Only a change that makes it fire more than once a minute is counted against the cap.
+    let newly_frequent = frequent(&after) && !frequent(&before);
+    let limits = state.runtime.limits();
+    repo::check_limits(
+        &mut tx,
+        auth.project(),
+        &after.id,
+        false,
+        newly_frequent,
+        &limits,
+    )
+    .await?;
     repo::save(tx.ex(), auth.project(), &after, false)
         .await
         .map_err(|e| {

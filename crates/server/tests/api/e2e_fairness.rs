@@ -1,19 +1,24 @@
-//! One tenant must not starve the others: the dispatcher serves every project in turn
-//! whatever one project holds, and a project's queues are capped.
+//! One tenant must not starve the others: the dispatcher and the cron tick serve every
+//! project in turn whatever one project holds.
 
 use crate::both;
 use crate::helpers::{json_of, problem, spawn_full, spawn_with, test_config, TestApp};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use switchboard_core::db::Backend;
+use switchboard_core::id::ProjectId;
+use switchboard_queue::cron::{Misfire, Overlap, Schedule};
 use switchboard_queue::runtime::{JobContext, Runtime, Tracked};
+use switchboard_queue::ScheduleId;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 both!(
     thousands_of_pull_queues_do_not_starve_another_project,
+    many_due_schedules_do_not_delay_another_project,
     queues_per_project_are_capped,
     concurrent_creators_cannot_pass_the_queue_cap,
+    schedules_per_project_are_capped,
     idle_queues_are_forgotten_by_the_runtime,
     migration_0007_recounts_available_jobs_by_runner
 );
@@ -130,6 +135,74 @@ async fn thousands_of_pull_queues_do_not_starve_another_project(b: Backend) {
     // A's jobs are still there for pull workers.
     let q = json_of(app.get("/v1/queues/a-4999").await, 200).await;
     assert_eq!(q["counts"]["available"], 1, "{q}");
+}
+
+/// Project A has 600 per-second schedules, all overdue; project B's per-second schedule
+/// must still get its first job within a few seconds of being due. The tick used to take
+/// the 100 longest-due schedules per second across projects, so B waited until A's backlog
+/// was worked off (six passes of 100, at least five seconds).
+async fn many_due_schedules_do_not_delay_another_project(b: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(b, dir.path()).await;
+    let app = spawn_full(config, Some(dir), Runtime::builder()).await;
+    let me = json_of(app.get("/v1/me").await, 200).await;
+    let project_a = ProjectId::from_db(me["project_id"].as_str().unwrap().to_owned());
+    // Inserted directly, due a minute ago (through the API they would start due from the
+    // next second, one by one).
+    let now = switchboard_core::time::now();
+    let overdue = switchboard_core::time::from_db(switchboard_core::time::to_db(now) - 60_000_000);
+    let mut tx = app.state.db.begin().await.unwrap();
+    for i in 0..600 {
+        let s = Schedule {
+            id: ScheduleId::generate(),
+            name: format!("a-{i}"),
+            cron: "* * * * * *".into(),
+            timezone: "UTC".into(),
+            job: json!({"queue": "a-ticks", "kind": "tick"}),
+            misfire: Misfire::RunOnce,
+            backfill_limit: 10,
+            overlap: Overlap::Allow,
+            paused: false,
+            next_run_at: overdue,
+            last_run_at: None,
+            last_job_id: None,
+            created_at: now,
+        };
+        switchboard_queue::schedules::save(tx.ex(), &project_a, &s, true)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let key_b = second_project(&app).await;
+    let s = json_of(
+        post_as(
+            &app,
+            &key_b,
+            "/v1/schedules",
+            &json!({"name": "b", "cron": "* * * * * *", "job": {"queue": "b-ticks", "kind": "tick"}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let due: jiff::Timestamp = s["next_run_at"].as_str().unwrap().parse().unwrap();
+    let tag = format!("schedule:{}", s["id"].as_str().unwrap());
+    let jobs = wait_as(&app, &key_b, &format!("/v1/jobs?tag={tag}"), 20, |v| {
+        !v["data"].as_array().unwrap().is_empty()
+    })
+    .await;
+    let first = jobs["data"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap_or_else(|| panic!("no job of B's schedule in 20 s: {jobs}"));
+    let created: jiff::Timestamp = first["created_at"].as_str().unwrap().parse().unwrap();
+    let late = created.duration_since(due);
+    assert!(
+        late < jiff::SignedDuration::from_secs(3),
+        "B's first tick ran {late:?} after it was due"
+    );
 }
 
 async fn queue_names(app: &TestApp) -> Vec<String> {
@@ -271,6 +344,88 @@ async fn concurrent_creators_cannot_pass_the_queue_cap(b: Backend) {
     }
     assert_eq!(created, 4, "one queue existed, the cap is five");
     assert_eq!(queue_names(&app).await.len(), 5);
+}
+
+/// A project may have `max_schedules_per_project` schedules, of which
+/// `max_frequent_schedules_per_project` may fire more than once a minute: creating or
+/// changing one past either cap is refused with 409 `schedule-limit` and writes nothing.
+async fn schedules_per_project_are_capped(b: Backend) {
+    let app = spawn_with(b, |c| {
+        c.max_schedules_per_project = 3;
+        c.max_frequent_schedules_per_project = 1;
+    })
+    .await;
+    let create = |name: &str, cron: &str| {
+        app.req(reqwest::Method::POST, "/v1/schedules")
+            .json(&json!({"name": name, "cron": cron, "job": {"queue": "ticks", "kind": "k"}}))
+            .send()
+    };
+    json_of(create("every-second", "* * * * * *").await.unwrap(), 201).await;
+    let p = problem(
+        create("every-ten", "*/10 * * * * *").await.unwrap(),
+        409,
+        "schedule-limit",
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .contains("more than once a minute"),
+        "{p}"
+    );
+    // Once a minute is not frequent, with five fields or six.
+    json_of(create("every-minute", "* * * * *").await.unwrap(), 201).await;
+    let hourly = json_of(create("hourly", "30 0 * * * *").await.unwrap(), 201).await;
+    let p = problem(
+        create("daily", "0 2 * * *").await.unwrap(),
+        409,
+        "schedule-limit",
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("3 schedules"), "{p}");
+    // Changing a schedule to fire every second counts too; other changes do not.
+    let id = hourly["id"].as_str().unwrap();
+    let r = app
+        .req(reqwest::Method::PATCH, &format!("/v1/schedules/{id}"))
+        .json(&json!({"cron": "* * * * * *"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 409, "schedule-limit").await;
+    let r = app
+        .req(reqwest::Method::PATCH, &format!("/v1/schedules/{id}"))
+        .json(&json!({"cron": "15 0 * * * *"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_of(r, 200).await["cron"], "15 0 * * * *");
+    let list = json_of(app.get("/v1/schedules").await, 200).await;
+    let crons: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cron"].as_str().unwrap())
+        .collect();
+    // (Listed by name.)
+    assert_eq!(
+        crons,
+        ["* * * * *", "* * * * * *", "15 0 * * * *"],
+        "{list}"
+    );
+    // The cap is per project.
+    let key_b = second_project(&app).await;
+    json_of(
+        post_as(
+            &app,
+            &key_b,
+            "/v1/schedules",
+            &json!({"name": "b", "cron": "* * * * * *", "job": {"queue": "t", "kind": "k"}}),
+        )
+        .await,
+        201,
+    )
+    .await;
 }
 
 /// What the runtime keeps per queue (slots, wake-up notifiers, announcements, settings) is
