@@ -87,6 +87,13 @@ pub struct Config {
     /// Most distinct (project, queue) label sets this node exports; the rest are folded into
     /// `project="_other", queue="_other"`.
     pub metrics_max_queues: usize,
+    /// Most queues one project may have (enqueues and settings that would create more are
+    /// refused).
+    pub max_queues_per_project: u32,
+    /// Most cron schedules one project may have.
+    pub max_schedules_per_project: u32,
+    /// Most of one project's cron schedules that may fire more than once a minute.
+    pub max_frequent_schedules_per_project: u32,
 }
 
 /// Hosts, addresses and ranges that HTTP-push jobs may reach although they are not public
@@ -208,6 +215,18 @@ const KEYS: &[(&str, &str)] = &[
     ("metrics_token", "SWITCHBOARD_METRICS_TOKEN"),
     ("metrics_listen", "SWITCHBOARD_METRICS_LISTEN"),
     ("metrics_max_queues", "SWITCHBOARD_METRICS_MAX_QUEUES"),
+    (
+        "max_queues_per_project",
+        "SWITCHBOARD_MAX_QUEUES_PER_PROJECT",
+    ),
+    (
+        "max_schedules_per_project",
+        "SWITCHBOARD_MAX_SCHEDULES_PER_PROJECT",
+    ),
+    (
+        "max_frequent_schedules_per_project",
+        "SWITCHBOARD_MAX_FREQUENT_SCHEDULES_PER_PROJECT",
+    ),
 ];
 
 /// The environment variable that names the config file.
@@ -314,6 +333,9 @@ impl Config {
             metrics_token: None,
             metrics_listen: None,
             metrics_max_queues: 1_000,
+            max_queues_per_project: 1_000,
+            max_schedules_per_project: 500,
+            max_frequent_schedules_per_project: 20,
         }
     }
 
@@ -514,6 +536,21 @@ impl Config {
                     _ => Err(format!("`{s}` must be 1 to 1000000")),
                 }
             })?,
+            max_queues_per_project: raw.parse(
+                "max_queues_per_project",
+                d.max_queues_per_project,
+                positive("a number of queues"),
+            )?,
+            max_schedules_per_project: raw.parse(
+                "max_schedules_per_project",
+                d.max_schedules_per_project,
+                positive("a number of schedules"),
+            )?,
+            max_frequent_schedules_per_project: raw.parse(
+                "max_frequent_schedules_per_project",
+                d.max_frequent_schedules_per_project,
+                number("a number of schedules"),
+            )?,
             data_dir: d.data_dir,
         })
     }
@@ -635,6 +672,47 @@ mod tests {
         assert_eq!(e.origin, "SWITCHBOARD_TRUSTED_PROXIES");
         let e = Config::load(None, &env(&[("SWITCHBOARD_TRUSTED_PROXIES", "99")])).unwrap_err();
         assert!(e.to_string().contains("0 to 16"), "{e}");
+    }
+
+    #[test]
+    fn per_project_caps_parse_with_safe_defaults() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(
+            (
+                c.max_queues_per_project,
+                c.max_schedules_per_project,
+                c.max_frequent_schedules_per_project
+            ),
+            (1_000, 500, 20)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, "max_schedules_per_project = 50\n").unwrap();
+        let c = Config::load(
+            Some(&path),
+            &env(&[
+                ("SWITCHBOARD_MAX_QUEUES_PER_PROJECT", "20000"),
+                ("SWITCHBOARD_MAX_FREQUENT_SCHEDULES_PER_PROJECT", "0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_queues_per_project,
+                c.max_schedules_per_project,
+                c.max_frequent_schedules_per_project
+            ),
+            (20_000, 50, 0)
+        );
+        let e =
+            Config::load(None, &env(&[("SWITCHBOARD_MAX_QUEUES_PER_PROJECT", "0")])).unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_MAX_QUEUES_PER_PROJECT");
+        let e = Config::load(
+            None,
+            &env(&[("SWITCHBOARD_MAX_SCHEDULES_PER_PROJECT", "many")]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not a number of schedules"), "{e}");
     }
 
     #[test]

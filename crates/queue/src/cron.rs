@@ -46,6 +46,12 @@ impl CronSpec {
         })
     }
 
+    /// Whether it can fire more than once in a minute (its seconds field, with six fields,
+    /// names more than one second). Five-field expressions fire at most once a minute.
+    pub fn more_than_once_a_minute(&self) -> bool {
+        self.cron.pattern.seconds.values().len() > 1
+    }
+
     /// The first tick strictly after `after`.
     pub fn next_after(&self, after: Timestamp) -> Option<Timestamp> {
         let z = Zoned::new(after, self.tz.clone());
@@ -228,6 +234,17 @@ mod tests {
             Some(ts("2026-01-01T00:00:15Z"))
         );
         assert!(CronSpec::parse("* * *", "UTC").is_err());
+        for (expr, frequent) in [
+            ("* * * * * *", true),
+            ("*/30 * * * * *", true),
+            ("0,1 0 1 1 *", false),
+            ("5,6 0 3 * * *", true),
+            ("0 * * * * *", false),
+            ("* * * * *", false),
+        ] {
+            let c = CronSpec::parse(expr, "UTC").unwrap();
+            assert_eq!(c.more_than_once_a_minute(), frequent, "{expr}");
+        }
         assert!(CronSpec::parse("61 * * * *", "UTC").is_err());
         assert!(CronSpec::parse("0 2 * * *", "Mars/Olympus").is_err());
         assert!(CronSpec::parse("0 0 1 1 * 2030", "UTC").is_err());

@@ -11,6 +11,7 @@ pub mod egress;
 pub mod gather;
 pub mod history;
 pub mod labels;
+pub mod limits;
 pub mod model;
 pub mod push;
 pub mod runtime;

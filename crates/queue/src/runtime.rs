@@ -4,9 +4,12 @@
 
 use crate::egress::Egress;
 use crate::gather::Gatherer;
+use crate::limits::{Limits, QueueAdmission};
 use crate::model::*;
 use crate::push::{self, Delivery, Pusher};
-use crate::store::{self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError};
+use crate::store::{
+    self, ClaimFor, Completion, Enqueued, FailOptions, Hints, QueueError, Rotation,
+};
 use crate::wake::Wakeups;
 use std::collections::HashMap;
 use std::future::Future;
@@ -106,6 +109,9 @@ pub struct Timing {
     pub maintenance: Duration,
     /// How often the dispatcher polls when nothing wakes it.
     pub poll: Duration,
+    /// What the runtime keeps per queue (concurrency slots, claim hints, wake-ups) is
+    /// dropped once the queue has been idle this long.
+    pub idle: Duration,
 }
 
 impl Default for Timing {
@@ -114,15 +120,27 @@ impl Default for Timing {
             heartbeat: Duration::from_secs(5),
             maintenance: Duration::from_millis(250),
             poll: Duration::from_millis(500),
+            idle: Duration::from_secs(300),
         }
     }
 }
 
 impl Timing {
-    /// The lease of a job run here: two heartbeats, so a crashed node's jobs are rescued
-    /// within two heartbeat intervals (plus one maintenance tick).
+    /// The lease of a job run here: two heartbeat intervals. A heartbeat may come a whole
+    /// interval late (a busy machine, a slow commit) before the lease lapses, whatever the
+    /// interval; a crashed node's jobs are rescued within two intervals of its last
+    /// heartbeat plus one rescue sweep ([`Timing::rescue_every`]).
     pub fn lease_ms(&self) -> i64 {
-        (self.heartbeat.as_millis() as i64 * 2 - self.maintenance.as_millis() as i64).max(100)
+        (self.heartbeat.as_millis() as i64 * 2).max(100)
+    }
+
+    /// How often lapsed leases are looked for: a few times per heartbeat interval, between
+    /// the maintenance tick and one second.
+    pub fn rescue_every(&self) -> Duration {
+        (self.heartbeat / 4).clamp(
+            self.maintenance,
+            Duration::from_secs(1).max(self.maintenance),
+        )
     }
 }
 
@@ -192,6 +210,9 @@ impl Slots {
     }
 }
 
+/// A queue's slots and when a dispatcher pass last found the queue runnable.
+type SlotsSeen = (Slots, std::time::Instant);
+
 /// The runtime of one node.
 #[derive(Clone)]
 pub struct Runtime {
@@ -205,9 +226,14 @@ pub struct Runtime {
     timing: Timing,
     dispatch: bool,
     secrets: Arc<Mutex<HashMap<String, String>>>,
-    slots: Arc<Mutex<HashMap<(String, String), Slots>>>,
+    /// Per queue, its slots and when a dispatcher pass last found it runnable.
+    slots: Arc<Mutex<HashMap<(String, String), SlotsSeen>>>,
     running: Arc<Mutex<HashMap<String, Held>>>,
     known: Arc<Mutex<Known>>,
+    /// Where the dispatcher's next read of runnable queues starts.
+    rotation: Arc<Mutex<Rotation>>,
+    limits: Limits,
+    admission: QueueAdmission,
     outcomes: mpsc::UnboundedSender<Outcome>,
     outcomes_rx: Arc<Mutex<Option<mpsc::UnboundedReceiver<Outcome>>>>,
 }
@@ -218,6 +244,7 @@ pub struct RuntimeBuilder {
     timing: Timing,
     dispatch: bool,
     push_allow: PushAllow,
+    limits: Limits,
 }
 
 impl Runtime {
@@ -228,6 +255,7 @@ impl Runtime {
             timing: Timing::default(),
             dispatch: true,
             push_allow: PushAllow::default(),
+            limits: Limits::default(),
         }
     }
 
@@ -247,12 +275,21 @@ impl Runtime {
     }
 
     /// Inserts jobs and commits (all or none; small enqueues arriving together share one
-    /// commit, see [`Gatherer`]), then wakes this node's claimers of their queues.
+    /// commit, see [`Gatherer`]), then wakes this node's claimers of their queues. Queues
+    /// that do not exist yet are created first, within the project's cap
+    /// ([`QueueError::QueueLimit`]: nothing written).
     pub async fn enqueue(
         &self,
         project: &ProjectId,
         jobs: &[NewJob],
     ) -> Result<Vec<Enqueued>, QueueError> {
+        let mut queues: Vec<&QueueName> = Vec::new();
+        for j in jobs {
+            if !queues.contains(&&j.queue) {
+                queues.push(&j.queue);
+            }
+        }
+        self.admission.admit(&self.db, project, &queues).await?;
         let out = self.gather.enqueue(project, jobs).await?;
         let mut woken: Vec<&QueueName> = Vec::new();
         for j in jobs {
@@ -273,6 +310,35 @@ impl Runtime {
     /// Lease and maintenance timing.
     pub fn timing(&self) -> Timing {
         self.timing
+    }
+
+    /// The per-project caps.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Creates queues within the per-project cap (see [`QueueAdmission`]).
+    pub fn admission(&self) -> &QueueAdmission {
+        &self.admission
+    }
+
+    /// How many queues the runtime keeps something for; what it keeps for a queue idle
+    /// longer than [`Timing::idle`] is dropped.
+    pub fn tracked(&self) -> Tracked {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let known = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queues
+            .len();
+        let (notifiers, announced) = self.wake.tracked();
+        Tracked {
+            slots,
+            notifiers,
+            announced,
+            settings: known,
+        }
     }
 
     /// Signals the worker of a job cancelled through this node.
@@ -323,6 +389,7 @@ impl Runtime {
             Db::Sqlite { .. } => None,
         };
         let maintenance = tokio::spawn(self.clone().maintenance(stop.clone()));
+        let cron = tokio::spawn(self.clone().cron(stop.clone()));
         let heartbeats = tokio::spawn(self.clone().heartbeats(stop.clone()));
         self.dispatch(stop).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -340,6 +407,7 @@ impl Runtime {
             let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
         }
         maintenance.abort();
+        cron.abort();
         heartbeats.abort();
         if let Some(l) = listener {
             l.abort();
@@ -393,13 +461,20 @@ impl Runtime {
             concurrency,
             remove_completed,
             limited,
+            ..
         } in queues
         {
             let slots = {
                 let mut all = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                let entry = all
-                    .entry((project.clone(), queue.clone()))
-                    .or_insert_with(|| Slots::new(&project, &queue, concurrency));
+                let (entry, seen) =
+                    all.entry((project.clone(), queue.clone()))
+                        .or_insert_with(|| {
+                            (
+                                Slots::new(&project, &queue, concurrency),
+                                std::time::Instant::now(),
+                            )
+                        });
+                *seen = std::time::Instant::now();
                 if entry.concurrency != concurrency {
                     // Settings changed: new runs use the new limit; old runs finish on the old one.
                     *entry = Slots::new(&project, &queue, concurrency);
@@ -511,10 +586,19 @@ impl Runtime {
                 }
             }
         }
+        let rotation = self
+            .rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let queues = {
             let mut conn = self.db.read().await?;
-            store::runnable_queues(conn.ex()).await?
+            store::runnable_queues(conn.ex(), &rotation, RUNNABLE_AT_MOST).await?
         };
+        self.rotation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .advance(&queues, RUNNABLE_AT_MOST);
         let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
         if known.epoch != epoch {
             known.queues.clear();
@@ -673,10 +757,17 @@ impl Runtime {
     /// extended in set-based statements; a job whose lease could not be extended (cancelled,
     /// deleted, or re-leased elsewhere) is told to stop.
     async fn heartbeats(self, mut stop: watch::Receiver<bool>) {
+        // At a fixed rhythm: a beat's own commit time does not push the next one later
+        // (a late beat is followed by the next one on time, not an interval after it).
+        let mut every = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.timing.heartbeat,
+            self.timing.heartbeat,
+        );
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.changed() => return,
-                _ = tokio::time::sleep(self.timing.heartbeat) => {},
+                _ = every.tick() => {},
             }
             let mut by_project: HashMap<String, (ProjectId, Vec<(String, String)>)> =
                 HashMap::new();
@@ -728,8 +819,8 @@ impl Runtime {
         let long_ago = std::time::Instant::now() - Duration::from_secs(10);
         let mut last = LastRun {
             prune: std::time::Instant::now(),
-            cron: long_ago,
             rescue: long_ago,
+            sweep: std::time::Instant::now(),
         };
         loop {
             if let Err(e) = self.maintain_once(&mut last).await {
@@ -746,10 +837,8 @@ impl Runtime {
         let mut tx = self.db.begin().await?;
         let woken = store::promote_due(&mut tx, 5_000).await?;
         // Lapsed leases are looked for a few times per lease, which keeps the promise of a
-        // rescue within two heartbeats without scanning the lease index every tick.
-        let rescue_every =
-            (self.timing.heartbeat / 4).clamp(self.timing.maintenance, Duration::from_secs(1));
-        let rescued = if last.rescue.elapsed() >= rescue_every {
+        // rescue soon after a lease ends without scanning for them every tick.
+        let rescued = if last.rescue.elapsed() >= self.timing.rescue_every() {
             last.rescue = std::time::Instant::now();
             store::rescue_expired(&mut tx, 1_000).await?
         } else {
@@ -767,12 +856,9 @@ impl Runtime {
         if !woken.is_empty() || rescued > 0 {
             self.wake.wake_dispatcher(None);
         }
-        if last.cron.elapsed() >= Duration::from_secs(1) {
-            last.cron = std::time::Instant::now();
-            let n = crate::schedules::tick(&self.db, &self.kinds, 60).await?;
-            if n > 0 {
-                self.wake.wake_dispatcher(None);
-            }
+        if last.sweep.elapsed() >= (self.timing.idle / 4).max(self.timing.maintenance) {
+            last.sweep = std::time::Instant::now();
+            self.forget_idle();
         }
         if last.prune.elapsed() >= Duration::from_secs(60) {
             last.prune = std::time::Instant::now();
@@ -784,6 +870,66 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+
+    /// Drops what the runtime keeps for queues idle longer than [`Timing::idle`]: the slots
+    /// of queues holding no job that no dispatcher pass has found runnable since, wake-up
+    /// notifiers no claimer waits on, announcements of jobs in queues without slots (a
+    /// queue's slots start reading it from the top anyway) and settings read long ago. A
+    /// queue that gets work again starts afresh.
+    fn forget_idle(&self) {
+        let idle = self.timing.idle;
+        let kept: std::collections::HashSet<(String, String)> = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            slots.retain(|_, (s, seen)| {
+                s.in_hand.load(std::sync::atomic::Ordering::SeqCst) > 0 || seen.elapsed() < idle
+            });
+            slots.keys().cloned().collect()
+        };
+        self.wake
+            .forget(|p, q| kept.contains(&(p.to_owned(), q.to_owned())));
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .queues
+            .retain(|_, (_, at)| at.elapsed() < SETTINGS_AT_MOST);
+    }
+
+    /// Turns due cron schedules into jobs: a pass every second, and another at once while a
+    /// pass had to leave due schedules for later (see [`crate::schedules::tick`]). Apart from
+    /// maintenance, so a long pass never holds up promotions and lease rescues.
+    async fn cron(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let more = match crate::schedules::tick(
+                &self.db,
+                &self.kinds,
+                60,
+                &self.admission,
+                CRON_PASS_AT_MOST,
+            )
+            .await
+            {
+                Ok(t) => {
+                    if t.enqueued > 0 {
+                        self.wake.wake_dispatcher(None);
+                    }
+                    t.more
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cron tick failed; retrying");
+                    false
+                }
+            };
+            let pause = if more {
+                Duration::ZERO
+            } else {
+                Duration::from_secs(1)
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(pause) => {},
+            }
+        }
     }
 }
 
@@ -811,8 +957,29 @@ struct Known {
 /// When maintenance last did its less frequent chores.
 struct LastRun {
     prune: std::time::Instant,
-    cron: std::time::Instant,
     rescue: std::time::Instant,
+    sweep: std::time::Instant,
+}
+
+/// How long one cron pass may run before it returns (the next starts at once if schedules
+/// are still due).
+const CRON_PASS_AT_MOST: Duration = Duration::from_secs(1);
+
+/// The most queues one dispatcher read of the counters returns (taking turns across
+/// projects, see [`store::runnable_queues`]).
+const RUNNABLE_AT_MOST: i64 = 1_000;
+
+/// How many queues the runtime keeps something for (see [`Runtime::tracked`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tracked {
+    /// Concurrency slots, claim hints and run-time averages.
+    pub slots: usize,
+    /// Wake-up notifiers (held by waiting claimers).
+    pub notifiers: usize,
+    /// Announcements of jobs not yet read by the dispatcher.
+    pub announced: usize,
+    /// Settings the dispatcher read recently.
+    pub settings: usize,
 }
 
 /// The project's push-signing secret, created on first use.
@@ -860,6 +1027,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Sets the per-project caps (queues, schedules).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Finishes the runtime for `db`.
     pub fn build(self, db: Db) -> Runtime {
         let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
@@ -879,6 +1052,9 @@ impl RuntimeBuilder {
             slots: Arc::default(),
             running: Arc::default(),
             known: Arc::default(),
+            rotation: Arc::default(),
+            admission: QueueAdmission::new(self.limits.queues),
+            limits: self.limits,
             outcomes,
             outcomes_rx: Arc::new(Mutex::new(Some(outcomes_rx))),
         }
@@ -972,5 +1148,27 @@ fn log_refused(e: &QueueError) {
             tracing::info!(error = %e, "job changed while running; outcome discarded")
         }
         other => tracing::error!(error = %other, "could not record job outcome"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A heartbeat may be late by a whole interval before the lease lapses, at any interval
+    /// (with the lease at two intervals less a maintenance tick, a 300 ms heartbeat had
+    /// 50 ms to spare), and lapsed leases are still looked for a few times per interval.
+    #[test]
+    fn lease_slack_is_one_heartbeat_interval() {
+        for ms in [200, 300, 1_000, 5_000, 60_000] {
+            let t = Timing {
+                heartbeat: Duration::from_millis(ms),
+                ..Timing::default()
+            };
+            let slack = t.lease_ms() - ms as i64;
+            assert!(slack >= ms as i64, "heartbeat {ms} ms: {slack} ms of slack");
+            assert!(t.rescue_every() >= t.maintenance);
+            assert!(t.rescue_every() <= Duration::from_secs(1));
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! SQL for cron schedules and the tick that turns due schedules into jobs.
 
 use crate::cron::{due_ticks, CronSpec, Overlap, Schedule};
+use crate::limits::{Limits, QueueAdmission};
 use crate::model::{Invalid, JobId, JobSpec, ScheduleId};
 use crate::store::{self, QueueError, Result};
 use sqlx::Row;
+use std::time::Duration;
 use switchboard_core::db::{Exec, Tx};
 use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
@@ -103,13 +105,62 @@ pub async fn delete(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<bool,
         .bind(project.as_str()).bind(id).execute(c).await.map(|r| r.rows_affected() == 1))
 }
 
-/// Enqueues one run of a schedule inside `tx`: for a cron `tick`, or a manual trigger (`None`).
+/// Refuses a schedule the project may not have ([`QueueError::ScheduleLimit`]): one more
+/// than `limits.schedules` (when `new`), or one more than `limits.frequent_schedules` firing
+/// more than once a minute (when `frequent`). `id` is the schedule being saved (not counted
+/// among the others). Takes [`store::lock_project`] so concurrent creators cannot both pass.
+pub async fn check_limits(
+    tx: &mut Tx,
+    project: &ProjectId,
+    id: &ScheduleId,
+    new: bool,
+    frequent: bool,
+    limits: &Limits,
+) -> Result<()> {
+    if !new && !frequent {
+        return Ok(());
+    }
+    store::lock_project(tx, project).await?;
+    // At most a cap's worth of rows (every schedule was checked when saved).
+    let others: Vec<(String, String)> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query("SELECT cron, timezone FROM schedules WHERE project_id = $1 AND id <> $2")
+            .bind(project.as_str()).bind(id.as_str()).fetch_all(c).await?;
+        rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("cron")?, r.try_get("timezone")?))).collect::<Result<_, _>>()?
+    });
+    if new && others.len() >= limits.schedules as usize {
+        return Err(QueueError::ScheduleLimit(format!(
+            "this project already has {} schedules, the most it may have \
+             (SWITCHBOARD_MAX_SCHEDULES_PER_PROJECT)",
+            others.len()
+        )));
+    }
+    if frequent {
+        let busy = others
+            .iter()
+            .filter(|(cron, tz)| {
+                CronSpec::parse(cron, tz).is_ok_and(|c| c.more_than_once_a_minute())
+            })
+            .count();
+        if busy >= limits.frequent_schedules as usize {
+            return Err(QueueError::ScheduleLimit(format!(
+                "this project already has {busy} schedules firing more than once a minute, \
+                 the most it may have (SWITCHBOARD_MAX_FREQUENT_SCHEDULES_PER_PROJECT); \
+                 fire at most once a minute (five fields, or a single second)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Enqueues one run of a schedule inside `tx`: for a cron `tick`, or a manual trigger
+/// (`None`). A queue that does not exist yet is created within the project's cap.
 pub async fn enqueue_run(
     tx: &mut Tx,
     project: &ProjectId,
     s: &Schedule,
     tick: Option<Timestamp>,
     local_kinds: &[String],
+    queues: &QueueAdmission,
 ) -> Result<JobId> {
     let mut spec: JobSpec = serde_json::from_value(s.job.clone())
         .map_err(|e| QueueError::Invalid(Invalid::new("job", e.to_string())))?;
@@ -126,80 +177,151 @@ pub async fn enqueue_run(
     let new = spec
         .validate(time::now(), local_kinds)
         .map_err(|mut e| QueueError::Invalid(e.remove(0)))?;
+    queues.admit_in(tx, project, &[&new.queue]).await?;
     let out = store::enqueue(tx, project, std::slice::from_ref(&new)).await?;
     Ok(out[0].job.id.clone())
 }
 
-/// Runs every due schedule; returns how many jobs were enqueued. Each schedule's tick is
-/// claimed by a compare-and-set on `next_run_at` in the same transaction as its job.
+/// What a [`tick`] did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ticked {
+    /// Jobs enqueued.
+    pub enqueued: usize,
+    /// Schedules were still due when it ran out of time.
+    pub more: bool,
+}
+
+/// Due schedules read at once by [`tick`].
+const DUE_AT_ONCE: i64 = 100;
+
+/// Runs due schedules for up to `budget`; returns how many jobs were enqueued and whether
+/// schedules are still due. Each schedule's tick is claimed by a compare-and-set on
+/// `next_run_at` in the same transaction as its job.
+///
+/// Projects take turns: each read of due schedules takes every project's longest-due one,
+/// then every project's second, and so on (100 at most), so however many schedules one
+/// project has due, another project's wait for its own is one read's worth of work.
 pub async fn tick(
     db: &switchboard_core::db::Db,
     local_kinds: &[String],
     grace_secs: i64,
+    queues: &QueueAdmission,
+    budget: Duration,
+) -> Result<Ticked> {
+    let started = std::time::Instant::now();
+    let mut out = Ticked::default();
+    loop {
+        let now = time::now();
+        let due = due_by_turns(db, now, DUE_AT_ONCE).await?;
+        let full = due.len() as i64 >= DUE_AT_ONCE;
+        for (project, s) in due {
+            out.enqueued += run_due(
+                db,
+                &ProjectId::from_db(project),
+                &s,
+                now,
+                local_kinds,
+                grace_secs,
+                queues,
+            )
+            .await?;
+        }
+        if !full {
+            return Ok(out);
+        }
+        if started.elapsed() >= budget {
+            out.more = true;
+            return Ok(out);
+        }
+    }
+}
+
+/// Up to `limit` due schedules, projects taking turns (see [`tick`]).
+async fn due_by_turns(
+    db: &switchboard_core::db::Db,
+    now: Timestamp,
+    limit: i64,
+) -> Result<Vec<(String, Schedule)>> {
+    let mut conn = db.read().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, \
+           row_number() OVER (PARTITION BY project_id ORDER BY next_run_at, id) AS turn \
+           FROM schedules WHERE paused = FALSE AND next_run_at <= $1) s \
+         ORDER BY turn, next_run_at, id LIMIT $2"
+    );
+    let due = on_db!(conn.ex(), c => {
+        let rows = sqlx::query(&sql).bind(time::to_db(now)).bind(limit).fetch_all(c).await?;
+        rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, schedule_from_row!(r)))).collect::<Result<Vec<_>, _>>()?
+    });
+    Ok(due)
+}
+
+/// Runs one due schedule's ticks in a transaction of its own; returns the jobs enqueued
+/// (none when another node ran them first).
+async fn run_due(
+    db: &switchboard_core::db::Db,
+    project: &ProjectId,
+    s: &Schedule,
+    now: Timestamp,
+    local_kinds: &[String],
+    grace_secs: i64,
+    queues: &QueueAdmission,
 ) -> Result<usize> {
-    let now = time::now();
-    let due: Vec<(String, Schedule)> = {
-        let mut conn = db.read().await?;
-        let sql = format!("SELECT {COLUMNS} FROM schedules WHERE paused = FALSE AND next_run_at <= $1 ORDER BY next_run_at LIMIT 100");
-        on_db!(conn.ex(), c => {
-            let rows = sqlx::query(&sql).bind(time::to_db(now)).fetch_all(c).await?;
-            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, schedule_from_row!(r)))).collect::<Result<Vec<_>, _>>()?
-        })
-    };
-    let mut enqueued = 0;
-    for (project, s) in due {
-        let project = ProjectId::from_db(project);
-        let Ok(spec) = CronSpec::parse(&s.cron, &s.timezone) else {
-            continue;
-        };
-        let (ticks, following) = due_ticks(
+    let (ticks, following) = match CronSpec::parse(&s.cron, &s.timezone) {
+        Ok(spec) => due_ticks(
             &spec,
             s.next_run_at,
             now,
             s.misfire,
             s.backfill_limit,
             grace_secs,
-        );
-        let mut tx = db.begin().await?;
-        let mut last_job = s.last_job_id.clone();
-        let mut last_run = s.last_run_at;
-        let mut made = 0;
-        for t in &ticks {
-            if s.overlap == Overlap::Skip {
-                if let Some(prev) = &last_job {
-                    let running = store::get(tx.ex(), &project, prev.as_str())
-                        .await?
-                        .is_some_and(|j| !j.state.is_final());
-                    if running {
-                        continue;
-                    }
+        ),
+        // Saved schedules were valid; a zone gone from the time-zone database is not. Left
+        // due, it would be read again at every pass: it is put off instead.
+        Err(e) => {
+            tracing::warn!(schedule = %s.id, error = %e, "schedule cannot be read; put off for a year");
+            (Vec::new(), None)
+        }
+    };
+    let mut tx = db.begin().await?;
+    let mut last_job = s.last_job_id.clone();
+    let mut last_run = s.last_run_at;
+    let mut made = 0;
+    for t in &ticks {
+        if s.overlap == Overlap::Skip {
+            if let Some(prev) = &last_job {
+                let running = store::get(tx.ex(), project, prev.as_str())
+                    .await?
+                    .is_some_and(|j| !j.state.is_final());
+                if running {
+                    continue;
                 }
-            }
-            match enqueue_run(&mut tx, &project, &s, Some(*t), local_kinds).await {
-                Ok(id) => {
-                    last_job = Some(id);
-                    last_run = Some(*t);
-                    made += 1;
-                }
-                Err(QueueError::Invalid(e)) => {
-                    tracing::warn!(schedule = %s.id, error = %e, "schedule's job is invalid; tick skipped");
-                }
-                Err(e) => return Err(e),
             }
         }
-        let next = following.unwrap_or(time::add_secs(now, 365 * 24 * 3600));
-        let claimed = on_db!(tx.ex(), c => sqlx::query(
-            "UPDATE schedules SET next_run_at = $3, last_run_at = $4, last_job_id = $5 \
-             WHERE id = $1 AND project_id = $2 AND next_run_at = $6",
-        )
-        .bind(s.id.as_str()).bind(project.as_str()).bind(time::to_db(next)).bind(last_run.map(time::to_db))
-        .bind(last_job.as_ref().map(|j| j.to_string())).bind(time::to_db(s.next_run_at))
-        .execute(c).await?.rows_affected() == 1);
-        // When another node ran this tick first, dropping the transaction discards our jobs.
-        if claimed {
-            tx.commit().await?;
-            enqueued += made;
+        match enqueue_run(&mut tx, project, s, Some(*t), local_kinds, queues).await {
+            Ok(id) => {
+                last_job = Some(id);
+                last_run = Some(*t);
+                made += 1;
+            }
+            Err(e @ (QueueError::Invalid(_) | QueueError::QueueLimit { .. })) => {
+                tracing::warn!(schedule = %s.id, error = %e, "schedule's job cannot be enqueued; tick skipped");
+            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(enqueued)
+    let next = following.unwrap_or(time::add_secs(now, 365 * 24 * 3600));
+    let claimed = on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE schedules SET next_run_at = $3, last_run_at = $4, last_job_id = $5 \
+         WHERE id = $1 AND project_id = $2 AND next_run_at = $6",
+    )
+    .bind(s.id.as_str()).bind(project.as_str()).bind(time::to_db(next)).bind(last_run.map(time::to_db))
+    .bind(last_job.as_ref().map(|j| j.to_string())).bind(time::to_db(s.next_run_at))
+    .execute(c).await?.rows_affected() == 1);
+    // When another node ran this tick first, dropping the transaction discards our jobs.
+    if claimed {
+        tx.commit().await?;
+        return Ok(made);
+    }
+    Ok(0)
 }

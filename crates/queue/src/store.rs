@@ -33,6 +33,22 @@ pub enum QueueError {
     /// Bad input.
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// Creating the queue(s) would give the project more queues than it may have.
+    #[error(
+        "this project already has {existing} queues and may have at most {limit} \
+         (SWITCHBOARD_MAX_QUEUES_PER_PROJECT); this would create {new} more: use existing queues"
+    )]
+    QueueLimit {
+        /// The cap.
+        limit: u32,
+        /// The project's queues now.
+        existing: i64,
+        /// Queues the request would have created.
+        new: usize,
+    },
+    /// The project may not have another schedule of this kind (the message says which cap).
+    #[error("{0}")]
+    ScheduleLimit(String),
     /// Database failure.
     #[error(transparent)]
     Db(#[from] sqlx::Error),
@@ -107,16 +123,52 @@ pub fn labels(project: &str, queue: &str) -> [(&'static str, String); 2] {
     crate::labels::labels(project, queue)
 }
 
-/// Counter changes of one transaction, folded per (project, queue, state).
+/// The counter of available jobs for pull workers. They are counted apart from the other
+/// available jobs so the runtime, which never runs them, can tell the queues with work for
+/// it without reading jobs (see [`runnable_queues`]); whoever shows counts adds them back
+/// into `available` (see [`counted_state`]).
+pub const AVAILABLE_PULL: &str = "available:pull";
+
+/// The `queue_counts` row a job in `state` run by `runner` is counted in.
+pub fn counter(state: JobState, runner: Runner) -> &'static str {
+    match (state, runner) {
+        (JobState::Available, Runner::Pull) => AVAILABLE_PULL,
+        _ => state.as_str(),
+    }
+}
+
+/// The job state a `queue_counts` row counts (its `state` column).
+pub fn counted_state(counter: &str) -> Option<JobState> {
+    match counter {
+        AVAILABLE_PULL => Some(JobState::Available),
+        other => JobState::parse(other),
+    }
+}
+
+/// Counter changes of one transaction, folded per (project, queue, counter).
 #[derive(Default)]
 pub struct Deltas(BTreeMap<(String, String, &'static str), i64>);
 
 impl Deltas {
-    /// Adds `n` jobs to `state`.
+    /// Adds `n` jobs to `state`, which must not be `available` (whose counter depends on
+    /// the runner: see [`Deltas::add_job`]).
     pub fn add(&mut self, project: &str, queue: &str, state: JobState, n: i64) {
+        debug_assert!(
+            state != JobState::Available,
+            "available counts need the runner"
+        );
+        self.add_counter(project, queue, state.as_str(), n);
+    }
+
+    /// Adds `n` jobs run by `runner` to `state`.
+    pub fn add_job(&mut self, project: &str, queue: &str, state: JobState, runner: Runner, n: i64) {
+        self.add_counter(project, queue, counter(state, runner), n);
+    }
+
+    fn add_counter(&mut self, project: &str, queue: &str, counter: &'static str, n: i64) {
         *self
             .0
-            .entry((project.to_owned(), queue.to_owned(), state.as_str()))
+            .entry((project.to_owned(), queue.to_owned(), counter))
             .or_default() += n;
     }
 
@@ -203,6 +255,106 @@ pub async fn ensure_queue(
     .bind(d.keep_completed_secs).bind(d.keep_failed_secs).bind(d.keep_cancelled_secs)
     .bind(time::to_db(time::now()))
     .execute(c).await.map(|_| ()))
+}
+
+/// Makes concurrent creators of one project's queues or schedules take turns, so a
+/// per-project cap counted in one transaction still holds when the other commits: on
+/// PostgreSQL a lock on the project's row (`FOR NO KEY UPDATE`, which the foreign-key checks
+/// of inserts referring to the project do not wait for); SQLite's writer transactions
+/// already run one at a time. Held until the transaction ends.
+pub async fn lock_project(tx: &mut Tx, project: &ProjectId) -> Result<(), sqlx::Error> {
+    if let Exec::Postgres(c) = tx.ex() {
+        sqlx::query("SELECT id FROM projects WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(project.as_str())
+            .fetch_optional(&mut *c)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The names given as `$2`, a JSON array (one parameter whatever their number), as a set
+/// of rows of one text column `value`.
+fn names_in(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "json_array_elements_text(CAST($2 AS json)) AS n(value)",
+        Backend::Sqlite => "json_each($2)",
+    }
+}
+
+fn names_json(names: &[&str]) -> String {
+    serde_json::to_string(names).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The names of queues that exist among `names` (at most a batch's worth).
+async fn existing_queues(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    names: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    let sql = format!(
+        "SELECT name FROM queues WHERE project_id = $1 AND name IN (SELECT value FROM {})",
+        names_in(ex.backend())
+    );
+    on_db!(ex, c => {
+        let rows = sqlx::query(&sql).bind(project.as_str()).bind(names_json(names)).fetch_all(c).await?;
+        rows.iter().map(|r| r.try_get("name")).collect()
+    })
+}
+
+/// Creates those of `queues` the project does not have yet (with default settings), unless
+/// it would then have more than `max` queues; returns the ones that existed already.
+/// Checking costs one read when they all exist; creating takes [`lock_project`] and counts
+/// the project's queues.
+pub async fn create_queues(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queues: &[&QueueName],
+    max: u32,
+) -> Result<Vec<String>> {
+    let mut names: Vec<&str> = queues.iter().map(|q| q.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let existing = existing_queues(tx.ex(), project, &names).await?;
+    let missing: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !existing.iter().any(|e| e == n))
+        .collect();
+    if missing.is_empty() {
+        return Ok(existing);
+    }
+    lock_project(tx, project).await?;
+    // Read again under the lock: a creator that held it before has committed by now.
+    let sql = format!(
+        "SELECT CAST(count(*) AS BIGINT) AS total, CAST(COALESCE(SUM(CASE WHEN name IN (SELECT value FROM {}) \
+         THEN 1 ELSE 0 END), 0) AS BIGINT) AS present FROM queues WHERE project_id = $1",
+        names_in(tx.backend())
+    );
+    let missing_json = names_json(&missing);
+    let (total, present): (i64, i64) = on_db!(tx.ex(), c => {
+        let r = sqlx::query(&sql).bind(project.as_str()).bind(&missing_json).fetch_one(c).await?;
+        (r.try_get("total")?, r.try_get("present")?)
+    });
+    let new = missing.len().saturating_sub(present.max(0) as usize);
+    if total.saturating_add(new as i64) > i64::from(max) {
+        return Err(QueueError::QueueLimit {
+            limit: max,
+            existing: total,
+            new,
+        });
+    }
+    let d = QueueSettings::default();
+    // (`WHERE true`: SQLite's parser needs it to tell the upsert from a join condition.)
+    let sql = format!(
+        "{ENSURE_QUEUE} SELECT $1, value, $3, FALSE, $4, $5, $6, $7 FROM {} WHERE true ON CONFLICT DO NOTHING",
+        names_in(tx.backend())
+    );
+    on_db!(tx.ex(), c => sqlx::query(&sql)
+        .bind(project.as_str()).bind(&missing_json)
+        .bind(d.concurrency).bind(d.keep_completed_secs).bind(d.keep_failed_secs)
+        .bind(d.keep_cancelled_secs).bind(time::to_db(time::now()))
+        .execute(c).await.map(|_| ()))?;
+    Ok(existing)
 }
 
 /// The outcome of one enqueue.
@@ -292,8 +444,21 @@ async fn enqueue_on(
         }
     }
     let pg = ex.backend() == Backend::Postgres;
+    // A unique key given twice in one call: the later job is the earlier one's answer. (In
+    // the database the key already points at the earlier job, whose row is not inserted
+    // yet, so the lookup below would find no job and create a second one.)
+    let mut keyed: HashMap<&str, Job> = HashMap::new();
     for j in jobs {
         let rec = new_job_record(j, now);
+        if let Some((key, _)) = &j.unique {
+            if let Some(job) = keyed.get(key.as_str()) {
+                out.push(Enqueued {
+                    job: job.clone(),
+                    created: false,
+                });
+                continue;
+            }
+        }
         if let Some((key, window)) = &j.unique {
             let expires = time::to_db(time::add_secs(now, *window));
             let holder: Option<String> = on_db!(ex.re(), c => {
@@ -315,6 +480,7 @@ async fn enqueue_on(
             });
             if let Some(existing) = holder {
                 if let Some(job) = get(ex.re(), project, &existing).await? {
+                    keyed.insert(key, job.clone());
                     out.push(Enqueued {
                         job,
                         created: false,
@@ -322,6 +488,7 @@ async fn enqueue_on(
                     continue;
                 }
             }
+            keyed.insert(key, rec.clone());
         }
         out.push(Enqueued {
             job: rec.clone(),
@@ -367,7 +534,7 @@ async fn enqueue_on(
                 q.build().execute(&mut *c).await.map(|_| ())?
             });
             for j in chunk {
-                deltas.add(project.as_str(), j.queue.as_str(), j.state, 1);
+                deltas.add_job(project.as_str(), j.queue.as_str(), j.state, j.runner, 1);
             }
         }
     }
@@ -421,8 +588,8 @@ impl JobRow {
     }
 }
 
-/// PostgreSQL's enqueue: queues created, jobs inserted and counters moved by one statement
-/// whose text never changes (one prepared statement for any batch size; each column is one
+/// PostgreSQL's enqueue: queues created, jobs inserted and counters moved (available jobs
+/// for pull workers under [`AVAILABLE_PULL`]) by one statement whose text never changes (one prepared statement for any batch size; each column is one
 /// array parameter). A `VALUES` list of bind parameters (17 per job) had to be parsed and
 /// planned anew for every batch size and cost most of the bulk enqueue's time.
 const PG_ENQUEUE: &str = concat!(
@@ -436,11 +603,12 @@ const PG_ENQUEUE: &str = concat!(
     unique_key, tags, target, runner, $6 FROM unnest($8::text[], $9::text[], $10::text[], $11::text[], \
     $12::text[], $13::int4[], $14::int8[], $15::int4[], $16::text[], $17::int8[], $18::text[], $19::text[], \
     $20::text[], $21::text[]) AS t(id, queue, kind, payload, state, priority, run_at, max_attempts, backoff, \
-    timeout_ms, unique_key, tags, target, runner) RETURNING queue, state) \
+    timeout_ms, unique_key, tags, target, runner) \
+    RETURNING queue, CASE WHEN state = 'available' AND runner = 'pull' THEN 'available:pull' ELSE state END AS counter) \
     INSERT INTO queue_counts (project_id, queue, state, shard, n) \
-    SELECT $1, queue, state, ",
+    SELECT $1, queue, counter, ",
     pg_shard!(),
-    ", count(*) FROM added GROUP BY queue, state ",
+    ", count(*) FROM added GROUP BY queue, counter ",
     counts_upsert!()
 );
 
@@ -827,6 +995,11 @@ async fn claim_rows(mut ex: Exec<'_>, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> 
             ("push", &[], h.push.as_ref()),
         ],
     };
+    // Pull workers' available jobs are counted apart from the runtime's (push and local).
+    let runner = match who {
+        ClaimFor::Pull => Runner::Pull,
+        ClaimFor::Runtime(..) => Runner::Push,
+    };
     let statements: Vec<&[Branch<'_>]> = match backend {
         Backend::Postgres => vec![&branches[..]],
         Backend::Sqlite => branches.chunks(1).collect(),
@@ -841,7 +1014,7 @@ async fn claim_rows(mut ex: Exec<'_>, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> 
             .iter()
             .map(|(_, kinds, after)| (kinds.len(), after.is_some()))
             .collect();
-        let sql = claim_sql(backend, &shape);
+        let sql = claim_sql(backend, &shape, counter(JobState::Available, runner));
         let got: Vec<ClaimedJob> = on_db!(ex.re(), c => {
             let mut q = sqlx::query(&sql)
                 .bind(project.as_str())
@@ -903,7 +1076,13 @@ async fn claim_rows(mut ex: Exec<'_>, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> 
         // (PostgreSQL moved them in the claim statement.)
         let k = claimed.len() as i64;
         let mut d = Deltas::default();
-        d.add(project.as_str(), queue.as_str(), JobState::Available, -k);
+        d.add_job(
+            project.as_str(),
+            queue.as_str(),
+            JobState::Available,
+            runner,
+            -k,
+        );
         d.add(project.as_str(), queue.as_str(), JobState::Running, k);
         d.apply(ex.re()).await?;
     }
@@ -922,8 +1101,9 @@ type Branch<'a> = (&'a str, &'a [String], Option<&'a ClaimKey>);
 /// column statistics; a pattern match there made it misjudge the ready index once the table
 /// was analysed and fall back to a sequential scan and sort of the whole table.
 ///
-/// With `after`, only jobs from a key on in claim order are read.
-fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
+/// With `after`, only jobs from a key on in claim order are read. `available` is the
+/// counter the claimed jobs leave (see [`counter`]).
+fn claim_sql(backend: Backend, branches: &[(usize, bool)], available: &str) -> String {
     // PostgreSQL's ready index keys its text columns in the "C" collation and only the claim
     // compares them so: no other index can serve the walk, however the statistics misjudge
     // a queue (see migration 0005).
@@ -979,7 +1159,7 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)]) -> String {
                  claimed AS (UPDATE jobs {set} FROM picked WHERE jobs.id = picked.id RETURNING {cols}, lease_token), \
                  counted AS (INSERT INTO queue_counts (project_id, queue, state, shard, n) \
                    SELECT $1, $2, s.state, {PG_SHARD}, s.sign * c.n FROM (SELECT count(*) AS n FROM claimed) c \
-                   CROSS JOIN (VALUES ('available', -1), ('running', 1)) AS s(state, sign) WHERE c.n > 0 {COUNTS_UPSERT}) \
+                   CROSS JOIN (VALUES ('{available}', -1), ('running', 1)) AS s(state, sign) WHERE c.n > 0 {COUNTS_UPSERT}) \
                  SELECT * FROM claimed",
                 ctes = ctes.join(", "),
                 cols = JOB_COLUMNS
@@ -1105,15 +1285,18 @@ async fn lock_queue(
     })
 }
 
+/// Jobs of a queue in `state`, by the counters (available ones of every runner).
 async fn count_state(
     ex: Exec<'_>,
     project: &ProjectId,
     queue: &QueueName,
     state: JobState,
 ) -> Result<i64, sqlx::Error> {
+    let pull = counter(state, Runner::Pull);
     on_db!(ex, c => {
-        let row = sqlx::query("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM queue_counts WHERE project_id = $1 AND queue = $2 AND state = $3")
-            .bind(project.as_str()).bind(queue.as_str()).bind(state.as_str())
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM queue_counts \
+             WHERE project_id = $1 AND queue = $2 AND state IN ($3, $4)")
+            .bind(project.as_str()).bind(queue.as_str()).bind(state.as_str()).bind(pull)
             .fetch_optional(c).await?;
         row.map(|r| r.try_get("n")).transpose().map(|n| n.unwrap_or(0))
     })
@@ -1603,28 +1786,34 @@ pub async fn fail(
     Ok(job)
 }
 
+/// A job's state, queue and runner (locked on PostgreSQL with `lock`).
 async fn state_of(
     ex: Exec<'_>,
     project: &ProjectId,
     id: &str,
     lock: bool,
-) -> Result<Option<(JobState, String)>, sqlx::Error> {
+) -> Result<Option<(JobState, String, Runner)>, sqlx::Error> {
     let lock = if lock && matches!(ex, Exec::Postgres(_)) {
         " FOR UPDATE"
     } else {
         ""
     };
-    let sql = format!("SELECT state, queue FROM jobs WHERE project_id = $1 AND id = $2{lock}");
+    let sql =
+        format!("SELECT state, queue, runner FROM jobs WHERE project_id = $1 AND id = $2{lock}");
     on_db!(ex, c => {
         let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;
-        row.map(|r| Ok((JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Failed), r.try_get("queue")?))).transpose()
+        row.map(|r| Ok((
+            JobState::parse(&r.try_get::<String, _>("state")?).unwrap_or(JobState::Failed),
+            r.try_get("queue")?,
+            Runner::parse(&r.try_get::<String, _>("runner")?),
+        ))).transpose()
     })
 }
 
 /// Cancels a job that has not finished. A running job's worker learns it on its next
 /// heartbeat (409 `job-cancelled`); its completion is then refused.
 pub async fn cancel(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
-    let (state, queue) = state_of(tx.ex(), project, id, true)
+    let (state, queue, runner) = state_of(tx.ex(), project, id, true)
         .await?
         .ok_or(QueueError::NotFound("job"))?;
     if state.is_final() {
@@ -1639,7 +1828,7 @@ pub async fn cancel(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
          WHERE project_id = $1 AND id = $2",
     ).bind(project.as_str()).bind(id).bind(now).execute(c).await.map(|_| ()))?;
     let mut d = Deltas::default();
-    d.add(project.as_str(), &queue, state, -1);
+    d.add_job(project.as_str(), &queue, state, runner, -1);
     d.add(project.as_str(), &queue, JobState::Cancelled, 1);
     d.apply(tx.ex()).await?;
     get(tx.ex(), project, id)
@@ -1649,7 +1838,7 @@ pub async fn cancel(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
 
 /// Makes a failed, cancelled or completed job available again with a fresh set of attempts.
 pub async fn retry(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
-    let (state, queue) = state_of(tx.ex(), project, id, true)
+    let (state, queue, runner) = state_of(tx.ex(), project, id, true)
         .await?
         .ok_or(QueueError::NotFound("job"))?;
     if !state.is_final() {
@@ -1665,7 +1854,7 @@ pub async fn retry(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
     ).bind(project.as_str()).bind(id).bind(now).execute(c).await.map(|_| ()))?;
     let mut d = Deltas::default();
     d.add(project.as_str(), &queue, state, -1);
-    d.add(project.as_str(), &queue, JobState::Available, 1);
+    d.add_job(project.as_str(), &queue, JobState::Available, runner, 1);
     d.apply(tx.ex()).await?;
     for n in notices(project, std::iter::once((&QueueName::from_db(queue), None))) {
         tx.notify_after_commit(CHANNEL, n);
@@ -1678,14 +1867,26 @@ pub async fn retry(tx: &mut Tx, project: &ProjectId, id: &str) -> Result<Job> {
 /// Retries every failed job of a queue; returns how many.
 pub async fn retry_failed(tx: &mut Tx, project: &ProjectId, queue: &QueueName) -> Result<i64> {
     let now = time::to_db(time::now());
-    let n = on_db!(tx.ex(), c => sqlx::query(
-        "UPDATE jobs SET state = 'available', attempt = 0, run_at = $3, finished_at = NULL \
-         WHERE project_id = $1 AND queue = $2 AND state = 'failed' AND state IN ('completed', 'failed', 'cancelled')",
-    ).bind(project.as_str()).bind(queue.as_str()).bind(now).execute(c).await?.rows_affected())
-        as i64;
+    let runners: Vec<String> = on_db!(tx.ex(), c => {
+        let rows = sqlx::query(
+            "UPDATE jobs SET state = 'available', attempt = 0, run_at = $3, finished_at = NULL \
+             WHERE project_id = $1 AND queue = $2 AND state = 'failed' AND state IN ('completed', 'failed', 'cancelled') \
+             RETURNING runner",
+        ).bind(project.as_str()).bind(queue.as_str()).bind(now).fetch_all(c).await?;
+        rows.iter().map(|r| r.try_get("runner")).collect::<Result<_, _>>()?
+    });
+    let n = runners.len() as i64;
     let mut d = Deltas::default();
     d.add(project.as_str(), queue.as_str(), JobState::Failed, -n);
-    d.add(project.as_str(), queue.as_str(), JobState::Available, n);
+    for r in &runners {
+        d.add_job(
+            project.as_str(),
+            queue.as_str(),
+            JobState::Available,
+            Runner::parse(r),
+            1,
+        );
+    }
     d.apply(tx.ex()).await?;
     if n > 0 {
         for n in notices(project, std::iter::once((queue, None))) {
@@ -1740,7 +1941,7 @@ pub async fn clean(
 async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<Deltas, sqlx::Error> {
     let mut d = Deltas::default();
     for chunk in ids.chunks(500) {
-        let gone: Vec<(String, String, String)> = on_db!(tx.ex(), c => {
+        let gone: Vec<(String, String, String, String)> = on_db!(tx.ex(), c => {
             let mut q = sqlx::QueryBuilder::new("DELETE FROM job_errors WHERE job_id IN (");
             let mut sep = q.separated(", ");
             for id in chunk { sep.push_bind(id); }
@@ -1749,15 +1950,16 @@ async fn delete_ids(tx: &mut Tx, ids: &[String]) -> Result<Deltas, sqlx::Error> 
             let mut q = sqlx::QueryBuilder::new("DELETE FROM jobs WHERE id IN (");
             let mut sep = q.separated(", ");
             for id in chunk { sep.push_bind(id); }
-            q.push(") RETURNING project_id, queue, state");
+            q.push(") RETURNING project_id, queue, state, runner");
             let rows = q.build().fetch_all(&mut *c).await?;
-            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?))).collect::<Result<_, _>>()?
+            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?, r.try_get("runner")?))).collect::<Result<_, _>>()?
         });
-        for (p, q, st) in gone {
-            d.add(
+        for (p, q, st, runner) in gone {
+            d.add_job(
                 &p,
                 &q,
                 JobState::parse(&st).unwrap_or(JobState::Completed),
+                Runner::parse(&runner),
                 -1,
             );
         }
@@ -1782,19 +1984,19 @@ pub async fn promote_due(tx: &mut Tx, limit: i64) -> Result<Vec<(String, String)
         let sql = match tx.backend() {
             Backend::Postgres => format!(
                 "WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) UPDATE jobs SET state = 'available' \
-                 FROM picked WHERE jobs.id = picked.id RETURNING jobs.project_id, jobs.queue"
+                 FROM picked WHERE jobs.id = picked.id RETURNING jobs.project_id, jobs.queue, jobs.runner"
             ),
             Backend::Sqlite => format!(
-                "UPDATE jobs SET state = 'available' WHERE id IN ({pick}) RETURNING project_id, queue"
+                "UPDATE jobs SET state = 'available' WHERE id IN ({pick}) RETURNING project_id, queue, runner"
             ),
         };
-        let rows: Vec<(String, String)> = on_db!(tx.ex(), c => {
+        let rows: Vec<(String, String, String)> = on_db!(tx.ex(), c => {
             let rows = sqlx::query(&sql).bind(now).bind(limit).fetch_all(c).await?;
-            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?))).collect::<Result<_, _>>()?
+            rows.iter().map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("runner")?))).collect::<Result<_, _>>()?
         });
-        for (p, q) in rows {
+        for (p, q, runner) in rows {
             d.add(&p, &q, from, -1);
-            d.add(&p, &q, JobState::Available, 1);
+            d.add_job(&p, &q, JobState::Available, Runner::parse(&runner), 1);
             if !woken.iter().any(|(wp, wq)| *wp == p && *wq == q) {
                 woken.push((p, q));
             }
@@ -1955,6 +2157,27 @@ pub async fn queue_settings(
     })
 }
 
+/// A queue's settings, if it exists, with its row locked until the transaction ends
+/// (`FOR UPDATE` on PostgreSQL; SQLite's writer transactions run one at a time anyway): for
+/// changes that read the settings and write them back, so that two at once cannot undo one
+/// another under READ COMMITTED.
+pub async fn lock_settings(
+    tx: &mut Tx,
+    project: &ProjectId,
+    queue: &QueueName,
+) -> Result<Option<QueueSettings>, sqlx::Error> {
+    let lock = match tx.backend() {
+        Backend::Postgres => " FOR UPDATE",
+        Backend::Sqlite => "",
+    };
+    let sql =
+        format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE project_id = $1 AND name = $2{lock}");
+    on_db!(tx.ex(), c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).fetch_optional(c).await?;
+        row.map(|r| Ok(settings_from_row!(&r))).transpose()
+    })
+}
+
 /// Writes a queue's settings (creating it if needed).
 pub async fn save_settings(
     tx: &mut Tx,
@@ -2001,8 +2224,9 @@ pub async fn queues(
         for r in &counts {
             let q: String = r.try_get("queue")?;
             let s: String = r.try_get("state")?;
-            if let (Some(i), Some(state)) = (index.get(&q), JobState::parse(&s)) {
-                out[*i].counts.insert(state, r.try_get("n")?);
+            // Available jobs for pull workers have a counter of their own: added back here.
+            if let (Some(i), Some(state)) = (index.get(&q), counted_state(&s)) {
+                *out[*i].counts.entry(state).or_default() += r.try_get::<i64, _>("n")?;
             }
         }
         let minutes = sqlx::query("SELECT queue, CAST(SUM(completed) AS BIGINT) AS c, CAST(SUM(failed) AS BIGINT) AS f FROM queue_minutes \
@@ -2019,7 +2243,7 @@ pub async fn queues(
     })
 }
 
-/// An unpaused queue with available jobs, as the runtime sees it.
+/// An unpaused queue with available jobs for the runtime, as it sees it.
 #[derive(Clone, Debug)]
 pub struct Runnable {
     /// Project id.
@@ -2032,23 +2256,66 @@ pub struct Runnable {
     pub remove_completed: bool,
     /// Has a cluster-wide concurrency cap or a rate limit (claims must take the queue lock).
     pub limited: bool,
+    /// Its turn in the read that found it: 0 for each project's first queue, 1 for each
+    /// project's second, and so on (see [`runnable_queues`]).
+    pub turn: i64,
 }
 
-/// Unpaused queues with available jobs by the counters, across projects (runtime use).
-pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<Runnable>, sqlx::Error> {
+/// Where the next read of [`runnable_queues`] starts, so that reads cut short by their
+/// limit reach every queue in turn.
+#[derive(Clone, Debug, Default)]
+pub struct Rotation {
+    /// Shifts each project's queues (in name order, cyclically) before turns are numbered.
+    pub shift: i64,
+    /// Within a turn, projects after this one come first.
+    pub after_project: String,
+}
+
+impl Rotation {
+    /// The next read starts where `read` (a read of at most `limit` queues) stopped: the
+    /// queues of its last turn that did not fit become the first turn, the projects after
+    /// the last one read first.
+    pub fn advance(&mut self, read: &[Runnable], limit: i64) {
+        if (read.len() as i64) < limit {
+            return;
+        }
+        if let Some(last) = read.last() {
+            self.shift = self.shift.wrapping_add(last.turn).rem_euclid(1 << 40);
+            self.after_project = last.project.clone();
+        }
+    }
+}
+
+/// Unpaused queues with available jobs for the runtime (push, and local kinds) by the
+/// counters, across projects, at most `limit`, taking turns: each project's first queue,
+/// then each project's second, and so on, so a project with thousands of queues cannot
+/// crowd out one with a single queue; `rotation` moves the cut when not all of them fit.
+pub async fn runnable_queues(
+    ex: Exec<'_>,
+    rotation: &Rotation,
+    limit: i64,
+) -> Result<Vec<Runnable>, sqlx::Error> {
     // From the maintained counters alone: probing the job table here (as a correlated
     // EXISTS, PostgreSQL hashed it into a scan of every available job; as one probe per
-    // queue, it walked the same index entries the claim walks next). A queue whose available
-    // jobs are all for pull workers costs one claim that finds nothing.
+    // queue, it walked the same index entries the claim walks next). Available jobs for
+    // pull workers are counted apart (`available:pull`), so queues holding only those are
+    // not read at all. A queue whose available jobs are local jobs of kinds this node has
+    // no handler for costs one claim that finds nothing.
     on_db!(ex, c => {
         let rows = sqlx::query(
-            "SELECT q.project_id, q.name, q.concurrency, q.keep_completed_secs, \
-             (q.global_concurrency IS NOT NULL OR q.rate_limit IS NOT NULL) AS limited FROM queues q JOIN \
-             (SELECT project_id, queue FROM queue_counts WHERE state = 'available' \
-              GROUP BY project_id, queue HAVING SUM(n) > 0) n \
-             ON q.project_id = n.project_id AND q.name = n.queue \
-             WHERE q.paused = FALSE LIMIT 1000",
+            "SELECT project_id, name, concurrency, keep_completed_secs, limited, turn FROM (\
+               SELECT q.project_id, q.name, q.concurrency, q.keep_completed_secs, \
+               (q.global_concurrency IS NOT NULL OR q.rate_limit IS NOT NULL) AS limited, \
+               (row_number() OVER (PARTITION BY q.project_id ORDER BY q.name) - 1 + $1) \
+                 % count(*) OVER (PARTITION BY q.project_id) AS turn \
+               FROM queues q JOIN \
+               (SELECT project_id, queue FROM queue_counts WHERE state = 'available' \
+                GROUP BY project_id, queue HAVING SUM(n) > 0) n \
+               ON q.project_id = n.project_id AND q.name = n.queue \
+               WHERE q.paused = FALSE) r \
+             ORDER BY turn, CASE WHEN project_id > $2 THEN 0 ELSE 1 END, project_id, name LIMIT $3",
         )
+        .bind(rotation.shift).bind(&rotation.after_project).bind(limit)
         .fetch_all(c).await?;
         rows.iter().map(|r| Ok(Runnable {
             project: r.try_get("project_id")?,
@@ -2056,6 +2323,7 @@ pub async fn runnable_queues(ex: Exec<'_>) -> Result<Vec<Runnable>, sqlx::Error>
             concurrency: r.try_get("concurrency")?,
             remove_completed: r.try_get::<i64, _>("keep_completed_secs")? == 0,
             limited: r.try_get("limited")?,
+            turn: r.try_get("turn")?,
         })).collect()
     })
 }
@@ -2150,4 +2418,51 @@ pub async fn oldest_available(
         }
     });
     Ok(oldest.map(time::from_db))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runnable(project: &str, queue: &str, turn: i64) -> Runnable {
+        Runnable {
+            project: project.into(),
+            queue: queue.into(),
+            concurrency: 1,
+            remove_completed: false,
+            limited: false,
+            turn,
+        }
+    }
+
+    /// A read cut short by its limit moves the next one on: the last turn it reached
+    /// becomes the first, and the projects after the last one read come first in it. A read
+    /// that got everything leaves the rotation alone.
+    #[test]
+    fn rotation_starts_where_a_cut_read_stopped() {
+        let mut r = Rotation::default();
+        let read = [
+            runnable("proj_a", "q1", 0),
+            runnable("proj_b", "x", 0),
+            runnable("proj_a", "q2", 1),
+        ];
+        r.advance(&read, 4);
+        assert_eq!((r.shift, r.after_project.as_str()), (0, ""));
+        r.advance(&read, 3);
+        assert_eq!((r.shift, r.after_project.as_str()), (1, "proj_a"));
+        // More projects than fit in one read: the turn stays, the projects move on.
+        r.advance(&[runnable("proj_c", "y", 0), runnable("proj_d", "z", 0)], 2);
+        assert_eq!((r.shift, r.after_project.as_str()), (1, "proj_d"));
+    }
+
+    #[test]
+    fn available_pull_jobs_have_a_counter_of_their_own() {
+        assert_eq!(counter(JobState::Available, Runner::Pull), AVAILABLE_PULL);
+        assert_eq!(counter(JobState::Available, Runner::Push), "available");
+        assert_eq!(counter(JobState::Available, Runner::Local), "available");
+        assert_eq!(counter(JobState::Running, Runner::Pull), "running");
+        assert_eq!(counted_state(AVAILABLE_PULL), Some(JobState::Available));
+        assert_eq!(counted_state("failed"), Some(JobState::Failed));
+        assert_eq!(counted_state("bogus"), None);
+    }
 }

@@ -144,6 +144,43 @@ impl Wakeups {
             .remove(&key(project, queue))
     }
 
+    /// Drops the notifiers no one waits on (a waiter holds its notifier; waking a queue
+    /// without one wakes no one anyway) and the announcements of queues `keep` does not
+    /// name: what per-queue state would otherwise pile up for every queue ever woken.
+    pub fn forget(&self, keep: impl Fn(&str, &str) -> bool) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, n| Arc::strong_count(n) > 1);
+        self.earliest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| match k.split_once('/') {
+                Some((p, q)) => keep(p, q),
+                None => false,
+            });
+    }
+
+    /// How many notifiers and announcements are kept (see [`Wakeups::forget`]).
+    pub fn tracked(&self) -> (usize, usize) {
+        let notifiers = self.inner.lock().unwrap_or_else(|p| p.into_inner()).len();
+        let announced = self
+            .earliest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        (notifiers, announced)
+    }
+
+    /// What [`Wakeups::take_announced`] would take for a queue, left in place.
+    pub fn announced(&self, project: &str, queue: &str) -> Option<Option<ClaimKey>> {
+        self.earliest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key(project, queue))
+            .cloned()
+    }
+
     /// Listens for NOTIFY on PostgreSQL until the task is dropped; reconnects by itself.
     pub async fn listen(self, pool: sqlx::PgPool) {
         loop {

@@ -20,6 +20,7 @@ use std::time::Duration;
 use switchboard_core::config::Config;
 use switchboard_core::db::Db;
 use switchboard_core::ratelimit::RateLimiter;
+use switchboard_queue::limits::Limits;
 use switchboard_queue::runtime::{Runtime, RuntimeBuilder};
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -60,6 +61,15 @@ pub async fn connect(
         }
     };
     Ok((db, redis))
+}
+
+/// The per-project caps `config` sets.
+pub fn limits(config: &Config) -> Limits {
+    Limits {
+        queues: config.max_queues_per_project,
+        schedules: config.max_schedules_per_project,
+        frequent_schedules: config.max_frequent_schedules_per_project,
+    }
 }
 
 /// A URL with its password replaced, for messages.
@@ -108,6 +118,7 @@ impl Application {
             .heartbeat(Duration::from_millis(config.job_heartbeat_ms))
             .dispatch(config.run_jobs)
             .push_allow(config.push_allow.clone())
+            .limits(limits(&config))
             .build(db.clone());
         let state = AppState::new(Inner {
             runtime,

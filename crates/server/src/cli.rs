@@ -611,6 +611,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     let runtime = switchboard_queue::runtime::Runtime::builder()
         .heartbeat(std::time::Duration::from_millis(config.job_heartbeat_ms))
         .push_allow(config.push_allow.clone())
+        .limits(app::limits(&config))
         .build(db.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(runtime.run(stop_rx));
@@ -691,16 +692,30 @@ async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
         }
         (QueueCommand::Pause { .. }, Some(n), _) => {
             let pause = |s| Ok(QueueSettings { paused: true, ..s });
-            service::save_settings(&db, &ctx, &n, "queue.pause", pause)
-                .await
-                .map_err(api_err)?;
+            service::save_settings(
+                &db,
+                &ctx,
+                &n,
+                "queue.pause",
+                config.max_queues_per_project,
+                pause,
+            )
+            .await
+            .map_err(api_err)?;
             println!("paused {n}");
         }
         (QueueCommand::Resume { .. }, Some(n), _) => {
             let resume = |s| Ok(QueueSettings { paused: false, ..s });
-            service::save_settings(&db, &ctx, &n, "queue.resume", resume)
-                .await
-                .map_err(api_err)?;
+            service::save_settings(
+                &db,
+                &ctx,
+                &n,
+                "queue.resume",
+                config.max_queues_per_project,
+                resume,
+            )
+            .await
+            .map_err(api_err)?;
             println!("resumed {n}");
         }
         (QueueCommand::RetryFailed { .. }, Some(n), _) => {
@@ -775,6 +790,13 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
                     .join("; "))
             })?;
             let mut tx = db.begin().await?;
+            store::create_queues(
+                &mut tx,
+                &project,
+                &[&new.queue],
+                config.max_queues_per_project,
+            )
+            .await?;
             let out = store::enqueue(&mut tx, &project, std::slice::from_ref(&new)).await?;
             tx.commit().await?;
             println!("{}", out[0].job.id);

@@ -313,7 +313,8 @@ async fn queue_action(
             } else {
                 "queue.resume"
             };
-            service::save_settings(&state.db, &ctx, &name, act, |s| {
+            let max = state.runtime.limits().queues;
+            service::save_settings(&state.db, &ctx, &name, act, max, |s| {
                 Ok(QueueSettings { paused, ..s })
             })
             .await?;
@@ -366,9 +367,14 @@ async fn queue_action(
         "settings" => {
             let values = SettingsForm::from_form(&form);
             let saved = match values.patch() {
-                Ok(patch) => service::save_settings(&state.db, &ctx, &name, "queue.update", |s| {
-                    apply_patch(s, &patch)
-                })
+                Ok(patch) => service::save_settings(
+                    &state.db,
+                    &ctx,
+                    &name,
+                    "queue.update",
+                    state.runtime.limits().queues,
+                    |s| apply_patch(s, &patch),
+                )
                 .await
                 .map_err(|e: ApiError| PageError::from(e)),
                 Err(fields) => Err(PageError::from(ApiError::invalid(fields))),

@@ -223,15 +223,21 @@ fn reported() -> &'static Mutex<HashSet<QueueLabels>> {
 }
 
 /// Sets `queue_jobs{project, queue, state}` from the maintained counters (one small query,
-/// never `count(*)` over the jobs table). Labels come from the node's label budget
+/// never `count(*)` over the jobs table); available jobs for pull workers, counted apart,
+/// are added into `available`. Labels come from the node's label budget
 /// ([`store::labels`]; queues beyond it are summed into `_other`). Empty queues are left
 /// out once their gauges read zero, so they go idle and disappear (their counter rows stay
 /// in the database for good).
 async fn record_queue_depths(state: &AppState) -> Result<(), sqlx::Error> {
     use sqlx::Row;
     let mut conn = state.db.read().await?;
+    let sql = format!(
+        "SELECT project_id, queue, CASE WHEN state = '{}' THEN 'available' ELSE state END AS state, \
+         CAST(SUM(n) AS BIGINT) AS n FROM queue_counts GROUP BY 1, 2, 3",
+        switchboard_queue::store::AVAILABLE_PULL
+    );
     let rows: Vec<(String, String, String, i64)> = switchboard_core::on_db!(conn.ex(), c => {
-        let rows = sqlx::query("SELECT project_id, queue, state, CAST(SUM(n) AS BIGINT) AS n FROM queue_counts GROUP BY project_id, queue, state").fetch_all(c).await?;
+        let rows = sqlx::query(&sql).fetch_all(c).await?;
         rows.iter()
             .map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
             .collect::<Result<_, _>>()?

@@ -58,7 +58,7 @@ pub async fn enqueue(
     request_body = JobSpec,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
     responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key"),
-        (status = 422, body = crate::error::Problem)),
+        (status = 409, body = crate::error::Problem, description = "`queue-limit`: the job would create more queues than the project may have"), (status = 422, body = crate::error::Problem)),
     security(("bearer" = ["jobs:write"])))]
 async fn create_job(
     State(state): State<AppState>,
@@ -106,7 +106,8 @@ pub struct BatchOut {
 /// Enqueues up to 10,000 jobs in one transaction.
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
     request_body = BatchIn,
-    responses((status = 201, body = BatchOut), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = BatchOut), (status = 409, body = crate::error::Problem, description = "`queue-limit`: the jobs would create more queues than the project may have"),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = ["jobs:write"])))]
 async fn create_batch(
     State(state): State<AppState>,

@@ -23,6 +23,8 @@ impl From<QueueError> for ApiError {
             QueueError::Cancelled => ApiError::conflict("job-cancelled", e.to_string()),
             QueueError::WrongState(m) => ApiError::conflict("invalid-state", m),
             QueueError::Invalid(i) => invalid(vec![i], ""),
+            QueueError::QueueLimit { .. } => ApiError::conflict("queue-limit", e.to_string()),
+            QueueError::ScheduleLimit(m) => ApiError::conflict("schedule-limit", m),
             QueueError::Db(e) => e.into(),
         }
     }

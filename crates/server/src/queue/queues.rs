@@ -183,7 +183,8 @@ async fn save(
     action: &str,
     change: impl FnOnce(QueueSettings) -> ApiResult<QueueSettings>,
 ) -> ApiResult<QueueInfo> {
-    service::save_settings(&state.db, &auth.audit(), name, action, change).await?;
+    let max = state.runtime.limits().queues;
+    service::save_settings(&state.db, &auth.audit(), name, action, max, change).await?;
     state
         .runtime
         .wakeups()
@@ -195,7 +196,8 @@ async fn save(
 #[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     request_body = QueuePatch,
-    responses((status = 200, body = QueueInfo), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 409, body = crate::error::Problem, description = "`queue-limit`: the project may not have another queue"),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = ["queues:write"])))]
 async fn update_queue(
     State(state): State<AppState>,

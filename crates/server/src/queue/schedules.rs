@@ -143,6 +143,11 @@ fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Sche
     Ok(s)
 }
 
+/// Whether a schedule fires more than once a minute (counted against its own cap).
+fn frequent(s: &Schedule) -> bool {
+    CronSpec::parse(&s.cron, &s.timezone).is_ok_and(|c| c.more_than_once_a_minute())
+}
+
 async fn audit_schedule(
     tx: &mut switchboard_core::db::Tx,
     ctx: &AuditContext,
@@ -190,7 +195,9 @@ async fn list_schedules(
 /// Creates a schedule.
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
     request_body = ScheduleIn,
-    responses((status = 201, body = ScheduleOut), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ScheduleOut),
+        (status = 409, body = crate::error::Problem, description = "`name-taken`, or `schedule-limit`: the project may not have another schedule (or another firing more than once a minute)"),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = ["schedules:write"])))]
 async fn create_schedule(
     State(state): State<AppState>,
@@ -228,6 +235,8 @@ async fn create_schedule(
     };
     let s = build(base, input, &state.runtime)?;
     let mut tx = state.db.begin().await?;
+    let limits = state.runtime.limits();
+    repo::check_limits(&mut tx, auth.project(), &s.id, true, frequent(&s), &limits).await?;
     repo::save(tx.ex(), auth.project(), &s, true)
         .await
         .map_err(|e| {
@@ -267,7 +276,9 @@ async fn get_schedule(
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`name-taken`, or `schedule-limit`: the project may not have another schedule firing more than once a minute"),
+        (status = 422, body = crate::error::Problem)),
     security(("bearer" = ["schedules:write"])))]
 async fn update_schedule(
     State(state): State<AppState>,
@@ -293,6 +304,10 @@ pub async fn update(
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     let after = build(before.clone(), input, &state.runtime)?;
+    // Only a change that makes it fire more than once a minute is counted against the cap.
+    let newly_frequent = frequent(&after) && !frequent(&before);
+    let limits = state.runtime.limits();
+    repo::check_limits(&mut tx, project, &after.id, false, newly_frequent, &limits).await?;
     repo::save(tx.ex(), project, &after, false)
         .await
         .map_err(|e| {
@@ -349,7 +364,8 @@ pub struct Triggered {
 /// Enqueues one run now, outside the cron rhythm.
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem)),
+    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "`queue-limit`: the run would create more queues than the project may have")),
     security(("bearer" = ["schedules:write"])))]
 async fn trigger(
     State(state): State<AppState>,
@@ -367,7 +383,15 @@ pub async fn trigger_now(state: &AppState, ctx: &AuditContext, id: &str) -> ApiR
     let s = repo::get(tx.ex(), project, id)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let job_id = repo::enqueue_run(&mut tx, project, &s, None, state.runtime.local_kinds()).await?;
+    let job_id = repo::enqueue_run(
+        &mut tx,
+        project,
+        &s,
+        None,
+        state.runtime.local_kinds(),
+        state.runtime.admission(),
+    )
+    .await?;
     let change = Change {
         action: "schedule.trigger",
         entity_type: "schedule",

@@ -44,20 +44,24 @@ pub async fn job_op(db: &Db, ctx: &AuditContext, id: &str, op: JobOp) -> ApiResu
     Ok(after)
 }
 
-/// Changes a queue's settings (creating the queue if needed).
+/// Changes a queue's settings, creating the queue if needed (within the project's cap of
+/// `max_queues`). The queue's row stays locked from the read to the commit, so concurrent
+/// changes (a pause and a new limit, say) apply one after the other and none undoes
+/// another.
 pub async fn save_settings(
     db: &Db,
     ctx: &AuditContext,
     name: &QueueName,
     action: &str,
+    max_queues: u32,
     change: impl FnOnce(QueueSettings) -> ApiResult<QueueSettings>,
 ) -> ApiResult<QueueSettings> {
     let project = &ctx.project_id;
     let mut tx = db.begin().await?;
-    store::ensure_queue(tx.ex(), project, name).await?;
-    let before = store::queue_settings(tx.ex(), project, name)
+    store::create_queues(&mut tx, project, &[name], max_queues).await?;
+    let before = store::lock_settings(&mut tx, project, name)
         .await?
-        .unwrap_or_default();
+        .ok_or_else(|| ApiError::not_found("queue"))?;
     let after = change(before.clone())?;
     store::save_settings(&mut tx, project, name, &after).await?;
     let change = Change {

@@ -229,7 +229,7 @@ fn serve_bootstraps_once_and_stops_on_sigterm() {
             .expect("spawn serve")
     };
     let wait_ready = || {
-        for _ in 0..200 {
+        for _ in 0..600 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
@@ -283,7 +283,15 @@ fn serve_bootstraps_once_and_stops_on_sigterm() {
         .status()
         .unwrap()
         .success());
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Shutting down: it stops accepting connections, and still answers the one in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     conn.write_all(&body[10..]).unwrap();
     let mut answer = String::new();
     conn.read_to_string(&mut answer).unwrap();

@@ -268,18 +268,27 @@ async fn in_process_handlers_with_concurrency(b: Backend) {
 }
 
 async fn heartbeats_keep_long_jobs_and_cancel_reaches_handlers(b: Backend) {
+    let returned = Arc::new(tokio::sync::Notify::new());
+    let r = returned.clone();
     let runtime = Runtime::builder()
         .handler("long", |_ctx: JobContext| async {
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(Duration::from_millis(2000)).await;
             Ok(Some(json!({"done": true})))
         })
-        .handler("until-cancelled", |mut ctx: JobContext| async move {
-            let _ = ctx.cancelled.wait_for(|c| *c).await;
-            Ok(Some(json!({"finished": "after cancel"})))
+        .handler("quick", |_ctx: JobContext| async { Ok(None) })
+        .handler("until-cancelled", move |mut ctx: JobContext| {
+            let r = r.clone();
+            async move {
+                let _ = ctx.cancelled.wait_for(|c| *c).await;
+                r.notify_one();
+                Ok(Some(json!({"finished": "after cancel"})))
+            }
         });
     let dir = tempfile::tempdir().unwrap();
     let mut config = crate::helpers::test_config(b, dir.path()).await;
-    config.job_heartbeat_ms = 300; // lease ≈ 350 ms, the job runs 1.5 s
+    // Lease 800 ms (two intervals): the job outlives it 2.5 times, so only heartbeats keep
+    // it; each may come up to an interval late.
+    config.job_heartbeat_ms = 400;
     let app = crate::helpers::spawn_full(config, Some(dir), runtime).await;
 
     let long = json_of(
@@ -320,7 +329,23 @@ async fn heartbeats_keep_long_jobs_and_cancel_reaches_handlers(b: Backend) {
     )
     .await;
     assert_eq!(c["state"], "cancelled");
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The handler learns it (from the next heartbeat) and returns; its result is dropped.
+    tokio::time::timeout(Duration::from_secs(10), returned.notified())
+        .await
+        .expect("the handler saw the cancel");
+    // Outcomes are recorded in order: once a job finished later is, the handler's would be.
+    let later = json_of(
+        app.post("/v1/jobs", &json!({"queue": "long", "kind": "quick"}))
+            .await,
+        201,
+    )
+    .await;
+    let later = later["id"].as_str().unwrap();
+    let done = wait_for(&app, &format!("/v1/jobs/{later}"), 10, |j| {
+        j["state"] == "completed"
+    })
+    .await;
+    assert_eq!(done["state"], "completed");
     let after = json_of(app.get(&format!("/v1/jobs/{id}")).await, 200).await;
     assert_eq!(
         after["state"], "cancelled",
@@ -366,10 +391,12 @@ async fn late_critical_job_overtakes_the_backlog(b: Backend) {
     let seen = |n: usize| {
         let started = started.clone();
         async move {
-            for _ in 0..200 {
-                if started.lock().unwrap_or_else(|p| p.into_inner()).len() >= n {
-                    return;
-                }
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while started.lock().unwrap_or_else(|p| p.into_inner()).len() < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{n} jobs never started"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -384,7 +411,25 @@ async fn late_critical_job_overtakes_the_backlog(b: Backend) {
         201,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    if b == Backend::Postgres {
+        // Its announcement (NOTIFY) has reached the runtime, which keeps it until its next
+        // claim of the queue (it holds two jobs of this one-slot queue, so it claims nothing
+        // before a gate opens).
+        let me = json_of(app.get("/v1/me").await, 200).await;
+        let project = me["project_id"].as_str().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while app
+            .state
+            .runtime
+            .wakeups()
+            .announced(project, "line")
+            .flatten()
+            .is_none_or(|first| first.priority != 0)
+        {
+            assert!(std::time::Instant::now() < deadline, "never announced");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
     for n in 2..=4 {
         gate.add_permits(1);
         seen(n).await;

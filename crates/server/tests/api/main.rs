@@ -9,6 +9,7 @@ mod e2e_cli;
 mod e2e_dashboard;
 mod e2e_egress;
 mod e2e_errors;
+mod e2e_fairness;
 mod e2e_health;
 mod e2e_idempotency;
 mod e2e_jobs;
