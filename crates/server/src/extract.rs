@@ -1,7 +1,7 @@
 //! Request extractors whose rejections are problem documents: JSON bodies (400 with the
 //! parser's position, 422 with the failing field's path, 413, 415), query strings and paths.
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{codes, ApiError, FieldError};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, StatusCode};
 use bytes::Bytes;
@@ -22,8 +22,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             message: strip_position(&inner.to_string()),
         }]),
         _ => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
+            codes::MALFORMED_JSON,
             format!(
                 "malformed JSON at line {} column {}: {}",
                 inner.line(),
@@ -57,16 +56,14 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
             .unwrap_or(false);
         if !is_json {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
+                codes::UNSUPPORTED_MEDIA_TYPE,
                 "expected a body with `Content-Type: application/json`",
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body-too-large",
+                    codes::BODY_TOO_LARGE,
                     "the request body is larger than this server accepts",
                 )
             } else {
@@ -91,8 +88,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map_err(|e| {
                 let path = e.path().to_string();
                 ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-query",
+                    codes::INVALID_QUERY,
                     format!("query parameter `{path}`: {}", e.into_inner()),
                 )
             })

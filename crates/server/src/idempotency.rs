@@ -11,7 +11,7 @@
 //! never stored: its replay is a 409 `secret-not-replayable` naming what was created.
 
 use crate::auth::{Principal, Requirement};
-use crate::error::{problem, ApiError, PROBLEM_JSON};
+use crate::error::{codes, ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -173,13 +173,8 @@ fn withheld(created: &[Created]) -> Vec<u8> {
          secret it returned is shown only once and is not kept for replays. If that response \
          was lost, revoke the key and create another"
     );
-    let mut doc = serde_json::to_value(problem(
-        StatusCode::CONFLICT,
-        "secret-not-replayable",
-        &detail,
-        Vec::new(),
-    ))
-    .unwrap_or_default();
+    let mut doc = serde_json::to_value(ApiError::new(codes::SECRET_NOT_REPLAYABLE, detail).problem())
+        .unwrap_or_default();
     doc["created"] = serde_json::to_value(created).unwrap_or_default();
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -230,8 +225,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
         Ok(b) => b,
         Err(_) => {
             return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
+                codes::BODY_TOO_LARGE,
                 "the request body is larger than this server accepts",
             )
             .into_response()
@@ -251,7 +245,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             Ok(Some(r)) => r,
             Ok(None) if attempts < 3 => continue,
             Ok(None) => {
-                return ApiError::conflict("idempotency-key-in-use", "try again").into_response()
+                return ApiError::new(codes::IDEMPOTENCY_KEY_IN_USE, "try again").into_response()
             }
             Err(e) => return ApiError::from(e).into_response(),
         };
@@ -265,16 +259,15 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             continue;
         }
         if record.state != "done" {
-            return ApiError::conflict(
-                "idempotency-key-in-use",
+            return ApiError::new(
+                codes::IDEMPOTENCY_KEY_IN_USE,
                 "a request with this Idempotency-Key is still being processed",
             )
             .into_response();
         }
         if record.request_hash != hash {
             return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
+                codes::IDEMPOTENCY_KEY_REUSED,
                 "this Idempotency-Key was used with a different request",
             )
             .into_response();

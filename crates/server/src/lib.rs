@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod middleware;
 pub mod openapi;
 pub mod page;
+pub mod reference;
 pub mod platform;
 pub mod queue;
 pub mod state;

@@ -2,7 +2,7 @@
 //! problem+json for every error, and rate limits.
 
 use crate::auth::{ClientInfo, Principal};
-use crate::error::{problem, problem_response, ApiError};
+use crate::error::{codes, problem, problem_response, ApiError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -198,15 +198,15 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
         t => t.to_owned(),
     };
     let code = match status {
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
-        StatusCode::REQUEST_TIMEOUT => "timeout",
-        s if s.is_server_error() => "internal",
-        _ => "bad-request",
+        StatusCode::NOT_FOUND => codes::NOT_FOUND,
+        StatusCode::UNAUTHORIZED => codes::UNAUTHORIZED,
+        StatusCode::FORBIDDEN => codes::FORBIDDEN,
+        StatusCode::METHOD_NOT_ALLOWED => codes::METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => codes::BODY_TOO_LARGE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => codes::UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::REQUEST_TIMEOUT => codes::TIMEOUT,
+        s if s.is_server_error() => codes::INTERNAL,
+        _ => codes::BAD_REQUEST,
     };
     let fresh = problem_response(&problem(status, code, &detail, Vec::new()));
     let (fresh_parts, fresh_body) = fresh.into_parts();
@@ -221,8 +221,7 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
 /// 404 for every unknown route.
 pub async fn not_found(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
+        codes::NOT_FOUND,
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
 }
@@ -230,8 +229,7 @@ pub async fn not_found(req: Request) -> ApiError {
 /// 405 for a known route with the wrong method.
 pub async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        codes::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }
@@ -255,8 +253,7 @@ async fn limited(state: &AppState, key: String, rate: Rate, req: Request, next: 
         next.run(req).await
     } else {
         ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
+            codes::RATE_LIMITED,
             format!(
                 "too many requests; retry in {} s",
                 decision.retry_after_secs

@@ -182,8 +182,7 @@ fn authorize_metrics(state: &AppState, headers: &HeaderMap, on: Listener) -> Res
              on an address of their own"
         };
         return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "metrics-disabled",
+            crate::error::codes::METRICS_DISABLED,
             detail,
         ));
     };

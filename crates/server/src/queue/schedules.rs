@@ -2,7 +2,7 @@
 
 use super::{invalid, validate_spec};
 use crate::auth::{scope, Authed};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{codes, ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::page::{Page, PageParams};
 use crate::state::AppState;
@@ -231,7 +231,7 @@ async fn create_schedule(
     repo::save(tx.ex(), auth.project(), &s, true)
         .await
         .map_err(|e| {
-            ApiError::unique(e, "name-taken", "a schedule with this name already exists")
+            ApiError::unique(e, codes::NAME_TAKEN, "a schedule with this name already exists")
         })?;
     audit_schedule(
         &mut tx,
@@ -296,7 +296,7 @@ pub async fn update(
     repo::save(tx.ex(), project, &after, false)
         .await
         .map_err(|e| {
-            ApiError::unique(e, "name-taken", "a schedule with this name already exists")
+            ApiError::unique(e, codes::NAME_TAKEN, "a schedule with this name already exists")
         })?;
     audit_schedule(
         &mut tx,

@@ -2,7 +2,7 @@
 
 use super::{repo, throttle};
 use crate::auth::{ClientInfo, Principal, Role};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{codes, ApiError, ApiResult};
 use crate::extract::Json;
 use crate::platform::users::{self, repo::UserRecord};
 use crate::state::AppState;
@@ -208,8 +208,7 @@ pub async fn check_password(
             // projects discloses nothing it could not learn by logging in to each.
             let ids: Vec<&str> = matching.iter().map(|c| c.project_id.as_str()).collect();
             Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "project-required",
+                codes::PROJECT_REQUIRED,
                 format!(
                     "this e-mail and password match accounts in several projects; send \
                      `project`, one of: {}",
@@ -225,8 +224,7 @@ fn throttled(retry_after_secs: i64) -> ApiError {
     let value = HeaderValue::from_str(&retry_after_secs.to_string())
         .unwrap_or(HeaderValue::from_static("60"));
     ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "login-throttled",
+        codes::LOGIN_THROTTLED,
         format!("too many failed logins for this account; try again in {retry_after_secs} s"),
     )
     .with_header(header::RETRY_AFTER, value)
@@ -300,8 +298,7 @@ async fn refresh(
             tx.commit().await?;
             tracing::warn!(user = %rec.user.id, "refresh token reuse; family revoked");
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "refresh-token-reused",
+                codes::REFRESH_TOKEN_REUSED,
                 "this refresh token was already used; every session of this login is revoked",
             ));
         }

@@ -112,7 +112,7 @@ async fn create_user(
         .map_err(|e| {
             ApiError::unique(
                 e,
-                "email-taken",
+                crate::error::codes::EMAIL_TAKEN,
                 "a user with this e-mail already exists in this project",
             )
         })?;
@@ -230,8 +230,8 @@ async fn update_user(
         && before.disabled_at.is_none()
         && (after.role != Role::Owner || after.disabled_at.is_some());
     if loses_owner && owners.iter().all(|o| o == before.id.as_str()) {
-        return Err(ApiError::conflict(
-            "last-owner",
+        return Err(ApiError::new(
+            crate::error::codes::LAST_OWNER,
             "the project's last active owner cannot be demoted or disabled",
         ));
     }
