@@ -220,6 +220,7 @@ fn api_routers() -> (OpenApiRouter<AppState>, utoipa::openapi::OpenApi) {
     let (_, health) = health::router().split_for_parts();
     doc.merge(public);
     doc.merge(health);
+    utoipa::Modify::modify(&crate::openapi::ProblemResponses, &mut doc);
     (protected, doc)
 }
 

@@ -26,6 +26,25 @@ use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
 use switchboard_core::time::{self, Timestamp};
 
+/// Longest `Idempotency-Key`.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Whether `key` is a valid `Idempotency-Key`: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+pub fn valid_key(key: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The schema of the `Idempotency-Key` header: [`valid_key`]'s rule (`!`..`~` is the visible
+/// ASCII range).
+pub fn key_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_LEN))
+        .pattern(Some(format!("^[!-~]{{1,{MAX_KEY_LEN}}}$")))
+        .build()
+}
+
 /// How long a key is remembered.
 pub const TTL_SECS: i64 = 24 * 3600;
 /// A request still marked running after this long is taken as abandoned (its node died).
@@ -173,8 +192,9 @@ fn withheld(created: &[Created]) -> Vec<u8> {
          secret it returned is shown only once and is not kept for replays. If that response \
          was lost, revoke the key and create another"
     );
-    let mut doc = serde_json::to_value(ApiError::new(codes::SECRET_NOT_REPLAYABLE, detail).problem())
-        .unwrap_or_default();
+    let mut doc =
+        serde_json::to_value(ApiError::new(codes::SECRET_NOT_REPLAYABLE, detail).problem())
+            .unwrap_or_default();
     doc["created"] = serde_json::to_value(created).unwrap_or_default();
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -191,11 +211,13 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let Some(key) = raw
         .to_str()
         .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| valid_key(k))
         .map(str::to_owned)
     else {
-        return ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-            .into_response();
+        return ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+        ))
+        .into_response();
     };
     let Some(principal) = req.extensions().get::<Principal>() else {
         return next.run(req).await;

@@ -61,10 +61,7 @@ pub fn scopes() -> String {
         out.push_str(&format!("| `{scope}` | {list} |\n"));
     }
     if !any.is_empty() {
-        out.push_str(&format!(
-            "| any credential | {} |\n",
-            any.join(", ")
-        ));
+        out.push_str(&format!("| any credential | {} |\n", any.join(", ")));
     }
     out
 }

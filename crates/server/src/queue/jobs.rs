@@ -56,9 +56,7 @@ pub async fn enqueue(
 /// Enqueues a job. A job whose `unique_key` is still held returns the existing job (200).
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body = JobSpec,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key"),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key")),
     security(("bearer" = ["jobs:write"])))]
 async fn create_job(
     State(state): State<AppState>,
@@ -106,7 +104,7 @@ pub struct BatchOut {
 /// Enqueues up to 10,000 jobs in one transaction.
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
     request_body = BatchIn,
-    responses((status = 201, body = BatchOut), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = BatchOut)),
     security(("bearer" = ["jobs:write"])))]
 async fn create_batch(
     State(state): State<AppState>,
@@ -223,7 +221,7 @@ pub async fn load_detail(state: &AppState, project: &ProjectId, id: &str) -> Api
 /// One job with the errors of its failed attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobDetail), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = JobDetail), (status = 404, description = "not-found")),
     security(("bearer" = ["jobs:read"])))]
 async fn get_job(
     State(state): State<AppState>,
@@ -254,7 +252,7 @@ pub async fn admin_op(
 /// Makes a finished job available again with a fresh set of attempts.
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "invalid-state")),
     security(("bearer" = ["jobs:write"])))]
 async fn retry_job(
     State(state): State<AppState>,
@@ -267,7 +265,7 @@ async fn retry_job(
 /// Cancels a job; a running job's worker is told on its next heartbeat.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "invalid-state")),
     security(("bearer" = ["jobs:write"])))]
 async fn cancel_job(
     State(state): State<AppState>,
@@ -280,7 +278,7 @@ async fn cancel_job(
 /// Deletes a job and its history.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found")),
     security(("bearer" = ["jobs:write"])))]
 async fn delete_job(
     State(state): State<AppState>,
@@ -327,7 +325,7 @@ pub fn lease_ms(v: Option<i64>) -> ApiResult<i64> {
 #[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = HeartbeatIn,
-    responses((status = 200, body = HeartbeatOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = HeartbeatOut), (status = 404, description = "not-found"), (status = 409, description = "stale-lease, job-cancelled")),
     security(("bearer" = ["jobs:write"])))]
 async fn heartbeat(
     State(state): State<AppState>,
@@ -367,7 +365,7 @@ pub struct CompleteIn {
 #[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = CompleteIn,
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "stale-lease, job-cancelled")),
     security(("bearer" = ["jobs:write"])))]
 async fn complete(
     State(state): State<AppState>,
@@ -402,7 +400,7 @@ pub struct FailIn {
 #[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = FailIn,
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "stale-lease, job-cancelled")),
     security(("bearer" = ["jobs:write"])))]
 async fn fail(
     State(state): State<AppState>,

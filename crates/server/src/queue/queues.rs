@@ -68,7 +68,7 @@ pub async fn load_queue(
 /// One queue.
 #[utoipa::path(get, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:read"])))]
 async fn get_queue(
     State(state): State<AppState>,
@@ -195,7 +195,7 @@ async fn save(
 #[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     request_body = QueuePatch,
-    responses((status = 200, body = QueueInfo), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo)),
     security(("bearer" = ["queues:write"])))]
 async fn update_queue(
     State(state): State<AppState>,
@@ -224,7 +224,7 @@ async fn existing(
 /// Stops handing out jobs of this queue (running jobs finish).
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn pause(
     State(state): State<AppState>,
@@ -242,7 +242,7 @@ async fn pause(
 /// Resumes a paused queue.
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn resume(
     State(state): State<AppState>,
@@ -281,7 +281,7 @@ async fn run_bulk(
 /// Retries every failed job of the queue.
 #[utoipa::path(post, path = "/v1/queues/{name}/retry-failed", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = Affected), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Affected), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn retry_failed(
     State(state): State<AppState>,
@@ -309,7 +309,7 @@ pub struct CleanIn {
 #[utoipa::path(post, path = "/v1/queues/{name}/clean", tag = "queues",
     params(("name" = String, Path, description = "Queue name")),
     request_body = CleanIn,
-    responses((status = 200, body = Affected), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = Affected), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn clean(
     State(state): State<AppState>,
@@ -372,7 +372,7 @@ pub struct ClaimOut {
 #[utoipa::path(post, path = "/v1/queues/{name}/claim", tag = "workers",
     params(("name" = String, Path, description = "Queue name")),
     request_body = ClaimIn,
-    responses((status = 200, body = ClaimOut), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ClaimOut)),
     security(("bearer" = ["jobs:write"])))]
 async fn claim(
     State(state): State<AppState>,

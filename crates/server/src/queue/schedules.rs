@@ -190,7 +190,7 @@ async fn list_schedules(
 /// Creates a schedule.
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
     request_body = ScheduleIn,
-    responses((status = 201, body = ScheduleOut), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ScheduleOut), (status = 409, description = "name-taken")),
     security(("bearer" = ["schedules:write"])))]
 async fn create_schedule(
     State(state): State<AppState>,
@@ -231,7 +231,11 @@ async fn create_schedule(
     repo::save(tx.ex(), auth.project(), &s, true)
         .await
         .map_err(|e| {
-            ApiError::unique(e, codes::NAME_TAKEN, "a schedule with this name already exists")
+            ApiError::unique(
+                e,
+                codes::NAME_TAKEN,
+                "a schedule with this name already exists",
+            )
         })?;
     audit_schedule(
         &mut tx,
@@ -249,7 +253,7 @@ async fn create_schedule(
 /// One schedule with its next five ticks.
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, description = "not-found")),
     security(("bearer" = ["schedules:read"])))]
 async fn get_schedule(
     State(state): State<AppState>,
@@ -267,7 +271,7 @@ async fn get_schedule(
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, description = "not-found"), (status = 409, description = "name-taken")),
     security(("bearer" = ["schedules:write"])))]
 async fn update_schedule(
     State(state): State<AppState>,
@@ -296,7 +300,11 @@ pub async fn update(
     repo::save(tx.ex(), project, &after, false)
         .await
         .map_err(|e| {
-            ApiError::unique(e, codes::NAME_TAKEN, "a schedule with this name already exists")
+            ApiError::unique(
+                e,
+                codes::NAME_TAKEN,
+                "a schedule with this name already exists",
+            )
         })?;
     audit_schedule(
         &mut tx,
@@ -314,7 +322,7 @@ pub async fn update(
 /// Deletes a schedule (jobs it already enqueued stay).
 #[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    responses((status = 204), (status = 404, description = "not-found")),
     security(("bearer" = ["schedules:write"])))]
 async fn delete_schedule(
     State(state): State<AppState>,
@@ -349,7 +357,7 @@ pub struct Triggered {
 /// Enqueues one run now, outside the cron rhythm.
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem)),
+    responses((status = 201, body = Triggered), (status = 404, description = "not-found"), (status = 422, description = "validation-failed")),
     security(("bearer" = ["schedules:write"])))]
 async fn trigger(
     State(state): State<AppState>,

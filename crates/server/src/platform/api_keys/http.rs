@@ -57,9 +57,7 @@ async fn list_keys(
 /// `secret-not-replayable` naming the key instead).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
     request_body = ApiKeyIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = ApiKeyCreated), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ApiKeyCreated), (status = 409, description = "secret-not-replayable")),
     security(("bearer" = ["keys:write"])))]
 async fn create_key(
     State(state): State<AppState>,
@@ -119,7 +117,7 @@ async fn create_key(
 /// One key.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ApiKey), (status = 404, description = "not-found")),
     security(("bearer" = ["keys:read"])))]
 async fn get_key(
     State(state): State<AppState>,
@@ -136,7 +134,7 @@ async fn get_key(
 /// Revokes a key; it stops working at once.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ApiKey), (status = 404, description = "not-found")),
     security(("bearer" = ["keys:write"])))]
 async fn revoke_key(
     State(state): State<AppState>,

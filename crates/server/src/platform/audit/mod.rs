@@ -46,7 +46,7 @@ pub struct AuditQuery {
 /// The project's audit events, newest first.
 #[utoipa::path(get, path = "/v1/audit-events", tag = "audit",
     params(AuditQuery),
-    responses((status = 200, body = Page<serde_json::Value>), (status = 400, body = crate::error::Problem)),
+    responses((status = 200, body = Page<serde_json::Value>)),
     security(("bearer" = ["audit:read"])))]
 async fn list_events(
     State(state): State<AppState>,

@@ -233,9 +233,9 @@ fn throttled(retry_after_secs: i64) -> ApiError {
 /// Exchanges an e-mail and password for tokens.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginIn,
-    responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
-        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = TokenPair), (status = 401, description = "unauthorized"),
+        (status = 409, description = "project-required"), (status = 429, description = "login-throttled"),
+        (status = 503, description = "server-busy")))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -266,7 +266,8 @@ async fn login(
 /// Rotates a refresh token. Reusing a rotated token revokes its whole family.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
     request_body = RefreshIn,
-    responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem)))]
+    responses((status = 200, body = TokenPair),
+        (status = 401, description = "unauthorized, refresh-token-reused")))]
 async fn refresh(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -327,7 +328,7 @@ async fn refresh(
 /// Ends a login: its refresh-token family is revoked.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     request_body = RefreshIn,
-    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+    responses((status = 204), (status = 401, description = "unauthorized")))]
 async fn logout(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -357,7 +358,7 @@ async fn logout(
 
 /// The caller's identity, project and scopes.
 #[utoipa::path(get, path = "/v1/me", tag = "auth",
-    responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)),
+    responses((status = 200, body = Me)),
     security(("bearer" = [])))]
 async fn me(Extension(p): Extension<Principal>) -> Json<Me> {
     Json(Me {

@@ -71,8 +71,7 @@ async fn list_projects(
 /// `secret-not-replayable` naming both instead).
 #[utoipa::path(post, path = "/v1/projects", tag = "projects",
     request_body = ProjectIn,
-    responses((status = 201, body = ProjectCreated), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ProjectCreated), (status = 409, description = "secret-not-replayable")),
     security(("bearer" = ["projects:write"])))]
 async fn create_project(
     State(state): State<AppState>,
@@ -140,7 +139,7 @@ async fn create_project(
 /// One project (404 unless it is the caller's).
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Project), (status = 404, description = "not-found")),
     security(("bearer" = ["projects:read"])))]
 async fn get_project(
     State(state): State<AppState>,
@@ -161,7 +160,7 @@ async fn get_project(
 #[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "Project id")),
     request_body = ProjectIn,
-    responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Project), (status = 404, description = "not-found")),
     security(("bearer" = ["projects:write"])))]
 async fn update_project(
     State(state): State<AppState>,

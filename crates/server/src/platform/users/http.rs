@@ -74,8 +74,8 @@ async fn list_users(
 /// Creates a user.
 #[utoipa::path(post, path = "/v1/users", tag = "users",
     request_body = UserIn,
-    responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = User), (status = 409, description = "email-taken"),
+        (status = 503, description = "server-busy")),
     security(("bearer" = ["users:write"])))]
 async fn create_user(
     State(state): State<AppState>,
@@ -153,7 +153,7 @@ async fn record(
 /// One user.
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, body = User), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = User), (status = 404, description = "not-found")),
     security(("bearer" = ["users:read"])))]
 async fn get_user(
     State(state): State<AppState>,
@@ -171,8 +171,8 @@ async fn get_user(
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
     request_body = UserPatch,
-    responses((status = 200, body = User), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = User), (status = 404, description = "not-found"),
+        (status = 409, description = "last-owner"), (status = 503, description = "server-busy")),
     security(("bearer" = ["users:write"])))]
 async fn update_user(
     State(state): State<AppState>,
