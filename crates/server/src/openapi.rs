@@ -98,7 +98,8 @@ impl Kind {
 
     /// The codes every operation of this kind can answer.
     fn codes(&self) -> Vec<Code> {
-        let mut out = Vec::new();
+        // Every operation refuses query parameters it does not declare.
+        let mut out = vec![codes::INVALID_QUERY];
         if self.authenticated {
             out.push(codes::UNAUTHORIZED);
         }
@@ -117,7 +118,7 @@ impl Kind {
             ]);
         }
         if self.query {
-            out.extend([codes::INVALID_QUERY, codes::VALIDATION_FAILED]);
+            out.push(codes::VALIDATION_FAILED);
         }
         if self.idempotent {
             out.extend([
@@ -177,6 +178,41 @@ fn problem_response(status: u16, codes: &[Code]) -> RefOr<utoipa::openapi::Respo
     RefOr::T(r.build())
 }
 
+/// Merges parameters declared twice (a path parameter utoipa infers from the extractor and
+/// the same one declared with its rule): one entry, required if either is, with the more
+/// specific schema.
+fn merge_parameters(op: &mut Operation) {
+    let Some(params) = op.parameters.take() else {
+        return;
+    };
+    let mut merged: Vec<utoipa::openapi::path::Parameter> = Vec::with_capacity(params.len());
+    let weight = |p: &utoipa::openapi::path::Parameter| {
+        serde_json::to_string(&p.schema).map_or(0, |s| s.len())
+    };
+    for p in params {
+        match merged
+            .iter_mut()
+            .find(|m| m.name == p.name && m.parameter_in == p.parameter_in)
+        {
+            None => merged.push(p),
+            Some(m) => {
+                let required = m.required == Required::True || p.required == Required::True;
+                let description = m.description.clone().or_else(|| p.description.clone());
+                if weight(&p) > weight(m) {
+                    *m = p;
+                }
+                m.required = if required {
+                    Required::True
+                } else {
+                    Required::False
+                };
+                m.description = m.description.clone().or(description);
+            }
+        }
+    }
+    op.parameters = Some(merged);
+}
+
 fn is_problem(r: &RefOr<utoipa::openapi::Response>) -> bool {
     match r {
         RefOr::Ref(_) => false,
@@ -191,6 +227,7 @@ fn is_problem(r: &RefOr<utoipa::openapi::Response>) -> bool {
 
 impl ProblemResponses {
     fn operation(&self, path: &str, method: &str, op: &mut Operation) {
+        merge_parameters(op);
         let kind = Kind::of(path, method, op);
         if kind.idempotent {
             let params = op.parameters.get_or_insert_with(Vec::new);
@@ -277,6 +314,25 @@ impl Modify for ProblemResponses {
     }
 }
 
+/// Rules that no single field's schema can state, added to the derived component schemas.
+pub struct CrossFieldRules;
+
+impl Modify for CrossFieldRules {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = api.components.as_mut() else {
+            return;
+        };
+        if let Some(RefOr::T(utoipa::openapi::schema::Schema::Object(o))) =
+            components.schemas.get_mut("JobSpec")
+        {
+            switchboard_queue::JobSpec::constrain_schema(o);
+        }
+        if let Some(RefOr::T(s)) = components.schemas.get_mut("Backoff") {
+            switchboard_queue::Backoff::constrain_schema(s);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
@@ -291,6 +347,131 @@ mod tests {
         }
         assert!(out.len() > 40, "the document has {} operations", out.len());
         out
+    }
+
+    fn schema(name: &str) -> Value {
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        doc["components"]["schemas"][name].clone()
+    }
+
+    #[test]
+    fn priority_is_a_name_or_a_number() {
+        let p = &schema("JobSpec")["properties"]["priority"];
+        assert_eq!(
+            p["oneOf"][0]["enum"],
+            serde_json::json!(["critical", "high", "normal", "low"])
+        );
+        assert_eq!(p["oneOf"][1]["type"], "integer");
+        assert_eq!(
+            (
+                p["oneOf"][1]["minimum"].clone(),
+                p["oneOf"][1]["maximum"].clone()
+            ),
+            (0.into(), 100.into())
+        );
+        assert_eq!(p["oneOf"][2]["type"], "null");
+    }
+
+    #[test]
+    fn input_schemas_state_the_servers_rules() {
+        let job = schema("JobSpec");
+        let q = &job["properties"]["queue"];
+        assert_eq!(
+            (q["minLength"].clone(), q["maxLength"].clone()),
+            (1.into(), 100.into())
+        );
+        assert_eq!(q["pattern"], "^[A-Za-z0-9._:\\-]*$");
+        assert_eq!(job["properties"]["kind"]["maxLength"], 200);
+        for (field, min, max) in [
+            ("max_attempts", 1_i64, 1000_i64),
+            ("timeout_ms", 1, 86_400_000),
+            ("delay_ms", 0, 31_536_000_000),
+            ("unique_window_secs", 1, 2_592_000),
+        ] {
+            let f = &job["properties"][field];
+            assert_eq!(
+                (f["minimum"].as_i64(), f["maximum"].as_i64()),
+                (Some(min), Some(max)),
+                "{field}"
+            );
+        }
+        assert_eq!(job["properties"]["tags"]["maxItems"], 20);
+        assert_eq!(job["properties"]["tags"]["items"]["pattern"], "^[^,]*$");
+        assert_eq!(
+            job["not"]["required"],
+            serde_json::json!(["run_at", "delay_ms"])
+        );
+        assert_eq!(job["additionalProperties"], false);
+        let batch = schema("BatchIn");
+        assert_eq!(
+            (
+                batch["properties"]["jobs"]["minItems"].clone(),
+                batch["properties"]["jobs"]["maxItems"].clone()
+            ),
+            (1.into(), 10_000.into())
+        );
+        let user = schema("UserIn");
+        assert_eq!(user["properties"]["email"]["format"], "email");
+        assert_eq!(user["properties"]["email"]["maxLength"], 254);
+        assert_eq!(user["properties"]["password"]["minLength"], 8);
+        assert_eq!(user["properties"]["password"]["maxLength"], 256);
+        let scopes = schema("Scopes");
+        let names: Vec<&str> = scopes["items"]["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(names.len(), crate::auth::SCOPES.len() + 1);
+        assert_eq!(scopes["minItems"], 1);
+        let sched = schema("ScheduleIn");
+        assert!(sched["properties"]["cron"]["pattern"]
+            .as_str()
+            .is_some_and(|p| p.len() > 100));
+        assert!(sched["properties"]["timezone"]["enum"]
+            .as_array()
+            .is_some_and(|z| z.iter().any(|z| z == "Europe/Berlin")));
+        assert_eq!(sched["properties"]["backfill_limit"]["maximum"], 1000);
+        let claim = schema("ClaimIn");
+        assert_eq!(claim["properties"]["wait_ms"]["maximum"], 30_000);
+        assert_eq!(claim["properties"]["lease_ms"]["minimum"], 1000);
+        assert_eq!(claim["properties"]["worker"]["maxLength"], 200);
+        let patch = schema("QueuePatch");
+        assert_eq!(
+            patch["properties"]["global_concurrency"]["maximum"],
+            100_000
+        );
+        assert_eq!(
+            schema("RateLimit")["properties"]["period_ms"]["maximum"],
+            86_400_000
+        );
+        assert_eq!(
+            schema("CleanIn")["properties"]["state"]["enum"],
+            serde_json::json!(["completed", "failed", "cancelled"])
+        );
+        let backoff = schema("Backoff");
+        for variant in backoff["oneOf"].as_array().into_iter().flatten() {
+            assert_eq!(variant["additionalProperties"], false, "{variant}");
+        }
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        let limit = doc["paths"]["/v1/jobs"]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "limit").cloned())
+            .unwrap_or_default();
+        assert_eq!(
+            (
+                limit["schema"]["minimum"].clone(),
+                limit["schema"]["maximum"].clone()
+            ),
+            (1.into(), 200.into())
+        );
+        let name = doc["paths"]["/v1/queues/{name}"]["get"]["parameters"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(name.len(), 1, "{name:?}");
+        assert_eq!(name[0]["required"], true);
+        assert_eq!(name[0]["schema"]["maxLength"], 100);
     }
 
     #[test]
@@ -352,12 +533,8 @@ mod tests {
                 assert!(has("415", "unsupported-media-type"), "{method} {path}");
                 assert!(has("422", "validation-failed"), "{method} {path}");
             }
-            let query = op["parameters"]
-                .as_array()
-                .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
-            if query {
-                assert!(has("400", "invalid-query"), "{method} {path}");
-            }
+            // Unknown query parameters are refused everywhere.
+            assert!(has("400", "invalid-query"), "{method} {path}");
             if scopes.is_some() && method == "post" {
                 assert!(has("409", "idempotency-key-in-use"), "{method} {path}");
                 assert!(has("422", "idempotency-key-reused"), "{method} {path}");

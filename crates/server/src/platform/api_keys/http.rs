@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
+use switchboard_core::rules::{Chars, Text};
 use switchboard_core::time::{self, Timestamp};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -27,12 +28,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
     /// What the key is for, 1–100 characters.
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// Scopes; `["*"]` grants everything.
     pub scopes: Scopes,
     /// Optional expiry (RFC 3339, in the future).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+}
+
+/// Names of keys.
+pub const KEY_NAME: Text = Text::new(1, 100, Chars::NotBlank);
+
+fn name_schema() -> utoipa::openapi::Object {
+    KEY_NAME.schema("What the key is for")
 }
 
 /// Lists the project's keys (revoked ones included, marked).
@@ -66,10 +75,10 @@ async fn create_key(
 ) -> ApiResult<(StatusCode, Extension<CarriesSecret>, Json<ApiKeyCreated>)> {
     let mut errors = Vec::new();
     let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if let Err(message) = KEY_NAME.check(&input.name) {
         errors.push(FieldError {
             field: "name".into(),
-            message: "must be 1 to 100 characters".into(),
+            message,
         });
     }
     if input.expires_at.is_some_and(|e| e <= time::now()) {

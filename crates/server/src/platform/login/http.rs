@@ -43,7 +43,25 @@ pub struct LoginIn {
     /// the password is checked against the accounts with this e-mail (a few at most), and
     /// one of several matching is a 409 `project-required`.
     #[serde(default)]
+    #[schema(schema_with = project_schema)]
     pub project: Option<String>,
+}
+
+/// `project` of a login: a project id, or blank for none (what [`check_password`] accepts).
+fn project_schema() -> utoipa::openapi::Object {
+    let id = switchboard_core::id::pattern(ProjectId::PREFIX);
+    let id = id.trim_start_matches('^').trim_end_matches('$');
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(switchboard_core::rules::nullable(
+            utoipa::openapi::Type::String,
+        ))
+        .pattern(Some(format!("^\\s*(?:{id}\\s*)?$")))
+        .description(Some(
+            "The project (`proj_…`) of the account. E-mails are unique per project: without \
+             it, the password is checked against the accounts with this e-mail (a few at \
+             most), and one of several matching is a 409 `project-required`.",
+        ))
+        .build()
 }
 
 /// Body of `POST /v1/auth/refresh` and `/v1/auth/logout`.

@@ -31,7 +31,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ProjectIn {
     /// Display name, 1–100 characters.
+    #[schema(schema_with = name_schema)]
     pub name: String,
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    super::PROJECT_NAME.schema("Display name")
 }
 
 /// Answer of `POST /v1/projects`.
