@@ -246,10 +246,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(
-                codes::BODY_TOO_LARGE,
-                "the request body is larger than this server accepts",
-            )
+            return crate::extract::too_large(Some(crate::extract::BodyLimit(
+                state.config.body_limit,
+            )))
             .into_response()
         }
     };

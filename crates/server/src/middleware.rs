@@ -178,6 +178,7 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
 /// framework: 413 from a body limit, a path that fails to parse…) into problem+json,
 /// keeping its status and headers.
 pub async fn problem_errors(req: Request, next: Next) -> Response {
+    let limit = req.extensions().get::<crate::extract::BodyLimit>().copied();
     let resp = next.run(req).await;
     let status = resp.status();
     // Only bare framework rejections (plain text or no body type) are rewritten: problem
@@ -208,6 +209,11 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
         s if s.is_server_error() => codes::INTERNAL,
         _ => codes::BAD_REQUEST,
     };
+    let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        crate::extract::too_large(limit).problem().detail
+    } else {
+        detail
+    };
     let fresh = problem_response(&problem(status, code, &detail, Vec::new()));
     let (fresh_parts, fresh_body) = fresh.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
@@ -216,6 +222,67 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
         fresh_parts.headers[header::CONTENT_TYPE].clone(),
     );
     Response::from_parts(parts, Body::new(fresh_body))
+}
+
+/// Query parameters each operation of the OpenAPI document declares, by method and route
+/// template; `None` for a route the document does not describe.
+fn declared_query(method: &Method, route: &str) -> Option<&'static [String]> {
+    type Map = std::collections::HashMap<(String, String), Vec<String>>;
+    static MAP: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        let mut map = Map::new();
+        for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let names = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect();
+                map.insert((method.to_ascii_uppercase(), template.clone()), names);
+            }
+        }
+        map
+    })
+    .get(&(method.as_str().to_owned(), route.to_owned()))
+    .map(Vec::as_slice)
+}
+
+/// Refuses a query parameter the operation does not declare (400 `invalid-query` naming
+/// it): a misspelt filter must not silently widen a list, as an unknown body field does not.
+pub async fn reject_unknown_query(req: Request, next: Next) -> Response {
+    let declared = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| declared_query(req.method(), route.as_str()));
+    let (Some(declared), Some(query)) = (declared, req.uri().query()) else {
+        return next.run(req).await;
+    };
+    let unknown = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .find(|k| !declared.iter().any(|d| d == k));
+    let Some(name) = unknown else {
+        return next.run(req).await;
+    };
+    let message = if declared.is_empty() {
+        "is not a parameter of this operation (it takes none)".to_owned()
+    } else {
+        format!(
+            "is not a parameter of this operation (known: {})",
+            declared.join(", ")
+        )
+    };
+    ApiError::new(
+        codes::INVALID_QUERY,
+        format!("query parameter `{name}` {message}"),
+    )
+    .with_errors(vec![crate::error::FieldError {
+        field: name,
+        message,
+    }])
+    .into_response()
 }
 
 /// 404 for every unknown route.

@@ -9,7 +9,8 @@ use switchboard_core::db::Backend;
 
 both!(
     error_answers_are_declared_by_their_operation,
-    rate_limited_answers_are_declared
+    rate_limited_answers_are_declared,
+    unknown_query_parameters_are_refused_everywhere
 );
 
 async fn spec(app: &TestApp) -> Value {
@@ -182,4 +183,62 @@ async fn rate_limited_answers_are_declared(b: Backend) {
 fn problem_code(v: &Value, code: &str) {
     assert_eq!(v["code"], code, "{v}");
     assert_eq!(v["type"], format!("/problems/{code}"));
+}
+
+async fn unknown_query_parameters_are_refused_everywhere(b: Backend) {
+    let app = spawn_with(b, |c| {
+        c.metrics_token = Some("metrics-token-0123456789".to_owned().into())
+    })
+    .await;
+    json_of(
+        app.post("/v1/jobs", &json!({"queue": "q", "kind": "k"}))
+            .await,
+        201,
+    )
+    .await;
+    // The example of the issue: a misspelt filter must not list every job.
+    let r = app.get("/v1/jobs?status=failed").await;
+    let v = crate::helpers::problem(r, 400, "invalid-query").await;
+    assert_eq!(v["errors"][0]["field"], "status");
+    assert!(v["detail"].as_str().unwrap().contains("`status`"), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("state"),
+        "names the known ones: {v}"
+    );
+
+    let spec = spec(&app).await;
+    let mut walked = 0;
+    for (template, item) in spec["paths"].as_object().unwrap() {
+        let path = template
+            .replace("{id}", "x_01")
+            .replace("{name}", "a-queue");
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut req = app
+                .client
+                .request(m, app.url(&format!("{path}?bogus_param=1")));
+            req = if template == "/metrics" {
+                req.bearer_auth("metrics-token-0123456789")
+            } else {
+                req.bearer_auth(&app.key)
+            };
+            if method != "get" && method != "delete" {
+                req = req.json(&json!({}));
+            }
+            let r = req.send().await.unwrap();
+            let v = declared(&spec, method, template, r).await;
+            assert_eq!(v["code"], "invalid-query", "{method} {template}: {v}");
+            assert_eq!(
+                v["errors"][0]["field"], "bogus_param",
+                "{method} {template}"
+            );
+            walked += 1;
+        }
+    }
+    assert!(walked > 40, "walked {walked} operations");
+    // Nothing was revoked or created along the way.
+    json_of(app.get("/v1/me").await, 200).await;
 }
