@@ -247,7 +247,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(mw::not_found)
         .method_not_allowed_fallback(mw::method_not_allowed)
         .with_state(state.clone())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc).config(
+            // No online validator: the CSP forbids it, and the spec stays on this host.
+            utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"),
+        ))
         .layer(from_fn(mw::record_metrics))
         .layer(DefaultBodyLimit::max(state.config.body_limit));
     if !state.config.cors_origins.is_empty() {
