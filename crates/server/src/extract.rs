@@ -32,12 +32,42 @@ pub fn too_large(limit: Option<BodyLimit>) -> ApiError {
 /// deeper documents are refused before they can exhaust the stack).
 pub const MAX_JSON_DEPTH: usize = 127;
 
+/// JSON has one number type: `3.0` is the integer 3 (as JSON Schema's `integer` says), so
+/// numbers without a fraction become integers before the body meets typed fields.
+fn integral_numbers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // Beyond ±2^53 a float no longer says which integer it is.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// Where in `bytes` parsing stops (for a body nested too deep: which field), found again by
+/// a parse that tracks the path (only on this error path).
+fn syntax_path(bytes: &[u8]) -> String {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, serde_json::Value>(&mut de) {
+        Err(e) => e.path().to_string(),
+        Ok(_) => String::new(),
+    }
+}
+
 /// Parses a JSON body, mapping every failure to the right problem.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| (e.path().to_string(), e.into_inner()))
-        .and_then(|v| de.end().map(|()| v).map_err(|e| (".".to_owned(), e)));
+    let value = serde_json::from_slice::<serde_json::Value>(bytes)
+        .map_err(|e| (syntax_path(bytes), e))
+        .and_then(|mut v| {
+            integral_numbers(&mut v);
+            serde_path_to_error::deserialize(v).map_err(|e| (e.path().to_string(), e.into_inner()))
+        });
     value.map_err(|(path, inner)| {
         let path = if path == "." { String::new() } else { path };
         let text = strip_position(&inner.to_string());
@@ -322,6 +352,10 @@ mod tests {
             e.message,
             "must be an integer from -2147483648 to 2147483647"
         );
+        // JSON has one number type: 3.0 is an integer, 3.5 is not.
+        assert!(parse_json::<Outer>(br#"{"name": "a", "items": [{"n": 3.0}, {"n": 2e1}]}"#).is_ok());
+        let e = error(r#"{"name": "a", "items": [{"n": 3.5}]}"#);
+        assert_eq!(e.message, "must be an integer");
         let e = error(r#"{"name": 5, "items": []}"#);
         assert_eq!(
             (e.field.as_str(), e.message.as_str()),

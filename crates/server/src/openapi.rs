@@ -314,6 +314,51 @@ impl Modify for ProblemResponses {
     }
 }
 
+/// The body of `POST /v1/schedules`: `ScheduleIn` (shared with PATCH, where every field is
+/// optional) with the fields creation requires made required and non-null.
+fn schedule_create_body(api: &mut utoipa::openapi::OpenApi) {
+    use crate::queue::schedules::{CREATE_SCHEMA, REQUIRED_ON_CREATE};
+    let Some(components) = api.components.as_mut() else {
+        return;
+    };
+    let Some(base) = components.schemas.get("ScheduleIn") else {
+        return;
+    };
+    let mut schema = serde_json::to_value(base).unwrap_or_default();
+    schema["required"] = serde_json::json!(REQUIRED_ON_CREATE);
+    for field in REQUIRED_ON_CREATE {
+        let p = &mut schema["properties"][field];
+        if let Some(types) = p["type"].as_array_mut() {
+            types.retain(|t| t != "null");
+        }
+        if let Some(one_of) = p["oneOf"].as_array_mut() {
+            one_of.retain(|s| s["type"] != "null");
+            if one_of.len() == 1 {
+                *p = one_of.remove(0);
+            }
+        }
+    }
+    schema["description"] = "Body of `POST /v1/schedules`.".into();
+    let Ok(schema) = serde_json::from_value(schema) else {
+        return;
+    };
+    components
+        .schemas
+        .insert(CREATE_SCHEMA.to_owned(), RefOr::T(schema));
+    if let Some(op) = api
+        .paths
+        .paths
+        .get_mut("/v1/schedules")
+        .and_then(|item| item.post.as_mut())
+    {
+        if let Some(body) = op.request_body.as_mut() {
+            for content in body.content.values_mut() {
+                content.schema = Some(Ref::from_schema_name(CREATE_SCHEMA).into());
+            }
+        }
+    }
+}
+
 /// Rules that no single field's schema can state, added to the derived component schemas.
 pub struct CrossFieldRules;
 
@@ -330,6 +375,7 @@ impl Modify for CrossFieldRules {
         if let Some(RefOr::T(s)) = components.schemas.get_mut("Backoff") {
             switchboard_queue::Backoff::constrain_schema(s);
         }
+        schedule_create_body(api);
     }
 }
 

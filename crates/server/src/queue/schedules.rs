@@ -18,6 +18,12 @@ use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, ScheduleId};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+/// Fields `POST /v1/schedules` requires (non-null); PATCH takes any subset.
+pub const REQUIRED_ON_CREATE: [&str; 3] = ["name", "cron", "job"];
+/// The component the OpenAPI document gives the body of `POST /v1/schedules`: `ScheduleIn`
+/// with [`REQUIRED_ON_CREATE`] required.
+pub const CREATE_SCHEMA: &str = "ScheduleNew";
+
 /// Schedule names.
 pub const SCHEDULE_NAME: Text = Text::new(1, 100, Chars::NotBlank);
 /// Most missed ticks a backfill runs.
@@ -240,7 +246,7 @@ async fn list_schedules(
 
 /// Creates a schedule.
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
-    request_body = ScheduleIn,
+    request_body(content = ScheduleIn, description = "`ScheduleIn` with `name`, `cron` and `job` required (component `ScheduleNew`)"),
     responses((status = 201, body = ScheduleOut), (status = 409, description = "name-taken")),
     security(("bearer" = ["schedules:write"])))]
 async fn create_schedule(
@@ -250,9 +256,9 @@ async fn create_schedule(
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
     let mut missing = Vec::new();
     for (v, f) in [
-        (input.name.is_none(), "name"),
-        (input.cron.is_none(), "cron"),
-        (input.job.is_none(), "job"),
+        (input.name.is_none(), REQUIRED_ON_CREATE[0]),
+        (input.cron.is_none(), REQUIRED_ON_CREATE[1]),
+        (input.job.is_none(), REQUIRED_ON_CREATE[2]),
     ] {
         if v {
             missing.push(Invalid::new(f, "is required"));
