@@ -353,7 +353,9 @@ mod tests {
             "must be an integer from -2147483648 to 2147483647"
         );
         // JSON has one number type: 3.0 is an integer, 3.5 is not.
-        assert!(parse_json::<Outer>(br#"{"name": "a", "items": [{"n": 3.0}, {"n": 2e1}]}"#).is_ok());
+        assert!(
+            parse_json::<Outer>(br#"{"name": "a", "items": [{"n": 3.0}, {"n": 2e1}]}"#).is_ok()
+        );
         let e = error(r#"{"name": "a", "items": [{"n": 3.5}]}"#);
         assert_eq!(e.message, "must be an integer");
         let e = error(r#"{"name": 5, "items": []}"#);

@@ -478,6 +478,27 @@ mod tests {
             .as_array()
             .is_some_and(|z| z.iter().any(|z| z == "Europe/Berlin")));
         assert_eq!(sched["properties"]["backfill_limit"]["maximum"], 1000);
+        // POST requires what PATCH leaves optional.
+        let create = schema("ScheduleNew");
+        assert_eq!(
+            create["required"],
+            serde_json::json!(["name", "cron", "job"])
+        );
+        assert_eq!(
+            create["properties"]["job"]["$ref"],
+            "#/components/schemas/JobSpec"
+        );
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        assert_eq!(
+            doc["paths"]["/v1/schedules"]["post"]["requestBody"]["content"]["application/json"]
+                ["schema"]["$ref"],
+            "#/components/schemas/ScheduleNew"
+        );
+        assert_eq!(
+            doc["paths"]["/v1/schedules/{id}"]["patch"]["requestBody"]["content"]
+                ["application/json"]["schema"]["$ref"],
+            "#/components/schemas/ScheduleIn"
+        );
         let claim = schema("ClaimIn");
         assert_eq!(claim["properties"]["wait_ms"]["maximum"], 30_000);
         assert_eq!(claim["properties"]["lease_ms"]["minimum"], 1000);
