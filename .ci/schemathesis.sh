@@ -99,6 +99,8 @@ common=(
   --max-examples "${SCHEMATHESIS_EXAMPLES:-100}"
   --workers 2
   --request-timeout 40
+  # A claim long-polls up to 30 s (`wait_ms`); nothing else should come near.
+  --max-response-time 35
   --continue-on-failure
   --no-color
 )

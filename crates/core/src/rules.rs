@@ -79,6 +79,9 @@ impl Int {
     }
 }
 
+/// Characters of an e-mail address's local part besides letters and digits (WHATWG).
+pub const EMAIL_LOCAL: &str = ".!#$%&'*+/=?^_`{|}~-";
+
 /// Which characters a text may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Chars {
@@ -90,7 +93,9 @@ pub enum Chars {
     Name(&'static str),
     /// Anything but these characters.
     Without(&'static str),
-    /// An e-mail address: one `@` between non-empty parts, no white space.
+    /// An e-mail address as HTML defines a valid one (WHATWG): a local part of letters,
+    /// digits and ``.!#$%&'*+/=?^_`{|}~-``, `@`, and a domain of dot-separated labels of
+    /// letters, digits and inner hyphens, each 1 to 63 characters.
     Email,
 }
 
@@ -103,12 +108,18 @@ impl Chars {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || extra.contains(c)),
             Chars::Without(banned) => !s.chars().any(|c| banned.contains(c)),
-            Chars::Email => {
-                !s.contains(char::is_whitespace)
-                    && s.split_once('@').is_some_and(|(local, domain)| {
-                        !local.is_empty() && !domain.is_empty() && !domain.contains('@')
+            Chars::Email => s.split_once('@').is_some_and(|(local, domain)| {
+                !local.is_empty()
+                    && local
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || EMAIL_LOCAL.contains(c))
+                    && domain.split('.').all(|label| {
+                        (1..=63).contains(&label.len())
+                            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                            && !label.starts_with('-')
+                            && !label.ends_with('-')
                     })
-            }
+            }),
         }
     }
 
@@ -124,7 +135,13 @@ impl Chars {
             Chars::NotBlank => Some("\\S".to_owned()),
             Chars::Name(extra) => Some(format!("^[A-Za-z0-9{}]*$", class(extra))),
             Chars::Without(banned) => Some(format!("^[^{}]*$", class(banned))),
-            Chars::Email => Some("^[^\\s@]+@[^\\s@]+$".to_owned()),
+            Chars::Email => {
+                let label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+                Some(format!(
+                    "^[A-Za-z0-9{}]+@{label}(?:\\.{label})*$",
+                    class(EMAIL_LOCAL)
+                ))
+            }
         }
     }
 
@@ -140,7 +157,7 @@ impl Chars {
                 let banned: Vec<String> = banned.chars().map(|c| format!("`{c}`")).collect();
                 format!(" without {}", banned.join(", "))
             }
-            Chars::Email => " of an e-mail address (`name@domain`, no spaces)".to_owned(),
+            Chars::Email => " of an e-mail address".to_owned(),
         }
     }
 }
@@ -171,7 +188,7 @@ impl Text {
     pub fn message(&self) -> String {
         if self.chars == Chars::Email {
             return format!(
-                "must be an e-mail address (`name@domain`, no spaces) of at most {} characters",
+                "must be an e-mail address (`name@example.com`) of at most {} characters",
                 self.max
             );
         }
@@ -328,6 +345,36 @@ mod tests {
             serde_json::to_value(tag.schema("")).unwrap()["pattern"],
             "^[^,]*$"
         );
+        let email = Text::new(3, 254, Chars::Email);
+        for ok in [
+            "a@b",
+            "first.last+tag@mail.example.com",
+            "x!#$%&'*+/=?^_`{|}~-@a-b.c",
+        ] {
+            assert!(email.allows(ok), "{ok}");
+        }
+        for bad in [
+            "a@", "@b", "a b@c", "a@b@c", "0@0.com*", "a@-b.c", "a@b-.c", "a@b..c", "é@b.c",
+            "a@b.c ",
+        ] {
+            assert!(!email.allows(bad), "{bad}");
+        }
+        // The schema's pattern says the same as the check.
+        let pattern = serde_json::to_value(email.schema("")).unwrap()["pattern"]
+            .as_str()
+            .map(|p| regex::Regex::new(p).unwrap())
+            .unwrap();
+        for s in [
+            "a@b",
+            "x!#$%&'*+/=?^_`{|}~-@a-b.c",
+            "0@0.com*",
+            "a@-b.c",
+            "a@b..c",
+            "é@b.c",
+            "a@b.c ",
+        ] {
+            assert_eq!(pattern.is_match(s), email.allows(s), "{s}");
+        }
         let blank = Text::new(1, 3, Chars::NotBlank);
         assert!(!blank.allows("  ") && blank.allows(" a"));
         assert_eq!(blank.message(), "must be 1 to 3 characters, not blank");
