@@ -13,7 +13,7 @@
 # revoke the credential it uses. Jobs are not executed (SWITCHBOARD_RUN_JOBS=false): the
 # fuzzer's push targets are arbitrary hosts. Takes about three minutes on 2 cores.
 #
-# Environment: SCHEMATHESIS_EXAMPLES (cases per operation, default 100), SCHEMATHESIS_SEED.
+# Check settings: .ci/schemathesis.toml. Environment: SCHEMATHESIS_EXAMPLES (cases per operation, default 100), SCHEMATHESIS_SEED.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,7 +38,9 @@ if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$VERSION" ||
   "$venv/bin/pip" install -q --disable-pip-version-check \
     "schemathesis==$VERSION" "openapi-spec-validator==$VALIDATOR_VERSION"
 fi
-"$venv/bin/schemathesis" --version
+st="$(cd "$venv/bin" && pwd)/schemathesis"
+config="$PWD/.ci/schemathesis.toml"
+"$st" --version
 
 # The binary the test step built (release if it is the newer one).
 bin=""
@@ -106,20 +108,24 @@ common=(
 )
 if [ -n "${SCHEMATHESIS_SEED:-}" ]; then common+=(--seed "$SCHEMATHESIS_SEED"); fi
 
+# schemathesis keeps a cache of past failures (replayed first) in its working directory.
+st_home="$target/schemathesis"
+mkdir -p "$st_home"
+
 status=0
 log "schemathesis: every operation but DELETE /v1/api-keys/{id}"
-"$venv/bin/schemathesis" run "$base/openapi.json" "${common[@]}" \
+(cd "$st_home" && "$st" --config-file "$config" run "$base/openapi.json" "${common[@]}" \
   -H "Authorization: Bearer $key" \
-  --exclude-operation-id revoke_key || status=$?
+  --exclude-operation-id revoke_key) || status=$?
 
 log "schemathesis: DELETE /v1/api-keys/{id}, with a key of its own"
 own=$(curl -sf -X POST "$base/v1/api-keys" -H "Authorization: Bearer $key" \
   -H 'Content-Type: application/json' \
   -d '{"name": "schemathesis revoke", "scopes": ["keys:read", "keys:write"]}' |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["secret"])')
-"$venv/bin/schemathesis" run "$base/openapi.json" "${common[@]}" \
+(cd "$st_home" && "$st" --config-file "$config" run "$base/openapi.json" "${common[@]}" \
   -H "Authorization: Bearer $own" \
-  --include-operation-id revoke_key || status=$?
+  --include-operation-id revoke_key) || status=$?
 
 if grep -q "panicked" "$data/server.log"; then
   echo "FAIL: the server panicked:" >&2
