@@ -47,6 +47,12 @@ pub fn decode_suffix(suffix: &str) -> Result<u128, IdError> {
     Ok(value)
 }
 
+/// The pattern (ECMA-262 and Rust regex alike) of every id `parse` accepts with `prefix`.
+pub fn pattern(prefix: &str) -> String {
+    let alphabet: String = ALPHABET.iter().map(|b| *b as char).collect();
+    format!("^{prefix}_[0-7][{alphabet}]{{25}}$")
+}
+
 /// A new suffix from a fresh UUIDv7: ids sort by creation time.
 pub fn new_suffix() -> String {
     encode_suffix(uuid::Uuid::now_v7().as_u128())

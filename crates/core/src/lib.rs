@@ -7,6 +7,7 @@
 //! - [`db`]: the [`db::Db`] handle over SQLite or PostgreSQL and the migrations.
 //! - [`audit`]: the append-only, hash-chained audit trail.
 //! - [`ratelimit`]: token buckets, in-process or shared through Redis.
+//! - [`rules`]: input rules shared by validation and the OpenAPI schemas.
 #![forbid(unsafe_code)]
 
 pub mod audit;
@@ -15,5 +16,6 @@ pub mod db;
 pub mod id;
 pub mod money;
 pub mod ratelimit;
+pub mod rules;
 pub mod secret;
 pub mod time;

@@ -3,6 +3,30 @@
 use crate::model::Invalid;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use switchboard_core::rules::{Int, Items};
+use utoipa::openapi::schema::{Object, Schema};
+
+/// Every delay of a policy, ms.
+pub const DELAY: Int = Int::new(0, 30 * 24 * 3600 * 1000).said("0 to 30 days (in ms)");
+/// How many delays a list policy has.
+pub const DELAYS: Items = Items::new(1, 100);
+
+fn base_schema() -> Object {
+    DELAY.schema("First delay (default 1000); at most `max_ms`")
+}
+fn max_schema() -> Object {
+    DELAY.schema("Largest delay (default 3600000); at least `base_ms`")
+}
+fn delay_schema() -> Object {
+    DELAY.schema("Delay")
+}
+fn delays_schema() -> Schema {
+    DELAYS.schema(
+        DELAY.schema(""),
+        "Delay of attempt n is the n-th entry; the last repeats",
+        "delays",
+    )
+}
 
 /// A retry delay policy.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -13,9 +37,11 @@ pub enum Backoff {
     Exponential {
         /// First delay.
         #[serde(default = "default_base")]
+        #[schema(schema_with = base_schema)]
         base_ms: i64,
         /// Largest delay.
         #[serde(default = "default_max")]
+        #[schema(schema_with = max_schema)]
         max_ms: i64,
         /// Randomise.
         #[serde(default = "default_jitter")]
@@ -24,11 +50,13 @@ pub enum Backoff {
     /// The same delay every time.
     Fixed {
         /// Delay.
+        #[schema(schema_with = delay_schema)]
         delay_ms: i64,
     },
     /// Delay of attempt n is the n-th entry; the last repeats.
     List {
         /// Delays.
+        #[schema(schema_with = delays_schema)]
         delays_ms: Vec<i64>,
     },
 }
@@ -53,19 +81,31 @@ impl Default for Backoff {
     }
 }
 
-const MAX_DELAY_MS: i64 = 30 * 24 * 3600 * 1000;
-
 impl Backoff {
+    /// Completes the derived schema: each variant refuses unknown fields, as
+    /// `deny_unknown_fields` does (utoipa does not carry it into the variants).
+    pub fn constrain_schema(schema: &mut Schema) {
+        if let Schema::OneOf(one_of) = schema {
+            for item in &mut one_of.items {
+                if let utoipa::openapi::RefOr::T(Schema::Object(o)) = item {
+                    o.additional_properties = Some(Box::new(
+                        utoipa::openapi::schema::AdditionalProperties::FreeForm(false),
+                    ));
+                }
+            }
+        }
+    }
+
     /// Checks the numbers.
     pub fn validate(&self) -> Result<(), Invalid> {
-        let ok = |v: i64| (0..=MAX_DELAY_MS).contains(&v);
+        let ok = |v: i64| DELAY.contains(v);
         let valid = match self {
             Backoff::Exponential {
                 base_ms, max_ms, ..
             } => ok(*base_ms) && ok(*max_ms) && base_ms <= max_ms,
             Backoff::Fixed { delay_ms } => ok(*delay_ms),
             Backoff::List { delays_ms } => {
-                !delays_ms.is_empty() && delays_ms.len() <= 100 && delays_ms.iter().all(|d| ok(*d))
+                DELAYS.allows(delays_ms.len()) && delays_ms.iter().all(|d| ok(*d))
             }
         };
         if valid {
@@ -73,7 +113,11 @@ impl Backoff {
         } else {
             Err(Invalid::new(
                 "backoff",
-                "delays must be 0 to 30 days (base ≤ max; a list has 1 to 100 entries)",
+                format!(
+                    "delays {} (base ≤ max; a list {})",
+                    DELAY.message(),
+                    DELAYS.message("delays")
+                ),
             ))
         }
     }

@@ -8,6 +8,7 @@ use croner::Cron;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, Zoned};
 use serde::{Deserialize, Serialize};
+use switchboard_core::rules::Text;
 
 /// A parsed cron expression with its zone.
 #[derive(Clone, Debug)]
@@ -20,6 +21,163 @@ pub struct CronSpec {
     pub zone: String,
 }
 
+/// One field of a cron expression: its name, range and names, for messages and for the
+/// pattern the OpenAPI schema states.
+#[derive(Clone, Copy, Debug)]
+pub struct CronField {
+    /// `minute`, `day of week`, …
+    pub name: &'static str,
+    /// Smallest value.
+    pub min: u32,
+    /// Largest value.
+    pub max: u32,
+    /// Names standing for `min`, `min + 1`, … (any letter case).
+    pub names: &'static [&'static str],
+    /// Day of month: `?`, `L`, `LW` and `nW` (the weekday nearest day n).
+    pub day_of_month: bool,
+    /// Day of week: `?`, `nL` (the last one of the month) and `n#k` (the k-th).
+    pub day_of_week: bool,
+}
+
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const WEEKDAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+const fn field(name: &'static str, min: u32, max: u32) -> CronField {
+    CronField {
+        name,
+        min,
+        max,
+        names: &[],
+        day_of_month: false,
+        day_of_week: false,
+    }
+}
+
+/// The fields of a 6-field expression; a 5-field one has no seconds.
+pub const CRON_FIELDS: [CronField; 6] = [
+    field("second", 0, 59),
+    field("minute", 0, 59),
+    field("hour", 0, 23),
+    CronField {
+        day_of_month: true,
+        ..field("day of month", 1, 31)
+    },
+    CronField {
+        names: MONTHS,
+        ..field("month", 1, 12)
+    },
+    CronField {
+        names: WEEKDAYS,
+        day_of_week: true,
+        ..field("day of week", 0, 7)
+    },
+];
+
+/// The cron expression as a text: its length bounds the work of parsing it.
+pub const CRON_TEXT: Text = Text::new(9, 200, switchboard_core::rules::Chars::NotBlank);
+
+impl CronField {
+    /// `minute must be 0–59`, `month must be 1–12 or JAN–DEC`.
+    pub fn rule(&self) -> String {
+        let names = match (self.names.first(), self.names.last()) {
+            (Some(a), Some(b)) => format!(" or {a}–{b}"),
+            _ => String::new(),
+        };
+        format!("{} must be {}–{}{names}", self.name, self.min, self.max)
+    }
+
+    /// A regular expression (ECMA-262 and Rust alike) of this field's syntax: lists of `*`,
+    /// values, ranges `a-b`, steps `*/n` and `a-b/n`, and the field's specials.
+    pub fn pattern(&self) -> String {
+        let number = format!("0*(?:{})", number_pattern(self.min, self.max));
+        let value = if self.names.is_empty() {
+            number.clone()
+        } else {
+            let names: Vec<String> = self.names.iter().map(|n| any_case(n)).collect();
+            format!("(?:{number}|{})", names.join("|"))
+        };
+        let step = "/0*[1-9][0-9]*";
+        let mut items = vec![
+            format!("\\*(?:{step})?"),
+            format!("{value}-{value}(?:{step})?"),
+            value.clone(),
+        ];
+        if self.day_of_month {
+            items.extend(["\\?".into(), "[Ll][Ww]?".into(), format!("{number}[Ww]")]);
+        }
+        if self.day_of_week {
+            items.extend(["\\?".into(), format!("{value}(?:[Ll]|#[1-5])")]);
+        }
+        let item = format!("(?:{})", items.join("|"));
+        format!("{item}(?:,{item})*")
+    }
+}
+
+/// Alternatives matching the decimal numbers `min..=max` (without leading zeros).
+fn number_pattern(min: u32, max: u32) -> String {
+    let mut alts = Vec::new();
+    for tens in (min / 10)..=(max / 10) {
+        let lo = if tens == min / 10 { min % 10 } else { 0 };
+        let hi = if tens == max / 10 { max % 10 } else { 9 };
+        let digits = if lo == hi {
+            lo.to_string()
+        } else {
+            format!("[{lo}-{hi}]")
+        };
+        alts.push(if tens == 0 {
+            digits
+        } else {
+            format!("{tens}{digits}")
+        });
+    }
+    alts.join("|")
+}
+
+fn any_case(s: &str) -> String {
+    s.chars()
+        .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()))
+        .collect()
+}
+
+/// The pattern of a whole expression: 5 fields, or 6 with seconds first.
+pub fn cron_pattern() -> String {
+    let [second, rest @ ..] = CRON_FIELDS.map(|f| f.pattern());
+    format!("^\\s*(?:{second}\\s+)?{}\\s*$", rest.join("\\s+"))
+}
+
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+}
+
+/// Why `expr` (whose field count is right) does not parse: the first field that does not
+/// parse on its own, with that field's rule.
+fn explain(expr: &str, error: &croner::errors::CronError) -> String {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let skip = CRON_FIELDS.len() - fields.len();
+    for (i, given) in fields.iter().enumerate() {
+        let alone: Vec<&str> = (0..fields.len())
+            .map(|j| if i == j { *given } else { "*" })
+            .collect();
+        if parser().parse(&alone.join(" ")).is_err() {
+            let f = CRON_FIELDS[i + skip];
+            let mut extra = vec!["`*`", "lists `1,5`", "ranges `1-5`", "steps `*/15`"];
+            if f.day_of_month {
+                extra.extend(["`?`", "`L`", "`15W`"]);
+            }
+            if f.day_of_week {
+                extra.extend(["`?`", "`5L`", "`1#2`"]);
+            }
+            return format!("{} (with {}); `{given}` is not", f.rule(), extra.join(", "));
+        }
+    }
+    error.to_string()
+}
+
 impl CronSpec {
     /// Parses `expr` (5 fields, or 6 with seconds first) in IANA zone `zone`.
     pub fn parse(expr: &str, zone: &str) -> Result<CronSpec, Invalid> {
@@ -27,15 +185,13 @@ impl CronSpec {
         if !(5..=6).contains(&fields) {
             return Err(Invalid::new(
                 "cron",
-                "must have 5 fields (or 6 with seconds first)",
+                format!("must have 5 fields (or 6 with seconds first), not {fields}"),
             ));
         }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .year(Year::Disallowed)
-            .build()
+        CRON_TEXT.check(expr).map_err(|m| Invalid::new("cron", m))?;
+        let cron = parser()
             .parse(expr)
-            .map_err(|e| Invalid::new("cron", e.to_string()))?;
+            .map_err(|e| Invalid::new("cron", explain(expr, &e)))?;
         let tz = TimeZone::get(zone)
             .map_err(|_| Invalid::new("timezone", format!("`{zone}` is not an IANA time zone")))?;
         Ok(CronSpec {
@@ -248,6 +404,84 @@ mod tests {
         assert!(CronSpec::parse("61 * * * *", "UTC").is_err());
         assert!(CronSpec::parse("0 2 * * *", "Mars/Olympus").is_err());
         assert!(CronSpec::parse("0 0 1 1 * 2030", "UTC").is_err());
+    }
+
+    #[test]
+    fn messages_name_the_field_and_its_rule() {
+        let e = CronSpec::parse("61 * * * *", "UTC").unwrap_err();
+        assert_eq!(e.field, "cron");
+        assert!(
+            e.message.starts_with("minute must be 0–59"),
+            "{}",
+            e.message
+        );
+        assert!(e.message.ends_with("`61` is not"), "{}", e.message);
+        let e = CronSpec::parse("0 0 * 13 *", "UTC").unwrap_err();
+        assert!(
+            e.message.starts_with("month must be 1–12 or JAN–DEC"),
+            "{}",
+            e.message
+        );
+        let e = CronSpec::parse("0 0 0 * * 9", "UTC").unwrap_err();
+        assert!(
+            e.message.starts_with("day of week must be 0–7"),
+            "{}",
+            e.message
+        );
+        let e = CronSpec::parse("99 0 0 * * *", "UTC").unwrap_err();
+        assert!(
+            e.message.starts_with("second must be 0–59"),
+            "{}",
+            e.message
+        );
+        let e = CronSpec::parse("* * *", "UTC").unwrap_err();
+        assert!(e.message.contains("not 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn the_schema_pattern_agrees_with_the_parser() {
+        let pattern = regex::Regex::new(&cron_pattern()).unwrap();
+        let valid = [
+            "* * * * *",
+            "0 2 * * *",
+            "*/15 * * * * *",
+            "0 0 1,15 * MON-FRI",
+            "0 9-17/2 * jan-mar mon",
+            "05 04 * * 0",
+            "0 0 L * *",
+            "0 0 LW * *",
+            "0 0 15W * *",
+            "0 0 ? * 5L",
+            "0 0 * * 1#2",
+            "0 0 1 1 7",
+            "59 59 23 31 12 7",
+            "0 0 * * SUN,sat",
+        ];
+        for e in valid {
+            assert!(CronSpec::parse(e, "UTC").is_ok(), "{e} should parse");
+            assert!(pattern.is_match(e), "{e} should match the pattern");
+        }
+        let invalid = [
+            "61 * * * *",
+            "* 24 * * *",
+            "* * 0 * *",
+            "* * 32 * *",
+            "* * * 13 *",
+            "* * * * 8",
+            "*/0 * * * *",
+            "5/10 * * * *",
+            "0 0 L * 1W",
+            "x * * * *",
+            "* * * *",
+            "* * * * * * *",
+            "0 0 * * 1#6",
+            "? * * * *",
+            "@daily",
+        ];
+        for e in invalid {
+            assert!(CronSpec::parse(e, "UTC").is_err(), "{e} should not parse");
+            assert!(!pattern.is_match(e), "{e} should not match the pattern");
+        }
     }
 
     #[test]

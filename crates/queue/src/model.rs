@@ -3,8 +3,43 @@
 pub use crate::backoff::Backoff;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use switchboard_core::rules::{self, Chars, Int, Items, Text};
 use switchboard_core::time::Timestamp;
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::ToSchema;
+
+/// Queue names: what [`QueueName::parse`] accepts.
+pub const QUEUE_NAME: Text = Text::new(1, 100, Chars::Name("._:-"));
+/// Job kinds: what [`JobKind::parse`] accepts.
+pub const JOB_KIND: Text = Text::new(1, 200, Chars::Name("._:-"));
+/// Numeric priorities.
+pub const PRIORITY: Int = Int::new(0, 100);
+/// Named priorities and their numbers.
+pub const PRIORITY_NAMES: [(&str, i32); 4] =
+    [("critical", 0), ("high", 1), ("normal", 2), ("low", 3)];
+/// `delay_ms` of a job.
+pub const DELAY_MS: Int = Int::new(0, 365 * 24 * 3600 * 1000).said("0 to one year (in ms)");
+/// `max_attempts` of a job.
+pub const MAX_ATTEMPTS: Int = Int::new(1, 1000);
+/// `timeout_ms` of a job.
+pub const TIMEOUT_MS: Int = Int::new(1, 24 * 3600 * 1000).said("1 ms to 24 hours (in ms)");
+/// `unique_key` of a job.
+pub const UNIQUE_KEY: Text = Text::new(1, 255, Chars::Any);
+/// `unique_window_secs` of a job.
+pub const UNIQUE_WINDOW_SECS: Int = Int::new(1, 30 * 24 * 3600).said("1 s to 30 days (in seconds)");
+/// How many tags a job carries.
+pub const TAGS: Items = Items::new(0, 20);
+/// One tag.
+pub const TAG: Text = Text::new(1, 100, Chars::Without(","));
+/// Methods of an HTTP-push target.
+pub const TARGET_METHODS: [&str; 3] = ["POST", "PUT", "PATCH"];
+/// Header names a push target may not set (matched case-insensitively): Switchboard writes
+/// them itself.
+pub const RESERVED_HEADERS: [&str; 2] = ["content-length", "host"];
+/// Header-name prefix reserved for the Standard Webhooks signature headers.
+pub const RESERVED_HEADER_PREFIX: &str = "webhook-";
+/// Fields of which a job gives at most one.
+pub const EXCLUSIVE_START: [&str; 2] = ["run_at", "delay_ms"];
 
 switchboard_core::typed_id!(
     /// A job.
@@ -37,19 +72,10 @@ impl Invalid {
     }
 }
 
-fn name_like(field: &'static str, s: &str, max: usize) -> Result<String, Invalid> {
-    let ok = !s.is_empty()
-        && s.len() <= max
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(Invalid::new(
-            field,
-            format!("must be 1 to {max} characters of a-z, A-Z, 0-9, `-`, `_`, `.`, `:`"),
-        ))
-    }
+fn name_like(field: &'static str, s: &str, rule: Text) -> Result<String, Invalid> {
+    rule.check(s)
+        .map(|()| s.to_owned())
+        .map_err(|m| Invalid::new(field, m))
 }
 
 /// A queue name.
@@ -61,7 +87,7 @@ pub struct QueueName(String);
 impl QueueName {
     /// Parses a queue name.
     pub fn parse(s: &str) -> Result<QueueName, Invalid> {
-        name_like("queue", s, 100).map(QueueName)
+        name_like("queue", s, QUEUE_NAME).map(QueueName)
     }
     /// Read back from our database.
     pub fn from_db(s: String) -> QueueName {
@@ -88,7 +114,7 @@ pub struct JobKind(String);
 impl JobKind {
     /// Parses a kind.
     pub fn parse(s: &str) -> Result<JobKind, Invalid> {
-        name_like("kind", s, 200).map(JobKind)
+        name_like("kind", s, JOB_KIND).map(JobKind)
     }
     /// Read back from our database.
     pub fn from_db(s: String) -> JobKind {
@@ -115,22 +141,26 @@ impl Priority {
     /// From a name or a number.
     pub fn parse(v: &serde_json::Value) -> Result<Priority, Invalid> {
         let bad = || {
+            let names: Vec<&str> = PRIORITY_NAMES.iter().map(|(n, _)| *n).collect();
             Invalid::new(
                 "priority",
-                "must be critical, high, normal, low or 0 to 100",
+                format!(
+                    "must be {} or an integer from {} to {}",
+                    names.join(", "),
+                    PRIORITY.min,
+                    PRIORITY.max
+                ),
             )
         };
         match v {
-            serde_json::Value::String(s) => match s.as_str() {
-                "critical" => Ok(Priority(0)),
-                "high" => Ok(Priority(1)),
-                "normal" => Ok(Priority(2)),
-                "low" => Ok(Priority(3)),
-                _ => Err(bad()),
-            },
+            serde_json::Value::String(s) => PRIORITY_NAMES
+                .iter()
+                .find(|(name, _)| name == s)
+                .map(|(_, n)| Priority(*n))
+                .ok_or_else(bad),
             serde_json::Value::Number(n) => n
                 .as_i64()
-                .filter(|n| (0..=100).contains(n))
+                .filter(|n| PRIORITY.contains(*n))
                 .map(|n| Priority(n as i32))
                 .ok_or_else(bad),
             _ => Err(bad()),
@@ -209,13 +239,100 @@ impl JobState {
 #[serde(deny_unknown_fields)]
 pub struct Target {
     /// `http://` or `https://` URL.
+    #[schema(schema_with = target_url_schema)]
     pub url: String,
     /// `POST` (default), `PUT` or `PATCH`.
     #[serde(default = "default_method")]
+    #[schema(schema_with = target_method_schema)]
     pub method: String,
     /// Extra request headers.
     #[serde(default)]
+    #[schema(schema_with = target_headers_schema)]
     pub headers: BTreeMap<String, String>,
+}
+
+/// A pattern matching `s` in any letter case (JSON Schema patterns have no flags).
+fn any_case(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphabetic() {
+                format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+            } else {
+                regex_escape(c)
+            }
+        })
+        .collect()
+}
+
+fn regex_escape(c: char) -> String {
+    if "\\^$.|?*+()[]{}-/".contains(c) {
+        format!("\\{c}")
+    } else {
+        c.to_string()
+    }
+}
+
+/// Characters of a header name besides letters and digits (RFC 9110 `tchar`), which
+/// `http::HeaderName` accepts.
+pub const HEADER_NAME_PUNCTUATION: &str = "!#$%&'*+.^_`|~-";
+
+fn target_url_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .pattern(Some(format!(
+            "^{}(?:{})?://[^/?#\\s]",
+            any_case("http"),
+            any_case("s")
+        )))
+        .description(Some(
+            "An `http://` or `https://` URL. One whose host is an IP address this node may not \
+             reach (loopback, private ranges…, see `SWITCHBOARD_PUSH_ALLOW`) is refused.",
+        ))
+        .build()
+}
+
+fn target_method_schema() -> Object {
+    let mut o = rules::one_of(&TARGET_METHODS, "HTTP method (default `POST`).");
+    o.default = Some(serde_json::json!(TARGET_METHODS[0]));
+    o
+}
+
+fn target_headers_schema() -> Object {
+    let reserved: Vec<String> = RESERVED_HEADERS
+        .iter()
+        .map(|h| format!("{}$", any_case(h)))
+        .chain(std::iter::once(any_case(RESERVED_HEADER_PREFIX)))
+        .collect();
+    let punctuation: String = HEADER_NAME_PUNCTUATION.chars().map(regex_escape).collect();
+    let mut names = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(format!("^[A-Za-z0-9{punctuation}]+$")))
+        .build();
+    // Not a reserved name: `not` is not among utoipa's keywords, so it goes in as an extension.
+    names
+        .extensions
+        .get_or_insert_with(Default::default)
+        .insert(
+            "not".into(),
+            serde_json::json!({"pattern": format!("^(?:{})", reserved.join("|"))}),
+        );
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(names))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                // What `http::HeaderValue` accepts: no control character but tab.
+                .pattern(Some("^[^\\u0000-\\u0008\\u000A-\\u001F\\u007F]*$")),
+        ))
+        .description(Some(format!(
+            "Extra request headers; names are HTTP tokens other than {}, `{}…`; values have no \
+             control characters but tab.",
+            RESERVED_HEADERS.map(|h| format!("`{h}`")).join(", "),
+            RESERVED_HEADER_PREFIX
+        )))
+        .build()
 }
 
 fn default_method() -> String {
@@ -230,16 +347,18 @@ impl Target {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Invalid::new("target", "url must be http or https"));
         }
-        if !matches!(self.method.as_str(), "POST" | "PUT" | "PATCH") {
-            return Err(Invalid::new("target", "method must be POST, PUT or PATCH"));
+        if !TARGET_METHODS.contains(&self.method.as_str()) {
+            return Err(Invalid::new(
+                "target",
+                format!("method must be {}", TARGET_METHODS.join(", ")),
+            ));
         }
         for (k, v) in &self.headers {
             let lower = k.to_ascii_lowercase();
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(v).is_err()
-                || lower.starts_with("webhook-")
-                || lower == "content-length"
-                || lower == "host"
+                || lower.starts_with(RESERVED_HEADER_PREFIX)
+                || RESERVED_HEADERS.contains(&lower.as_str())
             {
                 return Err(Invalid::new(
                     "target",
@@ -457,9 +576,36 @@ impl Default for QueueSettings {
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Starts allowed per period (also the burst).
+    #[schema(schema_with = rate_limit_schema)]
     pub limit: i32,
     /// Period, ms.
+    #[schema(schema_with = rate_period_schema)]
     pub period_ms: i64,
+}
+
+/// `limit` of a queue's rate limit.
+pub const RATE_LIMIT: Int = Int::new(1, 1_000_000);
+/// `period_ms` of a queue's rate limit.
+pub const RATE_PERIOD_MS: Int = Int::new(1, 86_400_000).said("1 to 86400000 (one day in ms)");
+
+fn rate_limit_schema() -> Object {
+    RATE_LIMIT.schema("Starts allowed per period (also the burst)")
+}
+fn rate_period_schema() -> Object {
+    RATE_PERIOD_MS.schema("Period, ms")
+}
+
+impl RateLimit {
+    /// Checks both numbers; the messages name the field.
+    pub fn check(&self) -> Result<(), String> {
+        RATE_LIMIT
+            .check(i64::from(self.limit))
+            .map_err(|m| format!("limit {m}"))?;
+        RATE_PERIOD_MS
+            .check(self.period_ms)
+            .map_err(|m| format!("period_ms {m}"))?;
+        Ok(())
+    }
 }
 
 /// A queue with its counters.
@@ -484,15 +630,17 @@ pub struct QueueInfo {
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Queue name.
+    #[schema(schema_with = queue_schema)]
     pub queue: String,
     /// Job kind.
+    #[schema(schema_with = kind_schema)]
     pub kind: String,
     /// Opaque JSON payload.
     #[serde(default)]
     pub payload: serde_json::Value,
     /// `critical`, `high`, `normal` (default), `low`, or 0–100 (lower first).
     #[serde(default)]
-    #[schema(value_type = Option<Object>, example = "high")]
+    #[schema(schema_with = priority_schema)]
     pub priority: Option<serde_json::Value>,
     /// Earliest start (RFC 3339).
     #[serde(default)]
@@ -500,29 +648,112 @@ pub struct JobSpec {
     pub run_at: Option<Timestamp>,
     /// Or a delay from now, ms.
     #[serde(default)]
+    #[schema(schema_with = delay_schema)]
     pub delay_ms: Option<i64>,
     /// Attempts before failing (default 3).
     #[serde(default)]
+    #[schema(schema_with = max_attempts_schema)]
     pub max_attempts: Option<i32>,
     /// Retry delays (default exponential with jitter from 1 s).
     #[serde(default)]
     pub backoff: Option<Backoff>,
     /// Per-attempt limit, ms (default 30 s).
     #[serde(default)]
+    #[schema(schema_with = timeout_schema)]
     pub timeout_ms: Option<i64>,
     /// Dedupe key: while held, enqueueing the same key returns the existing job.
     #[serde(default)]
+    #[schema(schema_with = unique_key_schema)]
     pub unique_key: Option<String>,
     /// How long the key is held, seconds (default 3600).
     #[serde(default)]
+    #[schema(schema_with = unique_window_schema)]
     pub unique_window_secs: Option<i64>,
     /// Labels for filtering.
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Vec<String>,
     /// Makes it an HTTP-push job.
     #[serde(default)]
     pub target: Option<Target>,
 }
+
+fn queue_schema() -> Object {
+    QUEUE_NAME.schema("Queue name")
+}
+fn kind_schema() -> Object {
+    JOB_KIND.schema("Job kind")
+}
+fn delay_schema() -> Object {
+    DELAY_MS.nullable("Start this many ms from now (instead of `run_at`)")
+}
+fn max_attempts_schema() -> Object {
+    MAX_ATTEMPTS.nullable(&format!(
+        "Attempts before failing (default {DEFAULT_MAX_ATTEMPTS})"
+    ))
+}
+fn timeout_schema() -> Object {
+    TIMEOUT_MS.nullable(&format!(
+        "Per-attempt time limit, ms (default {DEFAULT_TIMEOUT_MS})"
+    ))
+}
+fn unique_key_schema() -> Object {
+    UNIQUE_KEY.nullable("Dedupe key: while held, enqueueing the same key returns the existing job")
+}
+fn unique_window_schema() -> Object {
+    UNIQUE_WINDOW_SECS.nullable(&format!(
+        "How long the key is held, seconds (default {DEFAULT_UNIQUE_WINDOW_SECS})"
+    ))
+}
+fn tags_schema() -> Schema {
+    TAGS.schema(TAG.schema(""), "Labels for filtering", "tags")
+}
+
+/// `priority`: a name or a number, the rule [`Priority::parse`] applies.
+fn priority_schema() -> Schema {
+    let names: Vec<&str> = PRIORITY_NAMES.iter().map(|(n, _)| *n).collect();
+    OneOfBuilder::new()
+        .item(rules::one_of(&names, "A named level"))
+        .item(PRIORITY.schema("A number, lower runs first"))
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some(format!(
+            "Lower runs first: {} (default `normal`), or 0 to 100.",
+            PRIORITY_NAMES
+                .iter()
+                .map(|(n, v)| format!("`{n}` ({v})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+        .examples([serde_json::json!("high")])
+        .build()
+        .into()
+}
+
+impl JobSpec {
+    /// Adds to the derived schema of `JobSpec` the rule no single field can state: at most
+    /// one of [`EXCLUSIVE_START`] is given (non-null).
+    pub fn constrain_schema(schema: &mut Object) {
+        let mut props = serde_json::Map::new();
+        props.insert(
+            EXCLUSIVE_START[0].into(),
+            serde_json::json!({"type": "string"}),
+        );
+        props.insert(
+            EXCLUSIVE_START[1].into(),
+            serde_json::json!({"type": "integer"}),
+        );
+        schema
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert(
+                "not".into(),
+                serde_json::json!({"required": EXCLUSIVE_START, "properties": props}),
+            );
+    }
+}
+
+/// How long a unique key holds unless the job says otherwise, seconds.
+pub const DEFAULT_UNIQUE_WINDOW_SECS: i64 = 3600;
 
 /// Largest payload accepted, bytes of JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 512 * 1024;
@@ -588,53 +819,48 @@ impl JobSpec {
             (Some(_), Some(_)) => {
                 errors.push(Invalid::new(
                     "delay_ms",
-                    "give run_at or delay_ms, not both",
+                    format!(
+                        "give {} or {}, not both",
+                        EXCLUSIVE_START[0], EXCLUSIVE_START[1]
+                    ),
                 ));
                 now
             }
             (Some(t), None) => t,
-            (None, Some(d)) if (0..=365 * 24 * 3600 * 1000).contains(&d) => {
+            (None, Some(d)) if DELAY_MS.contains(d) => {
                 switchboard_core::time::from_db(switchboard_core::time::to_db(now) + d * 1000)
             }
             (None, Some(_)) => {
-                errors.push(Invalid::new("delay_ms", "must be 0 to one year"));
+                errors.push(Invalid::new("delay_ms", DELAY_MS.message()));
                 now
             }
             (None, None) => now,
         };
         let max_attempts = self.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        if !(1..=1000).contains(&max_attempts) {
-            errors.push(Invalid::new("max_attempts", "must be 1 to 1000"));
+        if let Err(m) = MAX_ATTEMPTS.check(i64::from(max_attempts)) {
+            errors.push(Invalid::new("max_attempts", m));
         }
         let backoff = self.backoff.clone().unwrap_or_default();
         if let Err(e) = backoff.validate() {
             errors.push(e);
         }
         let timeout_ms = self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-        if !(1..=24 * 3600 * 1000).contains(&timeout_ms) {
-            errors.push(Invalid::new("timeout_ms", "must be 1 ms to 24 hours"));
+        if let Err(m) = TIMEOUT_MS.check(timeout_ms) {
+            errors.push(Invalid::new("timeout_ms", m));
         }
-        let window = self.unique_window_secs.unwrap_or(3600);
-        if !(1..=30 * 24 * 3600).contains(&window) {
-            errors.push(Invalid::new("unique_window_secs", "must be 1 s to 30 days"));
+        let window = self
+            .unique_window_secs
+            .unwrap_or(DEFAULT_UNIQUE_WINDOW_SECS);
+        if let Err(m) = UNIQUE_WINDOW_SECS.check(window) {
+            errors.push(Invalid::new("unique_window_secs", m));
         }
-        if self
-            .unique_key
-            .as_ref()
-            .is_some_and(|k| k.is_empty() || k.len() > 255)
-        {
-            errors.push(Invalid::new("unique_key", "must be 1 to 255 characters"));
+        if let Some(Err(m)) = self.unique_key.as_deref().map(|k| UNIQUE_KEY.check(k)) {
+            errors.push(Invalid::new("unique_key", m));
         }
-        if self.tags.len() > 20
-            || self
-                .tags
-                .iter()
-                .any(|t| t.is_empty() || t.len() > 100 || t.contains(','))
-        {
-            errors.push(Invalid::new(
-                "tags",
-                "at most 20 tags of 1 to 100 characters without `,`",
-            ));
+        if !TAGS.allows(self.tags.len()) {
+            errors.push(Invalid::new("tags", TAGS.message("tags")));
+        } else if let Some(Err(m)) = self.tags.iter().map(|t| TAG.check(t)).find(Result::is_err) {
+            errors.push(Invalid::new("tags", format!("each tag {m}")));
         }
         if let Some(t) = &self.target {
             if let Err(e) = t.validate() {
@@ -679,6 +905,88 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn target(headers: &[(&str, &str)]) -> Target {
+        Target {
+            url: "https://example.com/hook".into(),
+            method: "POST".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_header_schema_agrees_with_the_validation() {
+        let schema = serde_json::to_value(target_headers_schema()).unwrap();
+        // `\uXXXX` escapes mean the same in ECMA-262 and Rust's regex.
+        let value =
+            regex::Regex::new(schema["additionalProperties"]["pattern"].as_str().unwrap()).unwrap();
+        for c in (0u32..=0x80)
+            .chain([0xe9, 0x4e2d])
+            .filter_map(char::from_u32)
+        {
+            let v = format!("a{c}b");
+            assert_eq!(
+                value.is_match(&v),
+                target(&[("x-a", &v)]).validate().is_ok(),
+                "header value with {:?}",
+                c
+            );
+        }
+        let name = regex::Regex::new(schema["propertyNames"]["pattern"].as_str().unwrap()).unwrap();
+        let reserved =
+            regex::Regex::new(schema["propertyNames"]["not"]["pattern"].as_str().unwrap()).unwrap();
+        for n in [
+            "x-trace",
+            "X-Trace",
+            "Authorization",
+            "a!#$%&'*+.^_`|~-z",
+            "",
+            "a b",
+            "a:b",
+            "Host",
+            "host",
+            "HOST",
+            "hostname",
+            "Content-Length",
+            "content-length2",
+            "Webhook-Id",
+            "webhook-signature",
+            "x-webhook-id",
+            "é",
+        ] {
+            let schema_ok = name.is_match(n) && !reserved.is_match(n);
+            assert_eq!(
+                schema_ok,
+                target(&[(n, "v")]).validate().is_ok(),
+                "header name {n:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn priority_schema_is_a_name_or_a_number() {
+        let s = serde_json::to_value(priority_schema()).unwrap();
+        let one_of = s["oneOf"].as_array().unwrap();
+        assert_eq!(
+            one_of[0]["enum"],
+            serde_json::json!(["critical", "high", "normal", "low"])
+        );
+        assert_eq!(one_of[1]["type"], "integer");
+        assert_eq!(one_of[1]["minimum"], 0);
+        assert_eq!(one_of[1]["maximum"], 100);
+        assert_eq!(one_of[2]["type"], "null");
+        for (name, n) in PRIORITY_NAMES {
+            assert_eq!(
+                Priority::parse(&serde_json::json!(name)).unwrap().value(),
+                n
+            );
+        }
+        assert!(Priority::parse(&serde_json::json!(101)).is_err());
+        assert!(Priority::parse(&serde_json::json!("urgent")).is_err());
+    }
 
     #[test]
     fn result_size_is_measured_as_compact_json() {

@@ -231,6 +231,8 @@ fn api_routers() -> (OpenApiRouter<AppState>, utoipa::openapi::OpenApi) {
     let (_, health) = health::router().split_for_parts();
     doc.merge(public);
     doc.merge(health);
+    utoipa::Modify::modify(&crate::openapi::ProblemResponses, &mut doc);
+    utoipa::Modify::modify(&crate::openapi::CrossFieldRules, &mut doc);
     (protected, doc)
 }
 
@@ -239,11 +241,14 @@ pub fn router(state: AppState) -> Router {
     let (protected, doc) = api_routers();
     let protected: Router<AppState> = Router::from(protected)
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
+        .layer(from_fn(mw::reject_unknown_query))
         .layer(from_fn_with_state(state.clone(), mw::rate_limit_principal))
         .layer(from_fn_with_state(state.clone(), authenticate));
     let public: Router<AppState> = Router::from(login::http::public_router())
+        .layer(from_fn(mw::reject_unknown_query))
         .layer(from_fn_with_state(state.clone(), mw::rate_limit_ip));
-    let health: Router<AppState> = health::router().into();
+    let health: Router<AppState> =
+        Router::from(health::router()).layer(from_fn(mw::reject_unknown_query));
 
     let mut app = Router::new()
         .merge(protected)
@@ -253,7 +258,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(mw::not_found)
         .method_not_allowed_fallback(mw::method_not_allowed)
         .with_state(state.clone())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc).config(
+            // No online validator: the CSP forbids it, and the spec stays on this host.
+            utoipa_swagger_ui::Config::from("/openapi.json").validator_url("none"),
+        ))
         .layer(from_fn(mw::record_metrics))
         .layer(DefaultBodyLimit::max(state.config.body_limit));
     if !state.config.cors_origins.is_empty() {
@@ -290,8 +298,10 @@ pub fn router(state: AppState) -> Router {
                 .max_age(Duration::from_secs(3600)),
         );
     }
+    let limit = crate::extract::BodyLimit(state.config.body_limit);
     app.layer(from_fn_with_state(state.clone(), mw::security_headers))
         .layer(from_fn(mw::problem_errors))
         .layer(from_fn_with_state(state, mw::client_info))
         .layer(CatchPanicLayer::new())
+        .layer(axum::Extension(limit))
 }

@@ -403,8 +403,13 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             project,
         } => {
             let project = project_for(&db, project).await?;
-            let scopes = Scopes::try_from(scopes.split(',').map(str::to_owned).collect::<Vec<_>>())
-                .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
+            let scopes = Scopes::try_from(
+                scopes
+                    .split(',')
+                    .map(|s| s.trim().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
             let mut tx = db.begin().await?;
             // Whoever runs the CLI holds the database: its keys are owner keys.
             let created = api_keys::create_in_tx(

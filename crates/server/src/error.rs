@@ -3,6 +3,10 @@
 //! Every problem has a stable kebab-case `code` (also the last segment of `type`), a human
 //! `detail`, and for input errors a per-field `errors` list. Internal errors are logged with
 //! their source chain and answered with a bare 500 that leaks nothing.
+//!
+//! Codes come from one catalogue, [`codes`]: each binds a code to its status and meaning.
+//! [`ApiError`] can only be built from it, the OpenAPI document describes error responses
+//! with it, and docs/api.md's table of codes is generated from it (a test compares them).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +15,143 @@ use utoipa::ToSchema;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem code of the catalogue: its name, HTTP status and meaning. Only [`codes`]
+/// makes them, so every code a client can see is listed there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Code {
+    name: &'static str,
+    status: StatusCode,
+    meaning: &'static str,
+}
+
+impl Code {
+    /// The stable kebab-case name (`validation-failed`).
+    pub fn name(self) -> &'static str {
+        self.name
+    }
+    /// The status every problem with this code has.
+    pub fn status(self) -> StatusCode {
+        self.status
+    }
+    /// When it happens, for documentation.
+    pub fn meaning(self) -> &'static str {
+        self.meaning
+    }
+    /// The catalogue entry named `name`.
+    pub fn find(name: &str) -> Option<Code> {
+        codes::ALL.iter().copied().find(|c| c.name == name)
+    }
+}
+
+macro_rules! catalogue {
+    ($($(#[$doc:meta])* $id:ident = ($status:ident, $name:literal, $meaning:literal);)*) => {
+        $(
+            $(#[$doc])*
+            pub const $id: Code = Code { name: $name, status: StatusCode::$status, meaning: $meaning };
+        )*
+        /// Every code, in the order of the documentation table.
+        pub const ALL: &[Code] = &[$($id),*];
+    };
+}
+
+/// The catalogue of problem codes.
+pub mod codes {
+    use super::{Code, StatusCode};
+
+    catalogue! {
+        /// A malformed header or request the framework refused.
+        BAD_REQUEST = (BAD_REQUEST, "bad-request",
+            "a malformed header (such as `Idempotency-Key`) or request");
+        /// The body is not JSON.
+        MALFORMED_JSON = (BAD_REQUEST, "malformed-json",
+            "the body is not JSON (the detail gives line and column)");
+        /// A query parameter is unknown or of the wrong type.
+        INVALID_QUERY = (BAD_REQUEST, "invalid-query",
+            "a query parameter is unknown or of the wrong type (the detail names it)");
+        /// No valid credential.
+        UNAUTHORIZED = (UNAUTHORIZED, "unauthorized",
+            "missing, invalid, expired or revoked credential, or wrong login");
+        /// A rotated refresh token came back.
+        REFRESH_TOKEN_REUSED = (UNAUTHORIZED, "refresh-token-reused",
+            "an already-rotated refresh token was presented; its whole login is revoked");
+        /// The credential lacks the scope.
+        FORBIDDEN = (FORBIDDEN, "forbidden",
+            "the credential lacks the operation's scope");
+        /// Nothing there for this caller.
+        NOT_FOUND = (NOT_FOUND, "not-found",
+            "unknown route, or no such thing in your project");
+        /// `/metrics` is not served on this listener.
+        METRICS_DISABLED = (NOT_FOUND, "metrics-disabled",
+            "`/metrics` is not served on this listener (see `SWITCHBOARD_METRICS_TOKEN`)");
+        /// Wrong method.
+        METHOD_NOT_ALLOWED = (METHOD_NOT_ALLOWED, "method-not-allowed",
+            "wrong method on a known route");
+        /// The request took too long.
+        TIMEOUT = (REQUEST_TIMEOUT, "timeout",
+            "the request took too long to arrive");
+        /// Same key, first request still running.
+        IDEMPOTENCY_KEY_IN_USE = (CONFLICT, "idempotency-key-in-use",
+            "a request with this `Idempotency-Key` is still being processed");
+        /// A replay would need a secret that is not kept.
+        SECRET_NOT_REPLAYABLE = (CONFLICT, "secret-not-replayable",
+            "a replayed request created a secret, which is shown only once (the body names what was created)");
+        /// Another user has this e-mail.
+        EMAIL_TAKEN = (CONFLICT, "email-taken",
+            "a user with this e-mail already exists in the project");
+        /// Another schedule has this name.
+        NAME_TAKEN = (CONFLICT, "name-taken",
+            "a schedule with this name already exists in the project");
+        /// The last owner cannot go.
+        LAST_OWNER = (CONFLICT, "last-owner",
+            "the project's last active owner cannot be demoted or disabled");
+        /// Several accounts match a login.
+        PROJECT_REQUIRED = (CONFLICT, "project-required",
+            "the e-mail and password match accounts in several projects: send `project`");
+        /// The project may not have another queue.
+        QUEUE_LIMIT = (CONFLICT, "queue-limit",
+            "the request would give the project more queues than `SWITCHBOARD_MAX_QUEUES_PER_PROJECT` allows (the detail gives the limit)");
+        /// The project may not have another schedule.
+        SCHEDULE_LIMIT = (CONFLICT, "schedule-limit",
+            "the project may not have another schedule, or another firing more than once a minute (the detail gives the limit)");
+        /// The job is not in a state the operation applies to.
+        INVALID_STATE = (CONFLICT, "invalid-state",
+            "the job is not in a state this operation applies to (e.g. retrying a running job)");
+        /// The lease token is no longer the job's.
+        STALE_LEASE = (CONFLICT, "stale-lease",
+            "the lease token is not the job's current one (its lease ended and the job was handed out again)");
+        /// The job was cancelled while a worker held it.
+        JOB_CANCELLED = (CONFLICT, "job-cancelled",
+            "the job was cancelled while the worker held it: stop working on it");
+        /// The body is too large.
+        BODY_TOO_LARGE = (PAYLOAD_TOO_LARGE, "body-too-large",
+            "the body is larger than `SWITCHBOARD_BODY_LIMIT` (the detail gives the limit in bytes)");
+        /// Not JSON.
+        UNSUPPORTED_MEDIA_TYPE = (UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
+            "a body without `Content-Type: application/json`");
+        /// Wrong values.
+        VALIDATION_FAILED = (UNPROCESSABLE_ENTITY, "validation-failed",
+            "missing fields, wrong types or values (per-field `errors`)");
+        /// Same key, different request.
+        IDEMPOTENCY_KEY_REUSED = (UNPROCESSABLE_ENTITY, "idempotency-key-reused",
+            "this `Idempotency-Key` was used with a different request");
+        /// The caller's bucket is empty.
+        RATE_LIMITED = (TOO_MANY_REQUESTS, "rate-limited",
+            "the caller's (or the client IP's) request bucket is empty; see `Retry-After`");
+        /// Too many failed logins.
+        LOGIN_THROTTLED = (TOO_MANY_REQUESTS, "login-throttled",
+            "too many failed logins for this account; see `Retry-After`");
+        /// A bug.
+        INTERNAL = (INTERNAL_SERVER_ERROR, "internal",
+            "a bug; logged with the request id, nothing internal in the body");
+        /// The database is unreachable.
+        DATABASE_UNAVAILABLE = (SERVICE_UNAVAILABLE, "database-unavailable",
+            "the database cannot be reached; retry (see `Retry-After`)");
+        /// Password hashing is saturated.
+        SERVER_BUSY = (SERVICE_UNAVAILABLE, "server-busy",
+            "too many password checks are in progress; retry (see `Retry-After`)");
+    }
+}
 
 /// One field-level complaint.
 #[derive(Clone, Debug, Serialize, ToSchema, PartialEq)]
@@ -43,18 +184,16 @@ pub struct Problem {
 /// An error a handler returns.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
+    code: Code,
     detail: String,
     errors: Vec<FieldError>,
     headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
-    /// A problem with a status, code and detail.
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A problem of catalogue entry `code` with a detail.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
         ApiError {
-            status,
             code,
             detail: detail.into(),
             errors: Vec::new(),
@@ -64,21 +203,17 @@ impl ApiError {
 
     /// 400 with code `bad-request`.
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+        Self::new(codes::BAD_REQUEST, detail)
     }
 
     /// 404: the thing does not exist *for this caller* (other projects' data included).
     pub fn not_found(what: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("{what} not found"),
-        )
+        Self::new(codes::NOT_FOUND, format!("{what} not found"))
     }
 
     /// 401.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).with_header(
+        Self::new(codes::UNAUTHORIZED, detail).with_header(
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Bearer realm=\"switchboard\""),
         )
@@ -86,12 +221,7 @@ impl ApiError {
 
     /// 403 for a missing scope or role.
     pub fn forbidden(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
-    }
-
-    /// 409.
-    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, code, detail)
+        Self::new(codes::FORBIDDEN, detail)
     }
 
     /// 422 listing what is wrong with which fields.
@@ -107,14 +237,7 @@ impl ApiError {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        ApiError {
-            errors,
-            ..Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation-failed",
-                detail,
-            )
-        }
+        Self::new(codes::VALIDATION_FAILED, detail).with_errors(errors)
     }
 
     /// 422 for a single field.
@@ -125,10 +248,16 @@ impl ApiError {
         }])
     }
 
-    /// 409 `code` when `e` is a unique-constraint violation, else the database error.
-    pub fn unique(e: sqlx::Error, code: &'static str, detail: &str) -> Self {
+    /// Adds field-level errors (any code: a bad query parameter is named this way too).
+    pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
+        self.errors = errors;
+        self
+    }
+
+    /// `code` (a 409) when `e` is a unique-constraint violation, else the database error.
+    pub fn unique(e: sqlx::Error, code: Code, detail: &str) -> Self {
         if switchboard_core::db::is_unique_violation(&e) {
-            Self::conflict(code, detail)
+            Self::new(code, detail)
         } else {
             e.into()
         }
@@ -145,8 +274,7 @@ impl ApiError {
         }
         tracing::error!(error = %chain, "internal error");
         Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            codes::INTERNAL,
             "an internal error occurred; it has been logged",
         )
     }
@@ -164,17 +292,29 @@ impl ApiError {
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.code.status
+    }
+
+    /// The catalogue entry.
+    pub fn code(&self) -> Code {
+        self.code
     }
 
     /// The problem document.
     pub fn problem(&self) -> Problem {
-        problem(self.status, self.code, &self.detail, self.errors.clone())
+        problem(
+            self.code.status,
+            self.code,
+            &self.detail,
+            self.errors.clone(),
+        )
     }
 }
 
-/// Builds a problem document.
-pub fn problem(status: StatusCode, code: &str, detail: &str, errors: Vec<FieldError>) -> Problem {
+/// Builds a problem document; `status` is the code's own except for rejections the
+/// framework made with a status of its own (rewritten by `middleware::problem_errors`).
+pub fn problem(status: StatusCode, code: Code, detail: &str, errors: Vec<FieldError>) -> Problem {
+    let code = code.name;
     Problem {
         type_: format!("/problems/{code}"),
         title: status.canonical_reason().unwrap_or("Error").to_owned(),
@@ -213,8 +353,7 @@ impl From<sqlx::Error> for ApiError {
             sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => {
                 tracing::error!(error = %e, "database unavailable");
                 ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "database-unavailable",
+                    codes::DATABASE_UNAVAILABLE,
                     "the database is not reachable; try again shortly",
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
@@ -228,8 +367,7 @@ impl From<crate::auth::password::PasswordError> for ApiError {
     fn from(e: crate::auth::password::PasswordError) -> Self {
         match e {
             crate::auth::password::PasswordError::Busy => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server-busy",
+                codes::SERVER_BUSY,
                 "too many password checks are in progress; try again shortly",
             )
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),

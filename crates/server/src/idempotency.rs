@@ -11,7 +11,7 @@
 //! never stored: its replay is a 409 `secret-not-replayable` naming what was created.
 
 use crate::auth::{Principal, Requirement};
-use crate::error::{problem, ApiError, PROBLEM_JSON};
+use crate::error::{codes, ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -25,6 +25,25 @@ use switchboard_core::db::Db;
 use switchboard_core::id::ProjectId;
 use switchboard_core::on_db;
 use switchboard_core::time::{self, Timestamp};
+
+/// Longest `Idempotency-Key`.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// Whether `key` is a valid `Idempotency-Key`: 1 to [`MAX_KEY_LEN`] visible ASCII characters.
+pub fn valid_key(key: &str) -> bool {
+    (1..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The schema of the `Idempotency-Key` header: [`valid_key`]'s rule (`!`..`~` is the visible
+/// ASCII range).
+pub fn key_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_KEY_LEN))
+        .pattern(Some(format!("^[!-~]{{1,{MAX_KEY_LEN}}}$")))
+        .build()
+}
 
 /// How long a key is remembered.
 pub const TTL_SECS: i64 = 24 * 3600;
@@ -173,13 +192,9 @@ fn withheld(created: &[Created]) -> Vec<u8> {
          secret it returned is shown only once and is not kept for replays. If that response \
          was lost, revoke the key and create another"
     );
-    let mut doc = serde_json::to_value(problem(
-        StatusCode::CONFLICT,
-        "secret-not-replayable",
-        &detail,
-        Vec::new(),
-    ))
-    .unwrap_or_default();
+    let mut doc =
+        serde_json::to_value(ApiError::new(codes::SECRET_NOT_REPLAYABLE, detail).problem())
+            .unwrap_or_default();
     doc["created"] = serde_json::to_value(created).unwrap_or_default();
     serde_json::to_vec(&doc).unwrap_or_default()
 }
@@ -196,11 +211,13 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let Some(key) = raw
         .to_str()
         .ok()
-        .filter(|k| (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| valid_key(k))
         .map(str::to_owned)
     else {
-        return ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters")
-            .into_response();
+        return ApiError::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
+        ))
+        .into_response();
     };
     let Some(principal) = req.extensions().get::<Principal>() else {
         return next.run(req).await;
@@ -229,11 +246,9 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
     let bytes = match axum::body::to_bytes(body, state.config.body_limit).await {
         Ok(b) => b,
         Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "the request body is larger than this server accepts",
-            )
+            return crate::extract::too_large(Some(crate::extract::BodyLimit(
+                state.config.body_limit,
+            )))
             .into_response()
         }
     };
@@ -251,7 +266,7 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             Ok(Some(r)) => r,
             Ok(None) if attempts < 3 => continue,
             Ok(None) => {
-                return ApiError::conflict("idempotency-key-in-use", "try again").into_response()
+                return ApiError::new(codes::IDEMPOTENCY_KEY_IN_USE, "try again").into_response()
             }
             Err(e) => return ApiError::from(e).into_response(),
         };
@@ -265,16 +280,15 @@ pub async fn idempotency(State(state): State<AppState>, req: Request, next: Next
             continue;
         }
         if record.state != "done" {
-            return ApiError::conflict(
-                "idempotency-key-in-use",
+            return ApiError::new(
+                codes::IDEMPOTENCY_KEY_IN_USE,
                 "a request with this Idempotency-Key is still being processed",
             )
             .into_response();
         }
         if record.request_hash != hash {
             return ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
+                codes::IDEMPOTENCY_KEY_REUSED,
                 "this Idempotency-Key was used with a different request",
             )
             .into_response();

@@ -17,5 +17,6 @@ pub mod openapi;
 pub mod page;
 pub mod platform;
 pub mod queue;
+pub mod reference;
 pub mod state;
 pub mod telemetry;

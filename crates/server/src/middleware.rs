@@ -2,7 +2,7 @@
 //! problem+json for every error, and rate limits.
 
 use crate::auth::{ClientInfo, Principal};
-use crate::error::{problem, problem_response, ApiError};
+use crate::error::{codes, problem, problem_response, ApiError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -98,7 +98,15 @@ pub fn client_ip(forwarded: &[&str], trusted: u32, peer: Option<IpAddr>) -> Opti
         .or(peer)
 }
 
-/// `nosniff`, a same-origin referrer policy, no framing, a CSP (strict for HTML, `default-src 'none'` for
+/// The `Permissions-Policy` of every response: no camera, microphone, location, payment,
+/// USB, sensors… for this origin or anything it embeds.
+pub const PERMISSIONS_POLICY: &str = "accelerometer=(), autoplay=(), camera=(), \
+    display-capture=(), encrypted-media=(), fullscreen=(), geolocation=(), gyroscope=(), \
+    hid=(), idle-detection=(), magnetometer=(), microphone=(), midi=(), payment=(), \
+    picture-in-picture=(), publickey-credentials-get=(), screen-wake-lock=(), serial=(), \
+    usb=(), xr-spatial-tracking=()";
+
+/// `nosniff`, a same-origin referrer policy, no framing, a permissions policy, a CSP (strict for HTML, `default-src 'none'` for
 /// everything else), HSTS when served over HTTPS.
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
@@ -119,6 +127,20 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         HeaderValue::from_static("same-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // No page of ours uses these powerful features: deny them to anything it embeds too.
+    h.insert(
+        HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static(PERMISSIONS_POLICY),
+    );
+    // HTML without a charset (Swagger UI's assets) is read as UTF-8 by every browser alike.
+    if h.get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"text/html"))
+    {
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(if is_html {
@@ -178,6 +200,7 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
 /// framework: 413 from a body limit, a path that fails to parse…) into problem+json,
 /// keeping its status and headers.
 pub async fn problem_errors(req: Request, next: Next) -> Response {
+    let limit = req.extensions().get::<crate::extract::BodyLimit>().copied();
     let resp = next.run(req).await;
     let status = resp.status();
     // Only bare framework rejections (plain text or no body type) are rewritten: problem
@@ -198,15 +221,20 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
         t => t.to_owned(),
     };
     let code = match status {
-        StatusCode::NOT_FOUND => "not-found",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
-        StatusCode::PAYLOAD_TOO_LARGE => "body-too-large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
-        StatusCode::REQUEST_TIMEOUT => "timeout",
-        s if s.is_server_error() => "internal",
-        _ => "bad-request",
+        StatusCode::NOT_FOUND => codes::NOT_FOUND,
+        StatusCode::UNAUTHORIZED => codes::UNAUTHORIZED,
+        StatusCode::FORBIDDEN => codes::FORBIDDEN,
+        StatusCode::METHOD_NOT_ALLOWED => codes::METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => codes::BODY_TOO_LARGE,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => codes::UNSUPPORTED_MEDIA_TYPE,
+        StatusCode::REQUEST_TIMEOUT => codes::TIMEOUT,
+        s if s.is_server_error() => codes::INTERNAL,
+        _ => codes::BAD_REQUEST,
+    };
+    let detail = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        crate::extract::too_large(limit).problem().detail
+    } else {
+        detail
     };
     let fresh = problem_response(&problem(status, code, &detail, Vec::new()));
     let (fresh_parts, fresh_body) = fresh.into_parts();
@@ -218,11 +246,71 @@ pub async fn problem_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, Body::new(fresh_body))
 }
 
+/// Query parameters each operation of the OpenAPI document declares, by method and route
+/// template; `None` for a route the document does not describe.
+fn declared_query(method: &Method, route: &str) -> Option<&'static [String]> {
+    type Map = std::collections::HashMap<(String, String), Vec<String>>;
+    static MAP: std::sync::OnceLock<Map> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        let doc = serde_json::to_value(crate::app::openapi()).unwrap_or_default();
+        let mut map = Map::new();
+        for (template, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let names = op["parameters"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["in"] == "query")
+                    .filter_map(|p| p["name"].as_str().map(str::to_owned))
+                    .collect();
+                map.insert((method.to_ascii_uppercase(), template.clone()), names);
+            }
+        }
+        map
+    })
+    .get(&(method.as_str().to_owned(), route.to_owned()))
+    .map(Vec::as_slice)
+}
+
+/// Refuses a query parameter the operation does not declare (400 `invalid-query` naming
+/// it): a misspelt filter must not silently widen a list, as an unknown body field does not.
+pub async fn reject_unknown_query(req: Request, next: Next) -> Response {
+    let declared = req
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| declared_query(req.method(), route.as_str()));
+    let (Some(declared), Some(query)) = (declared, req.uri().query()) else {
+        return next.run(req).await;
+    };
+    let unknown = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, _)| k.into_owned())
+        .find(|k| !declared.iter().any(|d| d == k));
+    let Some(name) = unknown else {
+        return next.run(req).await;
+    };
+    let message = if declared.is_empty() {
+        "is not a parameter of this operation (it takes none)".to_owned()
+    } else {
+        format!(
+            "is not a parameter of this operation (known: {})",
+            declared.join(", ")
+        )
+    };
+    ApiError::new(
+        codes::INVALID_QUERY,
+        format!("query parameter `{name}` {message}"),
+    )
+    .with_errors(vec![crate::error::FieldError {
+        field: name,
+        message,
+    }])
+    .into_response()
+}
+
 /// 404 for every unknown route.
 pub async fn not_found(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not-found",
+        codes::NOT_FOUND,
         format!("no route for {} {}", req.method(), req.uri().path()),
     )
 }
@@ -230,8 +318,7 @@ pub async fn not_found(req: Request) -> ApiError {
 /// 405 for a known route with the wrong method.
 pub async fn method_not_allowed(req: Request) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
+        codes::METHOD_NOT_ALLOWED,
         format!("{} is not allowed on {}", req.method(), req.uri().path()),
     )
 }
@@ -255,8 +342,7 @@ async fn limited(state: &AppState, key: String, rate: Rate, req: Request, next: 
         next.run(req).await
     } else {
         ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
+            codes::RATE_LIMITED,
             format!(
                 "too many requests; retry in {} s",
                 decision.retry_after_secs

@@ -62,9 +62,76 @@ pub fn metrics_handle() -> PrometheusHandle {
             let _ = metrics::set_global_recorder(recorder);
             let collector = process_collector();
             collector.describe();
+            describe_metrics();
             handle
         })
         .clone()
+}
+
+/// Help text of every metric this process records (Prometheus `# HELP`), by kind. A metric
+/// added anywhere needs its line here: a test scrapes `/metrics` and requires HELP for every
+/// family.
+pub const METRICS: &[(&str, &str, &str)] = &[
+    (
+        "counter",
+        "http_requests_total",
+        "HTTP requests answered, by method, route template and status",
+    ),
+    (
+        "histogram",
+        "http_request_duration_seconds",
+        "Time to answer HTTP requests, by method, route template and status",
+    ),
+    (
+        "gauge",
+        "queue_jobs",
+        "Jobs per project, queue and state (from the maintained counters)",
+    ),
+    (
+        "counter",
+        "queue_jobs_enqueued_total",
+        "Jobs enqueued, by project and queue",
+    ),
+    (
+        "counter",
+        "queue_jobs_completed_total",
+        "Jobs completed, by project and queue",
+    ),
+    (
+        "counter",
+        "queue_jobs_failed_total",
+        "Jobs failed for good (out of attempts or permanent), by project and queue",
+    ),
+    (
+        "counter",
+        "queue_jobs_retried_total",
+        "Failed attempts that will be retried, by project and queue",
+    ),
+    (
+        "counter",
+        "queue_lease_expiries_total",
+        "Running jobs whose lease ran out and were made available again",
+    ),
+    (
+        "histogram",
+        "queue_enqueue_to_start_seconds",
+        "Time from a job's run_at to its claim, by project and queue",
+    ),
+    (
+        "histogram",
+        "queue_job_run_seconds",
+        "Time jobs run by this node took, by project and queue",
+    ),
+];
+
+fn describe_metrics() {
+    for (kind, name, help) in METRICS {
+        match *kind {
+            "counter" => metrics::describe_counter!(*name, *help),
+            "histogram" => metrics::describe_histogram!(*name, *help),
+            _ => metrics::describe_gauge!(*name, *help),
+        }
+    }
 }
 
 fn process_collector() -> &'static metrics_process::Collector {

@@ -44,21 +44,39 @@ const OPERATOR_WRITES: &[&str] = &["jobs:write", "queues:write", "schedules:writ
 pub const ALL: &str = "*";
 
 /// A validated set of scopes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]
-#[schema(value_type = Vec<String>, example = json!(["keys:read", "audit:read"]))]
 pub struct Scopes(Vec<String>);
+
+/// How many scopes a set holds.
+pub const SCOPE_COUNT: switchboard_core::rules::Items = switchboard_core::rules::Items::new(1, 64);
+
+impl utoipa::PartialSchema for Scopes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names: Vec<&str> = std::iter::once(ALL).chain(SCOPES.iter().copied()).collect();
+        let mut list = SCOPE_COUNT.schema(
+            switchboard_core::rules::one_of(&names, ""),
+            "Scopes; `*` grants everything, a `:write` scope also grants its `:read`",
+            "scopes",
+        );
+        if let utoipa::openapi::schema::Schema::Array(a) = &mut list {
+            a.examples = vec![serde_json::json!(["keys:read", "audit:read"])];
+        }
+        list.into()
+    }
+}
+
+impl utoipa::ToSchema for Scopes {}
 
 impl TryFrom<Vec<String>> for Scopes {
     type Error = String;
 
     fn try_from(list: Vec<String>) -> Result<Self, String> {
-        if list.is_empty() {
-            return Err("at least one scope is required".into());
+        if !SCOPE_COUNT.allows(list.len()) {
+            return Err(SCOPE_COUNT.message("scopes"));
         }
         let mut out: Vec<String> = Vec::with_capacity(list.len());
         for s in list {
-            let s = s.trim().to_owned();
             if s != ALL && !SCOPES.contains(&s.as_str()) {
                 return Err(format!(
                     "unknown scope `{s}` (known: *, {})",

@@ -173,15 +173,22 @@ fn decoy_hash() -> &'static str {
 }
 
 /// Checks the rules a new password must meet.
-pub fn check_strength(password: &str) -> Result<(), &'static str> {
-    let n = password.chars().count();
-    if n < 8 {
-        Err("must be at least 8 characters")
-    } else if n > 256 {
-        Err("must be at most 256 characters")
-    } else {
-        Ok(())
-    }
+pub fn check_strength(password: &str) -> Result<(), String> {
+    PASSWORD.check(password)
+}
+
+/// Passwords: long enough to resist guessing, short enough to bound hashing work.
+pub const PASSWORD: switchboard_core::rules::Text =
+    switchboard_core::rules::Text::new(8, 256, switchboard_core::rules::Chars::Any);
+
+/// The schema of a password field.
+pub fn password_schema() -> utoipa::openapi::Object {
+    PASSWORD.schema("Password")
+}
+
+/// The same, optional.
+pub fn optional_password_schema() -> utoipa::openapi::Object {
+    PASSWORD.nullable("New password")
 }
 
 #[cfg(test)]

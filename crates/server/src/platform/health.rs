@@ -132,8 +132,8 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
 /// without one configured this listener does not serve metrics (404).
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses((status = 200, content_type = "text/plain", body = String),
-        (status = 401, body = crate::error::Problem, description = "Missing or wrong metrics token"),
-        (status = 404, body = crate::error::Problem, description = "Metrics are not served on this listener")))]
+        (status = 401, description = "unauthorized"),
+        (status = 404, description = "metrics-disabled")))]
 async fn metrics(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -181,11 +181,7 @@ fn authorize_metrics(state: &AppState, headers: &HeaderMap, on: Listener) -> Res
              them here to bearers of that token, or SWITCHBOARD_METRICS_LISTEN to serve them \
              on an address of their own"
         };
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "metrics-disabled",
-            detail,
-        ));
+        return Err(ApiError::new(crate::error::codes::METRICS_DISABLED, detail));
     };
     let given = headers
         .get(header::AUTHORIZATION)

@@ -6,12 +6,13 @@ use super::{invalid, validate_spec};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
-use crate::page::{Page, PageParams};
+use crate::page::Page;
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_core::id::ProjectId;
+use switchboard_core::rules::{self, Chars, Int, Items, Text};
 use switchboard_core::time;
 use switchboard_queue::store::{self, Enqueued, FailOptions, JobFilter};
 use switchboard_queue::{AttemptError, Job, JobSpec, JobState, NewJob, QueueName};
@@ -33,6 +34,36 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Most jobs in one batch.
 pub const MAX_BATCH: usize = 10_000;
+/// Jobs in one batch.
+pub const BATCH: Items = Items::new(1, MAX_BATCH);
+/// Lease lengths, ms.
+pub const LEASE_MS: Int = Int::new(1_000, 3_600_000);
+/// Lease length unless a worker says otherwise, ms.
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
+/// `retry_after_ms` of a failed attempt.
+pub const RETRY_AFTER_MS: Int = Int::new(0, 30 * 24 * 3600 * 1000).said("0 to 30 days (in ms)");
+/// What went wrong, as a worker reports it.
+pub const ERROR_TEXT: Text = Text::new(1, usize::MAX, Chars::NotBlank);
+
+fn batch_schema() -> utoipa::openapi::schema::Schema {
+    BATCH.schema(
+        utoipa::openapi::Ref::from_schema_name("JobSpec"),
+        "Jobs, inserted all or none",
+        "jobs",
+    )
+}
+/// The schema of an optional `lease_ms`.
+pub fn lease_schema() -> utoipa::openapi::Object {
+    LEASE_MS.nullable(&format!(
+        "Lease length from now, ms (default {DEFAULT_LEASE_MS}); heartbeat before it ends"
+    ))
+}
+fn retry_after_schema() -> utoipa::openapi::Object {
+    RETRY_AFTER_MS.nullable("Wait at least this long before the next attempt, ms")
+}
+fn error_schema() -> utoipa::openapi::Object {
+    ERROR_TEXT.schema("What went wrong")
+}
 
 /// A job with its attempt history.
 #[derive(Debug, Serialize, ToSchema)]
@@ -57,8 +88,7 @@ pub async fn enqueue(
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs",
     request_body = JobSpec,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key"),
-        (status = 409, body = crate::error::Problem, description = "`queue-limit`: the job would create more queues than the project may have"), (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = Job, description = "Created"), (status = 200, body = Job, description = "Existing job with the same unique key"), (status = 409, description = "queue-limit")),
     security(("bearer" = ["jobs:write"])))]
 async fn create_job(
     State(state): State<AppState>,
@@ -81,6 +111,7 @@ async fn create_job(
 #[serde(deny_unknown_fields)]
 pub struct BatchIn {
     /// Up to 10,000 jobs, inserted all or none.
+    #[schema(schema_with = batch_schema)]
     pub jobs: Vec<JobSpec>,
 }
 
@@ -106,19 +137,15 @@ pub struct BatchOut {
 /// Enqueues up to 10,000 jobs in one transaction.
 #[utoipa::path(post, path = "/v1/jobs/batch", tag = "jobs",
     request_body = BatchIn,
-    responses((status = 201, body = BatchOut), (status = 409, body = crate::error::Problem, description = "`queue-limit`: the jobs would create more queues than the project may have"),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = BatchOut), (status = 409, description = "queue-limit")),
     security(("bearer" = ["jobs:write"])))]
 async fn create_batch(
     State(state): State<AppState>,
     auth: Authed<scope::JobsWrite>,
     Json(input): Json<BatchIn>,
 ) -> ApiResult<(StatusCode, Json<BatchOut>)> {
-    if input.jobs.is_empty() || input.jobs.len() > MAX_BATCH {
-        return Err(ApiError::invalid_field(
-            "jobs",
-            format!("must hold 1 to {MAX_BATCH} jobs"),
-        ));
+    if !BATCH.allows(input.jobs.len()) {
+        return Err(ApiError::invalid_field("jobs", BATCH.message("jobs")));
     }
     let now = time::now();
     let mut valid = Vec::with_capacity(input.jobs.len());
@@ -150,19 +177,31 @@ async fn create_batch(
 /// Filters of `GET /v1/jobs`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct JobQuery {
     /// Queue.
+    #[param(schema_with = queue_filter_schema)]
     pub queue: Option<String>,
     /// scheduled, available, running, completed, retryable, failed or cancelled.
+    #[param(schema_with = state_filter_schema)]
     pub state: Option<String>,
     /// Kind.
     pub kind: Option<String>,
     /// Tag.
     pub tag: Option<String>,
     /// 1 to 200 (default 50).
+    #[param(schema_with = crate::page::limit_schema)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub after: Option<String>,
+}
+
+fn queue_filter_schema() -> utoipa::openapi::Object {
+    switchboard_queue::QUEUE_NAME.schema("Only jobs of this queue")
+}
+fn state_filter_schema() -> utoipa::openapi::Object {
+    let states: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+    rules::one_of(&states, "Only jobs in this state")
 }
 
 /// Parses job filters from a query.
@@ -198,11 +237,7 @@ async fn list_jobs(
     auth: Authed<scope::JobsRead>,
     Query(q): Query<JobQuery>,
 ) -> ApiResult<Json<Page<Job>>> {
-    let limit = PageParams {
-        limit: q.limit,
-        after: None,
-    }
-    .limit()?;
+    let limit = crate::page::check_limit(q.limit)?;
     let filter = job_filter(&q)?;
     let mut conn = state.db.read().await?;
     let jobs = store::list(conn.ex(), auth.project(), &filter, limit + 1).await?;
@@ -224,7 +259,7 @@ pub async fn load_detail(state: &AppState, project: &ProjectId, id: &str) -> Api
 /// One job with the errors of its failed attempts.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = JobDetail), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = JobDetail), (status = 404, description = "not-found")),
     security(("bearer" = ["jobs:read"])))]
 async fn get_job(
     State(state): State<AppState>,
@@ -255,7 +290,7 @@ pub async fn admin_op(
 /// Makes a finished job available again with a fresh set of attempts.
 #[utoipa::path(post, path = "/v1/jobs/{id}/retry", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "invalid-state")),
     security(("bearer" = ["jobs:write"])))]
 async fn retry_job(
     State(state): State<AppState>,
@@ -268,7 +303,7 @@ async fn retry_job(
 /// Cancels a job; a running job's worker is told on its next heartbeat.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "invalid-state")),
     security(("bearer" = ["jobs:write"])))]
 async fn cancel_job(
     State(state): State<AppState>,
@@ -281,7 +316,7 @@ async fn cancel_job(
 /// Deletes a job and its history.
 #[utoipa::path(delete, path = "/v1/jobs/{id}", tag = "jobs",
     params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found")),
     security(("bearer" = ["jobs:write"])))]
 async fn delete_job(
     State(state): State<AppState>,
@@ -298,6 +333,7 @@ pub struct HeartbeatIn {
     /// From the claim.
     pub lease_token: String,
     /// New lease length from now, ms (default 30,000).
+    #[schema(schema_with = lease_schema)]
     pub lease_ms: Option<i64>,
     /// Progress to record (any JSON, e.g. a percentage).
     #[schema(value_type = Option<Object>)]
@@ -314,13 +350,9 @@ pub struct HeartbeatOut {
 
 /// Validates a lease length.
 pub fn lease_ms(v: Option<i64>) -> ApiResult<i64> {
-    match v.unwrap_or(30_000) {
-        n if (1_000..=3_600_000).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid_field(
-            "lease_ms",
-            "must be 1,000 to 3,600,000",
-        )),
-    }
+    LEASE_MS
+        .check(v.unwrap_or(DEFAULT_LEASE_MS))
+        .map_err(|m| ApiError::invalid_field("lease_ms", m))
 }
 
 /// Extends the lease; 409 `job-cancelled` tells the worker to stop, 409 `stale-lease` that
@@ -328,7 +360,7 @@ pub fn lease_ms(v: Option<i64>) -> ApiResult<i64> {
 #[utoipa::path(post, path = "/v1/jobs/{id}/heartbeat", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = HeartbeatIn,
-    responses((status = 200, body = HeartbeatOut), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = HeartbeatOut), (status = 404, description = "not-found"), (status = 409, description = "stale-lease, job-cancelled")),
     security(("bearer" = ["jobs:write"])))]
 async fn heartbeat(
     State(state): State<AppState>,
@@ -368,7 +400,7 @@ pub struct CompleteIn {
 #[utoipa::path(post, path = "/v1/jobs/{id}/complete", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = CompleteIn,
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "stale-lease, job-cancelled")),
     security(("bearer" = ["jobs:write"])))]
 async fn complete(
     State(state): State<AppState>,
@@ -391,8 +423,10 @@ pub struct FailIn {
     /// From the claim.
     pub lease_token: String,
     /// What went wrong.
+    #[schema(schema_with = error_schema)]
     pub error: String,
     /// Wait at least this long before the next attempt, ms.
+    #[schema(schema_with = retry_after_schema)]
     pub retry_after_ms: Option<i64>,
     /// Do not retry.
     #[serde(default)]
@@ -403,7 +437,7 @@ pub struct FailIn {
 #[utoipa::path(post, path = "/v1/jobs/{id}/fail", tag = "workers",
     params(("id" = String, Path, description = "Job id")),
     request_body = FailIn,
-    responses((status = 200, body = Job), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    responses((status = 200, body = Job), (status = 404, description = "not-found"), (status = 409, description = "stale-lease, job-cancelled")),
     security(("bearer" = ["jobs:write"])))]
 async fn fail(
     State(state): State<AppState>,
@@ -411,17 +445,11 @@ async fn fail(
     Path(id): Path<String>,
     Json(input): Json<FailIn>,
 ) -> ApiResult<Json<Job>> {
-    if input.error.trim().is_empty() {
-        return Err(ApiError::invalid_field("error", "must not be empty"));
+    if let Err(m) = ERROR_TEXT.check(&input.error) {
+        return Err(ApiError::invalid_field("error", m));
     }
-    if input
-        .retry_after_ms
-        .is_some_and(|r| !(0..=30 * 24 * 3600 * 1000).contains(&r))
-    {
-        return Err(ApiError::invalid_field(
-            "retry_after_ms",
-            "must be 0 to 30 days",
-        ));
+    if let Some(Err(m)) = input.retry_after_ms.map(|r| RETRY_AFTER_MS.check(r)) {
+        return Err(ApiError::invalid_field("retry_after_ms", m));
     }
     let opts = FailOptions {
         retry_after_ms: input.retry_after_ms,

@@ -9,7 +9,7 @@ pub mod queues;
 pub mod schedules;
 pub mod service;
 
-use crate::error::{ApiError, FieldError};
+use crate::error::{codes, ApiError, FieldError};
 use switchboard_core::time::Timestamp;
 use switchboard_queue::runtime::Runtime;
 use switchboard_queue::store::QueueError;
@@ -19,12 +19,12 @@ impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::NotFound(what) => ApiError::not_found(what),
-            QueueError::StaleLease => ApiError::conflict("stale-lease", e.to_string()),
-            QueueError::Cancelled => ApiError::conflict("job-cancelled", e.to_string()),
-            QueueError::WrongState(m) => ApiError::conflict("invalid-state", m),
+            QueueError::StaleLease => ApiError::new(codes::STALE_LEASE, e.to_string()),
+            QueueError::Cancelled => ApiError::new(codes::JOB_CANCELLED, e.to_string()),
+            QueueError::WrongState(m) => ApiError::new(codes::INVALID_STATE, m),
             QueueError::Invalid(i) => invalid(vec![i], ""),
-            QueueError::QueueLimit { .. } => ApiError::conflict("queue-limit", e.to_string()),
-            QueueError::ScheduleLimit(m) => ApiError::conflict("schedule-limit", m),
+            QueueError::QueueLimit { .. } => ApiError::new(codes::QUEUE_LIMIT, e.to_string()),
+            QueueError::ScheduleLimit(m) => ApiError::new(codes::SCHEDULE_LIMIT, m),
             QueueError::Db(e) => e.into(),
         }
     }

@@ -11,11 +11,75 @@ use crate::state::AppState;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+use switchboard_core::rules::{self, Chars, Int, Text};
 use switchboard_core::time;
 use switchboard_queue::store;
 use switchboard_queue::{ClaimedJob, JobState, QueueInfo, QueueName, QueueSettings, RateLimit};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Jobs one node runs at once.
+pub const CONCURRENCY: Int = Int::new(1, 1000);
+/// Jobs running at once across the cluster.
+pub const GLOBAL_CONCURRENCY: Int = Int::new(1, 100_000);
+/// How long finished jobs are kept, seconds.
+pub const KEEP_SECS: Int = Int::new(0, 365 * 24 * 3600).said("0 to 365 days in seconds");
+/// `older_than_ms` of a clean.
+pub const OLDER_THAN_MS: Int = Int::new(0, i64::MAX).said("0 or more");
+/// Most jobs one clean deletes.
+pub const CLEAN_LIMIT: Int = Int::new(1, 10_000);
+/// Worker names.
+pub const WORKER: Text = Text::new(1, 200, Chars::NotBlank);
+/// Jobs one claim takes.
+pub const CLAIM_MAX: Int = Int::new(1, 1000);
+/// How long a claim waits for a job, ms.
+pub const WAIT_MS: Int = Int::new(0, 30_000);
+
+/// The `{name}` of queue routes.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct QueuePath {
+    /// Queue name.
+    #[param(schema_with = name_schema)]
+    name: String,
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    switchboard_queue::QUEUE_NAME.schema("Queue name")
+}
+fn concurrency_schema() -> utoipa::openapi::Object {
+    CONCURRENCY.nullable("Jobs one node runs at once (in-process and push)")
+}
+fn global_schema() -> utoipa::openapi::Object {
+    GLOBAL_CONCURRENCY.nullable("Running jobs across the cluster, or null for no cap")
+}
+fn keep_schema() -> utoipa::openapi::Object {
+    KEEP_SECS.nullable("Keep finished jobs of this state this long, seconds")
+}
+fn clean_state_schema() -> utoipa::openapi::Object {
+    let states: Vec<&str> = JobState::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    rules::one_of(&states, "Delete jobs in this state")
+}
+fn older_than_schema() -> utoipa::openapi::Object {
+    OLDER_THAN_MS.schema("Only jobs finished at least this long ago, ms (default 0)")
+}
+fn clean_limit_schema() -> utoipa::openapi::Object {
+    CLEAN_LIMIT.nullable("At most this many (default 10000)")
+}
+fn worker_schema() -> utoipa::openapi::Object {
+    WORKER.schema("Worker name (recorded on the job)")
+}
+fn claim_max_schema() -> utoipa::openapi::Object {
+    CLAIM_MAX.nullable("Most jobs to take (default 1)")
+}
+fn wait_schema() -> utoipa::openapi::Object {
+    WAIT_MS.nullable("Wait up to this long for a job, ms (default 0)")
+}
 
 /// Routes of this capability.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -67,8 +131,8 @@ pub async fn load_queue(
 
 /// One queue.
 #[utoipa::path(get, path = "/v1/queues/{name}", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
+    params(QueuePath),
+    responses((status = 200, body = QueueInfo), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:read"])))]
 async fn get_queue(
     State(state): State<AppState>,
@@ -85,20 +149,24 @@ async fn get_queue(
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
     /// Jobs one node runs at once (in-process and push), 1–1000.
+    #[schema(schema_with = concurrency_schema)]
     pub concurrency: Option<i32>,
     /// Running jobs across the cluster, 1–100,000, or null for no cap.
     #[serde(default, with = "double_option")]
-    #[schema(value_type = Option<i32>)]
+    #[schema(schema_with = global_schema)]
     pub global_concurrency: Option<Option<i32>>,
     /// `{limit, period_ms}` starts per period across the cluster, or null.
     #[serde(default, with = "double_option")]
     #[schema(value_type = Option<RateLimit>)]
     pub rate_limit: Option<Option<RateLimit>>,
     /// Keep completed jobs this long, seconds.
+    #[schema(schema_with = keep_schema)]
     pub keep_completed_secs: Option<i64>,
     /// Keep failed jobs this long, seconds.
+    #[schema(schema_with = keep_schema)]
     pub keep_failed_secs: Option<i64>,
     /// Keep cancelled jobs this long, seconds.
+    #[schema(schema_with = keep_schema)]
     pub keep_cancelled_secs: Option<i64>,
 }
 
@@ -114,39 +182,33 @@ mod double_option {
 /// Applies a patch over settings with the API's validation (every bad field at once).
 pub fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSettings> {
     let mut errors = Vec::new();
-    let mut check = |ok: bool, field: &str, msg: &str| {
-        if !ok {
+    let mut check = |result: Result<(), String>, field: &str| {
+        if let Err(message) = result {
             errors.push(crate::error::FieldError {
                 field: field.into(),
-                message: msg.into(),
+                message,
             });
         }
     };
+    let range = |rule: Int, v: i32| rule.check(i64::from(v)).map(|_| ());
     if let Some(c) = p.concurrency {
-        check((1..=1000).contains(&c), "concurrency", "must be 1 to 1000");
+        check(range(CONCURRENCY, c), "concurrency");
         s.concurrency = c;
     }
     if let Some(g) = p.global_concurrency {
         check(
-            g.is_none_or(|g| (1..=100_000).contains(&g)),
+            g.map_or(Ok(()), |g| range(GLOBAL_CONCURRENCY, g))
+                .map_err(|m| format!("{m} or null")),
             "global_concurrency",
-            "must be 1 to 100000 or null",
         );
         s.global_concurrency = g;
     }
     if let Some(r) = p.rate_limit {
-        check(
-            r.is_none_or(|r| {
-                (1..=1_000_000).contains(&r.limit) && (1..=86_400_000).contains(&r.period_ms)
-            }),
-            "rate_limit",
-            "limit must be 1 to 1000000 and period_ms 1 to 86400000",
-        );
+        check(r.map_or(Ok(()), |r| r.check()), "rate_limit");
         s.rate_limit = r;
     }
     // 0 keeps nothing: completed jobs are deleted as they complete, failed and cancelled
     // ones at the next retention pass.
-    let keep = 0..=365 * 24 * 3600;
     for (v, field, slot) in [
         (
             p.keep_completed_secs,
@@ -165,7 +227,7 @@ pub fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSetti
         ),
     ] {
         if let Some(v) = v {
-            check(keep.contains(&v), field, "must be 0 to 365 days in seconds");
+            check(KEEP_SECS.check(v).map(|_| ()), field);
             *slot = v;
         }
     }
@@ -194,10 +256,9 @@ async fn save(
 
 /// Changes a queue's settings (creating the queue if needed).
 #[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
+    params(QueuePath),
     request_body = QueuePatch,
-    responses((status = 200, body = QueueInfo), (status = 409, body = crate::error::Problem, description = "`queue-limit`: the project may not have another queue"),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = QueueInfo), (status = 409, description = "queue-limit")),
     security(("bearer" = ["queues:write"])))]
 async fn update_queue(
     State(state): State<AppState>,
@@ -225,8 +286,8 @@ async fn existing(
 
 /// Stops handing out jobs of this queue (running jobs finish).
 #[utoipa::path(post, path = "/v1/queues/{name}/pause", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
+    params(QueuePath),
+    responses((status = 200, body = QueueInfo), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn pause(
     State(state): State<AppState>,
@@ -243,8 +304,8 @@ async fn pause(
 
 /// Resumes a paused queue.
 #[utoipa::path(post, path = "/v1/queues/{name}/resume", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = QueueInfo), (status = 404, body = crate::error::Problem)),
+    params(QueuePath),
+    responses((status = 200, body = QueueInfo), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn resume(
     State(state): State<AppState>,
@@ -282,8 +343,8 @@ async fn run_bulk(
 
 /// Retries every failed job of the queue.
 #[utoipa::path(post, path = "/v1/queues/{name}/retry-failed", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
-    responses((status = 200, body = Affected), (status = 404, body = crate::error::Problem)),
+    params(QueuePath),
+    responses((status = 200, body = Affected), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn retry_failed(
     State(state): State<AppState>,
@@ -299,19 +360,22 @@ async fn retry_failed(
 #[serde(deny_unknown_fields)]
 pub struct CleanIn {
     /// completed, failed or cancelled.
+    #[schema(schema_with = clean_state_schema)]
     pub state: String,
     /// Only jobs finished at least this long ago, ms (default 0).
     #[serde(default)]
+    #[schema(schema_with = older_than_schema)]
     pub older_than_ms: i64,
     /// At most this many (default and maximum 10,000).
+    #[schema(schema_with = clean_limit_schema)]
     pub limit: Option<i64>,
 }
 
 /// Deletes finished jobs of one state (BullMQ's `clean`).
 #[utoipa::path(post, path = "/v1/queues/{name}/clean", tag = "queues",
-    params(("name" = String, Path, description = "Queue name")),
+    params(QueuePath),
     request_body = CleanIn,
-    responses((status = 200, body = Affected), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = Affected), (status = 404, description = "not-found")),
     security(("bearer" = ["queues:write"])))]
 async fn clean(
     State(state): State<AppState>,
@@ -325,16 +389,12 @@ async fn clean(
         .ok_or_else(|| {
             ApiError::invalid_field("state", "must be completed, failed or cancelled")
         })?;
-    if input.older_than_ms < 0 {
-        return Err(ApiError::invalid_field(
-            "older_than_ms",
-            "must not be negative",
-        ));
+    if let Err(m) = OLDER_THAN_MS.check(input.older_than_ms) {
+        return Err(ApiError::invalid_field("older_than_ms", m));
     }
-    let limit = input.limit.unwrap_or(10_000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "must be 1 to 10000"));
-    }
+    let limit = CLEAN_LIMIT
+        .check(input.limit.unwrap_or(CLEAN_LIMIT.max))
+        .map_err(|m| ApiError::invalid_field("limit", m))?;
     let before = time::from_db(time::to_db(time::now()) - input.older_than_ms.saturating_mul(1000));
     run_bulk(
         &state,
@@ -354,12 +414,16 @@ async fn clean(
 #[serde(deny_unknown_fields)]
 pub struct ClaimIn {
     /// Worker name (recorded on the job), 1–200 characters.
+    #[schema(schema_with = worker_schema)]
     pub worker: String,
     /// Most jobs to take, 1–1000 (default 1).
+    #[schema(schema_with = claim_max_schema)]
     pub max: Option<i64>,
     /// Wait up to this long for a job, ms, 0–30,000 (default 0).
+    #[schema(schema_with = wait_schema)]
     pub wait_ms: Option<i64>,
     /// Lease length, ms, 1,000–3,600,000 (default 30,000). Heartbeat before it ends.
+    #[schema(schema_with = super::jobs::lease_schema)]
     pub lease_ms: Option<i64>,
 }
 
@@ -372,9 +436,9 @@ pub struct ClaimOut {
 
 /// Claims jobs for a pull worker, long-polling up to `wait_ms`.
 #[utoipa::path(post, path = "/v1/queues/{name}/claim", tag = "workers",
-    params(("name" = String, Path, description = "Queue name")),
+    params(QueuePath),
     request_body = ClaimIn,
-    responses((status = 200, body = ClaimOut), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ClaimOut)),
     security(("bearer" = ["jobs:write"])))]
 async fn claim(
     State(state): State<AppState>,
@@ -383,20 +447,15 @@ async fn claim(
     Json(input): Json<ClaimIn>,
 ) -> ApiResult<Json<ClaimOut>> {
     let name = QueueName::parse(&name).map_err(|e| invalid(vec![e], ""))?;
-    if input.worker.trim().is_empty() || input.worker.len() > 200 {
-        return Err(ApiError::invalid_field(
-            "worker",
-            "must be 1 to 200 characters",
-        ));
+    if let Err(m) = WORKER.check(&input.worker) {
+        return Err(ApiError::invalid_field("worker", m));
     }
-    let max = input.max.unwrap_or(1);
-    if !(1..=1000).contains(&max) {
-        return Err(ApiError::invalid_field("max", "must be 1 to 1000"));
-    }
-    let wait = input.wait_ms.unwrap_or(0);
-    if !(0..=30_000).contains(&wait) {
-        return Err(ApiError::invalid_field("wait_ms", "must be 0 to 30000"));
-    }
+    let max = CLAIM_MAX
+        .check(input.max.unwrap_or(1))
+        .map_err(|m| ApiError::invalid_field("max", m))?;
+    let wait = WAIT_MS
+        .check(input.wait_ms.unwrap_or(0))
+        .map_err(|m| ApiError::invalid_field("wait_ms", m))?;
     let lease = super::jobs::lease_ms(input.lease_ms)?;
     let deadline = Instant::now() + Duration::from_millis(wait as u64);
     let notify = state

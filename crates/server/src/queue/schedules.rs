@@ -2,7 +2,7 @@
 
 use super::{invalid, validate_spec};
 use crate::auth::{scope, Authed};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{codes, ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::page::{Page, PageParams};
 use crate::state::AppState;
@@ -10,12 +10,59 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use switchboard_core::audit::{self, AuditContext, Change};
+use switchboard_core::rules::{Chars, Int, Text};
 use switchboard_core::time;
 use switchboard_queue::cron::{CronSpec, Misfire, Overlap, Schedule};
 use switchboard_queue::runtime::Runtime;
 use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, ScheduleId};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// Fields `POST /v1/schedules` requires (non-null); PATCH takes any subset.
+pub const REQUIRED_ON_CREATE: [&str; 3] = ["name", "cron", "job"];
+/// The component the OpenAPI document gives the body of `POST /v1/schedules`: `ScheduleIn`
+/// with [`REQUIRED_ON_CREATE`] required.
+pub const CREATE_SCHEMA: &str = "ScheduleNew";
+
+/// Schedule names.
+pub const SCHEDULE_NAME: Text = Text::new(1, 100, Chars::NotBlank);
+/// Most missed ticks a backfill runs.
+pub const BACKFILL_LIMIT: Int = Int::new(1, 1000);
+
+fn name_schema() -> utoipa::openapi::Object {
+    SCHEDULE_NAME.nullable("Unique name in the project, e.g. `daily-report`")
+}
+fn cron_schema() -> utoipa::openapi::Object {
+    let mut s = switchboard_queue::cron::CRON_TEXT.nullable(
+        "5 fields (`0 2 * * *`: minute, hour, day of month, month, day of week) or 6 with \
+         seconds first",
+    );
+    s.pattern = Some(switchboard_queue::cron::cron_pattern());
+    s
+}
+/// The IANA zones this node knows (its time-zone database).
+fn timezone_schema() -> utoipa::openapi::Object {
+    let mut zones: Vec<String> = jiff::tz::db().available().map(|n| n.to_string()).collect();
+    zones.sort();
+    let mut s = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(switchboard_core::rules::nullable(
+            utoipa::openapi::Type::String,
+        ))
+        .description(Some("IANA time zone (default `UTC`)"))
+        .examples([serde_json::json!("Europe/Berlin")]);
+    if !zones.is_empty() {
+        s = s.enum_values(Some(
+            zones
+                .into_iter()
+                .map(serde_json::Value::from)
+                .chain([serde_json::Value::Null]),
+        ));
+    }
+    s.build()
+}
+fn backfill_schema() -> utoipa::openapi::Object {
+    BACKFILL_LIMIT.nullable("With `backfill`: most missed ticks to run (default 10)")
+}
 
 /// Routes of this capability.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -30,16 +77,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleIn {
     /// Unique name in the project, e.g. `daily-report`.
+    #[schema(schema_with = name_schema)]
     pub name: Option<String>,
     /// 5 fields (`0 2 * * *`) or 6 with seconds first.
+    #[schema(schema_with = cron_schema)]
     pub cron: Option<String>,
     /// IANA zone, default `UTC`.
+    #[schema(schema_with = timezone_schema)]
     pub timezone: Option<String>,
     /// The job each tick enqueues (same fields as `POST /v1/jobs`).
     pub job: Option<JobSpec>,
     /// `skip`, `run_once` (default) or `backfill`.
     pub misfire: Option<Misfire>,
     /// With `backfill`: most missed ticks to run (default 10).
+    #[schema(schema_with = backfill_schema)]
     pub backfill_limit: Option<i32>,
     /// `allow` (default) or `skip` while the previous run is unfinished.
     pub overlap: Option<Overlap>,
@@ -74,21 +125,27 @@ fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Sche
     let mut errors: Vec<Invalid> = Vec::new();
     let mut s = base;
     if let Some(n) = input.name {
-        let n = n.trim().to_owned();
-        if n.is_empty() || n.len() > 100 {
-            errors.push(Invalid::new("name", "must be 1 to 100 characters"));
+        if let Err(m) = SCHEDULE_NAME.check(&n) {
+            errors.push(Invalid::new("name", m));
         }
-        s.name = n;
+        s.name = n.trim().to_owned();
     }
     let cron_changed = input.cron.is_some() || input.timezone.is_some();
     if let Some(c) = input.cron {
+        if let Err(m) = switchboard_queue::cron::CRON_TEXT.check(&c) {
+            errors.push(Invalid::new("cron", m));
+        }
         s.cron = c.trim().to_owned();
     }
     if let Some(z) = input.timezone {
         s.timezone = z.trim().to_owned();
     }
     let spec = CronSpec::parse(&s.cron, &s.timezone)
-        .map_err(|e| errors.push(e))
+        .map_err(|e| {
+            if !errors.iter().any(|known| known.field == e.field) {
+                errors.push(e)
+            }
+        })
         .ok();
     if spec.is_none()
         && jiff::tz::TimeZone::get(&s.timezone).is_err()
@@ -121,8 +178,8 @@ fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Sche
         s.misfire = m;
     }
     if let Some(b) = input.backfill_limit {
-        if !(1..=1000).contains(&b) {
-            errors.push(Invalid::new("backfill_limit", "must be 1 to 1000"));
+        if let Err(m) = BACKFILL_LIMIT.check(i64::from(b)) {
+            errors.push(Invalid::new("backfill_limit", m));
         }
         s.backfill_limit = b;
     }
@@ -194,10 +251,8 @@ async fn list_schedules(
 
 /// Creates a schedule.
 #[utoipa::path(post, path = "/v1/schedules", tag = "schedules",
-    request_body = ScheduleIn,
-    responses((status = 201, body = ScheduleOut),
-        (status = 409, body = crate::error::Problem, description = "`name-taken`, or `schedule-limit`: the project may not have another schedule (or another firing more than once a minute)"),
-        (status = 422, body = crate::error::Problem)),
+    request_body(content = ScheduleIn, description = "`ScheduleIn` with `name`, `cron` and `job` required (component `ScheduleNew`)"),
+    responses((status = 201, body = ScheduleOut), (status = 409, description = "name-taken, schedule-limit")),
     security(("bearer" = ["schedules:write"])))]
 async fn create_schedule(
     State(state): State<AppState>,
@@ -206,9 +261,9 @@ async fn create_schedule(
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
     let mut missing = Vec::new();
     for (v, f) in [
-        (input.name.is_none(), "name"),
-        (input.cron.is_none(), "cron"),
-        (input.job.is_none(), "job"),
+        (input.name.is_none(), REQUIRED_ON_CREATE[0]),
+        (input.cron.is_none(), REQUIRED_ON_CREATE[1]),
+        (input.job.is_none(), REQUIRED_ON_CREATE[2]),
     ] {
         if v {
             missing.push(Invalid::new(f, "is required"));
@@ -240,7 +295,11 @@ async fn create_schedule(
     repo::save(tx.ex(), auth.project(), &s, true)
         .await
         .map_err(|e| {
-            ApiError::unique(e, "name-taken", "a schedule with this name already exists")
+            ApiError::unique(
+                e,
+                codes::NAME_TAKEN,
+                "a schedule with this name already exists",
+            )
         })?;
     audit_schedule(
         &mut tx,
@@ -258,7 +317,7 @@ async fn create_schedule(
 /// One schedule with its next five ticks.
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, description = "not-found")),
     security(("bearer" = ["schedules:read"])))]
 async fn get_schedule(
     State(state): State<AppState>,
@@ -276,9 +335,7 @@ async fn get_schedule(
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
     request_body = ScheduleIn,
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem, description = "`name-taken`, or `schedule-limit`: the project may not have another schedule firing more than once a minute"),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = ScheduleOut), (status = 404, description = "not-found"), (status = 409, description = "name-taken, schedule-limit")),
     security(("bearer" = ["schedules:write"])))]
 async fn update_schedule(
     State(state): State<AppState>,
@@ -311,7 +368,11 @@ pub async fn update(
     repo::save(tx.ex(), project, &after, false)
         .await
         .map_err(|e| {
-            ApiError::unique(e, "name-taken", "a schedule with this name already exists")
+            ApiError::unique(
+                e,
+                codes::NAME_TAKEN,
+                "a schedule with this name already exists",
+            )
         })?;
     audit_schedule(
         &mut tx,
@@ -329,7 +390,7 @@ pub async fn update(
 /// Deletes a schedule (jobs it already enqueued stay).
 #[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    responses((status = 204), (status = 404, description = "not-found")),
     security(("bearer" = ["schedules:write"])))]
 async fn delete_schedule(
     State(state): State<AppState>,
@@ -364,8 +425,7 @@ pub struct Triggered {
 /// Enqueues one run now, outside the cron rhythm.
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     params(("id" = String, Path, description = "Schedule id")),
-    responses((status = 201, body = Triggered), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem, description = "`queue-limit`: the run would create more queues than the project may have")),
+    responses((status = 201, body = Triggered), (status = 404, description = "not-found"), (status = 409, description = "queue-limit"), (status = 422, description = "validation-failed")),
     security(("bearer" = ["schedules:write"])))]
 async fn trigger(
     State(state): State<AppState>,

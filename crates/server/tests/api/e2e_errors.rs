@@ -9,7 +9,8 @@ use switchboard_core::db::Backend;
 both!(
     errors_are_problem_documents,
     failed_requests_write_nothing,
-    body_too_large_is_413
+    body_too_large_is_413,
+    messages_name_the_field_and_the_rule
 );
 
 async fn errors_are_problem_documents(b: Backend) {
@@ -166,4 +167,77 @@ async fn body_too_large_is_413(b: Backend) {
         .await
         .unwrap();
     problem(r, 413, "body-too-large").await;
+}
+
+async fn messages_name_the_field_and_the_rule(b: Backend) {
+    let app = spawn_with(b, |c| c.body_limit = 2048).await;
+    let field_error = |v: &serde_json::Value, field: &str| {
+        v["errors"]
+            .as_array()
+            .and_then(|es| es.iter().find(|e| e["field"] == field))
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_else(|| panic!("no error for `{field}`: {v}"))
+            .to_owned()
+    };
+    // Cron: the field and its range, not the parser's internals.
+    let r = app
+        .post(
+            "/v1/schedules",
+            &json!({"name": "s", "cron": "61 * * * *", "job": {"queue": "q", "kind": "k"}}),
+        )
+        .await;
+    let v = problem(r, 422, "validation-failed").await;
+    let m = field_error(&v, "cron");
+    assert!(m.starts_with("minute must be 0–59"), "{m}");
+    // A missing field is named.
+    let r = app.post("/v1/jobs", &json!({"kind": "k"})).await;
+    let v = problem(r, 422, "validation-failed").await;
+    assert_eq!(field_error(&v, "queue"), "is required");
+    let r = app
+        .post("/v1/jobs/batch", &json!({"jobs": [{"queue": "q"}]}))
+        .await;
+    let v = problem(r, 422, "validation-failed").await;
+    assert_eq!(field_error(&v, "jobs[0].kind"), "is required");
+    // Types in the API's words.
+    let r = app
+        .post(
+            "/v1/jobs",
+            &json!({"queue": "q", "kind": "k", "max_attempts": "x"}),
+        )
+        .await;
+    let v = problem(r, 422, "validation-failed").await;
+    assert_eq!(field_error(&v, "max_attempts"), "must be an integer");
+    let r = app.get("/v1/jobs?limit=abc").await;
+    let v = problem(r, 400, "invalid-query").await;
+    assert_eq!(
+        v["detail"], "query parameter `limit` must be an integer",
+        "{v}"
+    );
+    // 413 states the limit.
+    let r = app
+        .post(
+            "/v1/jobs",
+            &json!({"queue": "q", "kind": "k", "payload": "x".repeat(4096)}),
+        )
+        .await;
+    let v = problem(r, 413, "body-too-large").await;
+    assert!(v["detail"].as_str().unwrap().contains("2048 bytes"), "{v}");
+    // Valid JSON nested 200 deep: a rule about depth, not a syntax error.
+    let deep = format!(
+        r#"{{"queue": "q", "kind": "k", "payload": {}{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    let r = app
+        .req(Method::POST, "/v1/jobs")
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    let v = problem(r, 422, "validation-failed").await;
+    assert!(
+        field_error(&v, "payload").contains("deeper than 127 levels"),
+        "{v}"
+    );
 }

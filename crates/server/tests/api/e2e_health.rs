@@ -12,7 +12,9 @@ both!(
     metrics_are_not_served_publicly_by_default,
     metrics_token_is_required,
     metrics_listener_serves_only_metrics,
-    cors_and_security_headers
+    cors_and_security_headers,
+    every_metric_family_has_help,
+    protocol_details_of_pages
 );
 
 async fn health_metrics_and_docs(b: Backend) {
@@ -383,4 +385,123 @@ async fn metrics_listener_serves_only_metrics(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+async fn every_metric_family_has_help(b: Backend) {
+    let app = spawn_with(b, |c| {
+        c.metrics_token = Some("metrics-token-0123456789".to_owned().into())
+    })
+    .await;
+    // Enqueue, claim, complete one job and fail another, so the queue families exist.
+    for _ in 0..2 {
+        json_of(
+            app.post("/v1/jobs", &serde_json::json!({"queue": "h", "kind": "k"}))
+                .await,
+            201,
+        )
+        .await;
+    }
+    let c = json_of(
+        app.post(
+            "/v1/queues/h/claim",
+            &serde_json::json!({"worker": "w", "max": 2}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let jobs = c["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    let (a, b_) = (&jobs[0], &jobs[1]);
+    let body = |j: &serde_json::Value| serde_json::json!({"lease_token": j["lease_token"]});
+    json_of(
+        app.post(
+            &format!("/v1/jobs/{}/complete", a["id"].as_str().unwrap()),
+            &body(a),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let mut fail = body(b_);
+    fail["error"] = "boom".into();
+    json_of(
+        app.post(
+            &format!("/v1/jobs/{}/fail", b_["id"].as_str().unwrap()),
+            &fail,
+        )
+        .await,
+        200,
+    )
+    .await;
+    let text = app.scrape().await;
+    let mut families = std::collections::BTreeSet::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let name = line.split(['{', ' ']).next().unwrap();
+        // Histogram and summary series belong to the family without their suffix.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| {
+                name.strip_suffix(s)
+                    .filter(|f| text.contains(&format!("# TYPE {f} ")))
+            })
+            .unwrap_or(name);
+        families.insert(family.to_owned());
+    }
+    for f in [
+        "http_requests_total",
+        "http_request_duration_seconds",
+        "queue_jobs",
+        "queue_jobs_enqueued_total",
+        "queue_jobs_completed_total",
+        "queue_jobs_retried_total",
+    ] {
+        assert!(families.contains(f), "{f} missing from the scrape:\n{text}");
+    }
+    for f in &families {
+        let help = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# HELP {f} ")));
+        assert!(
+            help.is_some_and(|h| !h.trim().is_empty()),
+            "no `# HELP` for {f}:\n{text}"
+        );
+    }
+}
+
+async fn protocol_details_of_pages(b: Backend) {
+    let app = spawn_app(b).await;
+    // Every HTML page says its charset; every response carries a permissions policy.
+    for path in ["/docs/", "/dashboard/login"] {
+        let r = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "text/html; charset=utf-8",
+            "{path}"
+        );
+        let policy = r.headers()["permissions-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        for feature in ["camera=()", "microphone=()", "geolocation=()", "payment=()"] {
+            assert!(policy.contains(feature), "{path}: {policy}");
+        }
+    }
+    let r = app.get("/v1/me").await;
+    assert!(r.headers().contains_key("permissions-policy"));
+    // Swagger UI never calls the online validator (our CSP blocks it anyway).
+    let js = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(js.contains("\"validatorUrl\": \"none\""), "{js}");
 }

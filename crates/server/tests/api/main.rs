@@ -20,5 +20,6 @@ mod e2e_rate_limit;
 mod e2e_reliability;
 mod e2e_scenarios;
 mod e2e_schedules;
+mod e2e_spec;
 mod e2e_tenancy;
 mod e2e_users;

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
+use switchboard_core::rules::{Chars, Text};
 use switchboard_core::time::{self, Timestamp};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -27,12 +28,20 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
     /// What the key is for, 1–100 characters.
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// Scopes; `["*"]` grants everything.
     pub scopes: Scopes,
     /// Optional expiry (RFC 3339, in the future).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+}
+
+/// Names of keys.
+pub const KEY_NAME: Text = Text::new(1, 100, Chars::NotBlank);
+
+fn name_schema() -> utoipa::openapi::Object {
+    KEY_NAME.schema("What the key is for")
 }
 
 /// Lists the project's keys (revoked ones included, marked).
@@ -57,9 +66,7 @@ async fn list_keys(
 /// `secret-not-replayable` naming the key instead).
 #[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys",
     request_body = ApiKeyIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
-    responses((status = 201, body = ApiKeyCreated), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ApiKeyCreated), (status = 409, description = "secret-not-replayable")),
     security(("bearer" = ["keys:write"])))]
 async fn create_key(
     State(state): State<AppState>,
@@ -68,10 +75,10 @@ async fn create_key(
 ) -> ApiResult<(StatusCode, Extension<CarriesSecret>, Json<ApiKeyCreated>)> {
     let mut errors = Vec::new();
     let name = input.name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
+    if let Err(message) = KEY_NAME.check(&input.name) {
         errors.push(FieldError {
             field: "name".into(),
-            message: "must be 1 to 100 characters".into(),
+            message,
         });
     }
     if input.expires_at.is_some_and(|e| e <= time::now()) {
@@ -119,7 +126,7 @@ async fn create_key(
 /// One key.
 #[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ApiKey), (status = 404, description = "not-found")),
     security(("bearer" = ["keys:read"])))]
 async fn get_key(
     State(state): State<AppState>,
@@ -136,7 +143,7 @@ async fn get_key(
 /// Revokes a key; it stops working at once.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
     params(("id" = String, Path, description = "Key id")),
-    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = ApiKey), (status = 404, description = "not-found")),
     security(("bearer" = ["keys:write"])))]
 async fn revoke_key(
     State(state): State<AppState>,

@@ -1,7 +1,7 @@
 //! `/v1/audit-events`: query the trail and verify its hash chain.
 
 use crate::auth::{scope, Authed};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json, Query};
 use crate::page::{Page, MAX_LIMIT};
 use crate::state::AppState;
@@ -22,6 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// Filters of `GET /v1/audit-events`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Actor id (a user or API key id).
     pub actor: Option<String>,
@@ -38,33 +39,24 @@ pub struct AuditQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     pub until: Option<Timestamp>,
     /// Items per page, 1 to 200 (default 50).
+    #[param(schema_with = crate::page::limit_schema)]
     pub limit: Option<i64>,
-    /// The `next_cursor` of the previous page.
-    pub after: Option<String>,
+    /// The `next_cursor` of the previous page (a sequence number).
+    pub after: Option<i64>,
 }
 
 /// The project's audit events, newest first.
 #[utoipa::path(get, path = "/v1/audit-events", tag = "audit",
     params(AuditQuery),
-    responses((status = 200, body = Page<serde_json::Value>), (status = 400, body = crate::error::Problem)),
+    responses((status = 200, body = Page<serde_json::Value>)),
     security(("bearer" = ["audit:read"])))]
 async fn list_events(
     State(state): State<AppState>,
     auth: Authed<scope::AuditRead>,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<Page<AuditEvent>>> {
-    let limit = crate::page::PageParams {
-        limit: q.limit,
-        after: None,
-    }
-    .limit()?;
-    let before_seq = match q.after.as_deref() {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| ApiError::invalid_field("after", "is not a cursor from this list"))?,
-        ),
-    };
+    let limit = crate::page::check_limit(q.limit)?;
+    let before_seq = q.after;
     let filter = Filter {
         actor_id: q.actor,
         action: q.action,

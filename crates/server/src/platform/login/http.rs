@@ -2,7 +2,7 @@
 
 use super::{repo, throttle};
 use crate::auth::{ClientInfo, Principal, Role};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{codes, ApiError, ApiResult};
 use crate::extract::Json;
 use crate::platform::users::{self, repo::UserRecord};
 use crate::state::AppState;
@@ -43,7 +43,25 @@ pub struct LoginIn {
     /// the password is checked against the accounts with this e-mail (a few at most), and
     /// one of several matching is a 409 `project-required`.
     #[serde(default)]
+    #[schema(schema_with = project_schema)]
     pub project: Option<String>,
+}
+
+/// `project` of a login: a project id, or blank for none (what [`check_password`] accepts).
+fn project_schema() -> utoipa::openapi::Object {
+    let id = switchboard_core::id::pattern(ProjectId::PREFIX);
+    let id = id.trim_start_matches('^').trim_end_matches('$');
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(switchboard_core::rules::nullable(
+            utoipa::openapi::Type::String,
+        ))
+        .pattern(Some(format!("^\\s*(?:{id}\\s*)?$")))
+        .description(Some(
+            "The project (`proj_…`) of the account. E-mails are unique per project: without \
+             it, the password is checked against the accounts with this e-mail (a few at \
+             most), and one of several matching is a 409 `project-required`.",
+        ))
+        .build()
 }
 
 /// Body of `POST /v1/auth/refresh` and `/v1/auth/logout`.
@@ -208,8 +226,7 @@ pub async fn check_password(
             // projects discloses nothing it could not learn by logging in to each.
             let ids: Vec<&str> = matching.iter().map(|c| c.project_id.as_str()).collect();
             Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "project-required",
+                codes::PROJECT_REQUIRED,
                 format!(
                     "this e-mail and password match accounts in several projects; send \
                      `project`, one of: {}",
@@ -225,8 +242,7 @@ fn throttled(retry_after_secs: i64) -> ApiError {
     let value = HeaderValue::from_str(&retry_after_secs.to_string())
         .unwrap_or(HeaderValue::from_static("60"));
     ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "login-throttled",
+        codes::LOGIN_THROTTLED,
         format!("too many failed logins for this account; try again in {retry_after_secs} s"),
     )
     .with_header(header::RETRY_AFTER, value)
@@ -235,9 +251,9 @@ fn throttled(retry_after_secs: i64) -> ApiError {
 /// Exchanges an e-mail and password for tokens.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth",
     request_body = LoginIn,
-    responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
-        (status = 429, body = crate::error::Problem), (status = 503, body = crate::error::Problem)))]
+    responses((status = 200, body = TokenPair), (status = 401, description = "unauthorized"),
+        (status = 409, description = "project-required"), (status = 429, description = "login-throttled"),
+        (status = 503, description = "server-busy")))]
 async fn login(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -268,7 +284,8 @@ async fn login(
 /// Rotates a refresh token. Reusing a rotated token revokes its whole family.
 #[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
     request_body = RefreshIn,
-    responses((status = 200, body = TokenPair), (status = 401, body = crate::error::Problem)))]
+    responses((status = 200, body = TokenPair),
+        (status = 401, description = "unauthorized, refresh-token-reused")))]
 async fn refresh(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -300,8 +317,7 @@ async fn refresh(
             tx.commit().await?;
             tracing::warn!(user = %rec.user.id, "refresh token reuse; family revoked");
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "refresh-token-reused",
+                codes::REFRESH_TOKEN_REUSED,
                 "this refresh token was already used; every session of this login is revoked",
             ));
         }
@@ -330,7 +346,7 @@ async fn refresh(
 /// Ends a login: its refresh-token family is revoked.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     request_body = RefreshIn,
-    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+    responses((status = 204), (status = 401, description = "unauthorized")))]
 async fn logout(
     State(state): State<AppState>,
     client: ClientInfo,
@@ -360,7 +376,7 @@ async fn logout(
 
 /// The caller's identity, project and scopes.
 #[utoipa::path(get, path = "/v1/me", tag = "auth",
-    responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)),
+    responses((status = 200, body = Me)),
     security(("bearer" = [])))]
 async fn me(Extension(p): Extension<Principal>) -> Json<Me> {
     Json(Me {

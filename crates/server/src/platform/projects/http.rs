@@ -31,7 +31,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ProjectIn {
     /// Display name, 1–100 characters.
+    #[schema(schema_with = name_schema)]
     pub name: String,
+}
+
+fn name_schema() -> utoipa::openapi::Object {
+    super::PROJECT_NAME.schema("Display name")
 }
 
 /// Answer of `POST /v1/projects`.
@@ -71,8 +76,7 @@ async fn list_projects(
 /// `secret-not-replayable` naming both instead).
 #[utoipa::path(post, path = "/v1/projects", tag = "projects",
     request_body = ProjectIn,
-    responses((status = 201, body = ProjectCreated), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = ProjectCreated), (status = 409, description = "secret-not-replayable")),
     security(("bearer" = ["projects:write"])))]
 async fn create_project(
     State(state): State<AppState>,
@@ -140,7 +144,7 @@ async fn create_project(
 /// One project (404 unless it is the caller's).
 #[utoipa::path(get, path = "/v1/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "Project id")),
-    responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Project), (status = 404, description = "not-found")),
     security(("bearer" = ["projects:read"])))]
 async fn get_project(
     State(state): State<AppState>,
@@ -161,7 +165,7 @@ async fn get_project(
 #[utoipa::path(patch, path = "/v1/projects/{id}", tag = "projects",
     params(("id" = String, Path, description = "Project id")),
     request_body = ProjectIn,
-    responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = Project), (status = 404, description = "not-found")),
     security(("bearer" = ["projects:write"])))]
 async fn update_project(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@ pub mod repo;
 
 use serde::Serialize;
 use switchboard_core::id::ProjectId;
+use switchboard_core::rules::{Chars, Text};
 use switchboard_core::time::Timestamp;
 use utoipa::ToSchema;
 
@@ -21,12 +22,10 @@ pub struct Project {
     pub created_at: Timestamp,
 }
 
-/// Checks a project name: 1 to 100 characters, not blank.
-pub fn parse_name(name: &str) -> Result<String, &'static str> {
-    let name = name.trim();
-    match name.chars().count() {
-        0 => Err("must not be empty"),
-        1..=100 => Ok(name.to_owned()),
-        _ => Err("must be at most 100 characters"),
-    }
+/// Project names.
+pub const PROJECT_NAME: Text = Text::new(1, 100, Chars::NotBlank);
+
+/// Checks a project name ([`PROJECT_NAME`]); it is kept trimmed.
+pub fn parse_name(name: &str) -> Result<String, String> {
+    PROJECT_NAME.check(name).map(|()| name.trim().to_owned())
 }

@@ -29,14 +29,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
     /// Login e-mail.
+    #[schema(schema_with = email_schema)]
     pub email: String,
     /// Display name.
     #[serde(default)]
+    #[schema(schema_with = name_schema)]
     pub name: String,
     /// Role in the project.
     pub role: Role,
     /// Initial password, 8–256 characters.
+    #[schema(schema_with = password::password_schema)]
     pub password: String,
+}
+
+fn email_schema() -> utoipa::openapi::Object {
+    // The pattern is the e-mail format the server checks (HTML's); `format: email` would
+    // promise RFC 5322, a different rule.
+    super::EMAIL.schema("Login e-mail (stored lowercase; unique in the project)")
+}
+fn name_schema() -> utoipa::openapi::Object {
+    super::USER_NAME.schema("Display name")
+}
+fn optional_name_schema() -> utoipa::openapi::Object {
+    super::USER_NAME.nullable("New display name")
 }
 
 /// Body of `PATCH /v1/users/{id}`; absent fields stay as they are.
@@ -44,10 +59,12 @@ pub struct UserIn {
 #[serde(deny_unknown_fields)]
 pub struct UserPatch {
     /// New display name.
+    #[schema(schema_with = optional_name_schema)]
     pub name: Option<String>,
     /// New role.
     pub role: Option<Role>,
     /// New password.
+    #[schema(schema_with = password::optional_password_schema)]
     pub password: Option<String>,
     /// Disable (true) or re-enable (false).
     pub disabled: Option<bool>,
@@ -74,8 +91,8 @@ async fn list_users(
 /// Creates a user.
 #[utoipa::path(post, path = "/v1/users", tag = "users",
     request_body = UserIn,
-    responses((status = 201, body = User), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)),
+    responses((status = 201, body = User), (status = 409, description = "email-taken"),
+        (status = 503, description = "server-busy")),
     security(("bearer" = ["users:write"])))]
 async fn create_user(
     State(state): State<AppState>,
@@ -83,12 +100,12 @@ async fn create_user(
     Json(input): Json<UserIn>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     let mut errors = Vec::new();
-    let email = parse_email(&input.email).map_err(|m| errors.push(field("email", m)));
+    let email = parse_email(&input.email).map_err(|m| errors.push(field("email", &m)));
     if let Err(m) = password::check_strength(&input.password) {
-        errors.push(field("password", m));
+        errors.push(field("password", &m));
     }
-    if input.name.chars().count() > 100 {
-        errors.push(field("name", "must be at most 100 characters"));
+    if let Err(m) = super::USER_NAME.check(&input.name) {
+        errors.push(field("name", &m));
     }
     if let Some(why) = auth.principal.cannot_assign(input.role) {
         errors.push(field("role", &why));
@@ -112,7 +129,7 @@ async fn create_user(
         .map_err(|e| {
             ApiError::unique(
                 e,
-                "email-taken",
+                crate::error::codes::EMAIL_TAKEN,
                 "a user with this e-mail already exists in this project",
             )
         })?;
@@ -153,7 +170,7 @@ async fn record(
 /// One user.
 #[utoipa::path(get, path = "/v1/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
-    responses((status = 200, body = User), (status = 404, body = crate::error::Problem)),
+    responses((status = 200, body = User), (status = 404, description = "not-found")),
     security(("bearer" = ["users:read"])))]
 async fn get_user(
     State(state): State<AppState>,
@@ -171,8 +188,8 @@ async fn get_user(
 #[utoipa::path(patch, path = "/v1/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id")),
     request_body = UserPatch,
-    responses((status = 200, body = User), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)),
+    responses((status = 200, body = User), (status = 404, description = "not-found"),
+        (status = 409, description = "last-owner"), (status = 503, description = "server-busy")),
     security(("bearer" = ["users:write"])))]
 async fn update_user(
     State(state): State<AppState>,
@@ -182,10 +199,10 @@ async fn update_user(
 ) -> ApiResult<Json<User>> {
     let mut errors = Vec::new();
     if let Some(Err(m)) = patch.password.as_deref().map(password::check_strength) {
-        errors.push(field("password", m));
+        errors.push(field("password", &m));
     }
-    if patch.name.as_ref().is_some_and(|n| n.chars().count() > 100) {
-        errors.push(field("name", "must be at most 100 characters"));
+    if let Some(Err(m)) = patch.name.as_deref().map(|n| super::USER_NAME.check(n)) {
+        errors.push(field("name", &m));
     }
     // Hashed before the transaction: no lock (on SQLite, the writer) waits for argon2.
     let hash = match patch.password.as_deref() {
@@ -230,8 +247,8 @@ async fn update_user(
         && before.disabled_at.is_none()
         && (after.role != Role::Owner || after.disabled_at.is_some());
     if loses_owner && owners.iter().all(|o| o == before.id.as_str()) {
-        return Err(ApiError::conflict(
-            "last-owner",
+        return Err(ApiError::new(
+            crate::error::codes::LAST_OWNER,
             "the project's last active owner cannot be demoted or disabled",
         ));
     }

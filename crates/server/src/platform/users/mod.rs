@@ -8,6 +8,7 @@ pub mod repo;
 use crate::auth::Role;
 use serde::Serialize;
 use switchboard_core::id::UserId;
+use switchboard_core::rules::{Chars, Text};
 use switchboard_core::time::Timestamp;
 use utoipa::ToSchema;
 
@@ -31,17 +32,12 @@ pub struct User {
     pub disabled_at: Option<Timestamp>,
 }
 
-/// Normalises and checks an e-mail address.
-pub fn parse_email(email: &str) -> Result<String, &'static str> {
-    let e = email.trim().to_ascii_lowercase();
-    let valid = e.len() <= 254
-        && !e.contains(char::is_whitespace)
-        && e.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && !domain.is_empty() && !domain.contains('@')
-        });
-    if valid {
-        Ok(e)
-    } else {
-        Err("is not an e-mail address")
-    }
+/// E-mail addresses of users.
+pub const EMAIL: Text = Text::new(3, 254, Chars::Email);
+/// Display names of users.
+pub const USER_NAME: Text = Text::new(0, 100, Chars::Any);
+
+/// Checks an e-mail address ([`EMAIL`]) and lowercases it.
+pub fn parse_email(email: &str) -> Result<String, String> {
+    EMAIL.check(email).map(|()| email.to_ascii_lowercase())
 }
