@@ -1135,8 +1135,10 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)], available: &str) -> S
              ORDER BY priority, run_at, id{c} LIMIT $3"
         ));
     }
+    // The lease length is remembered for heartbeats that name none (`lease_ms`, from the
+    // lease's end and the claim time already bound: no parameter of its own).
     let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
-        lease_expires_at = $5, worker = $6, started_at = $7";
+        lease_expires_at = $5, worker = $6, started_at = $7, lease_ms = ($5 - $7) / 1000";
     match backend {
         // The counters move in the same statement (one round trip less per claim).
         Backend::Postgres => {
@@ -1188,8 +1190,8 @@ const SQLITE_PICK: &str = "rid, id, queue, kind, payload, priority, run_at, atte
 
 /// Leases the picked jobs (`$5`: a JSON array of rowids) as `claim_sql`'s `set` does.
 const SQLITE_LEASE: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, \
-    lease_token = CAST(attempt + 1 AS TEXT) || '.' || $1, lease_expires_at = $2, worker = $3, started_at = $4 \
-    WHERE rowid IN (SELECT value FROM json_each($5))";
+    lease_token = CAST(attempt + 1 AS TEXT) || '.' || $1, lease_expires_at = $2, worker = $3, started_at = $4, \
+    lease_ms = ($2 - $4) / 1000 WHERE rowid IN (SELECT value FROM json_each($5))";
 
 /// One job as [`SQLITE_PICK`] lists it (before the lease).
 #[derive(serde::Deserialize)]
@@ -1315,26 +1317,34 @@ async fn lease_miss(ex: Exec<'_>, project: &ProjectId, id: &str) -> QueueError {
     }
 }
 
-/// Extends a lease (and records progress); refuses stale tokens and cancelled jobs.
+/// Lease length of a heartbeat that names none, for jobs claimed before claims remembered
+/// theirs (migration 0011), ms.
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
+
+/// Extends a lease (and records progress); refuses stale tokens and cancelled jobs. Without
+/// `lease_ms` the lease is extended by the length the job was claimed with (or last given
+/// by a heartbeat); with it, by that, which later heartbeats then keep.
 pub async fn heartbeat(
     tx: &mut Tx,
     project: &ProjectId,
     id: &str,
     token: &str,
-    lease_ms: i64,
+    lease_ms: Option<i64>,
     progress: Option<&serde_json::Value>,
 ) -> Result<Timestamp> {
-    let until = time::to_db(time::now()) + lease_ms * 1000;
-    let n = on_db!(tx.ex(), c => sqlx::query(
-        "UPDATE jobs SET lease_expires_at = $4, progress = COALESCE($5, progress) \
-         WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3",
+    let now = time::to_db(time::now());
+    let until: Option<i64> = on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE jobs SET lease_ms = COALESCE($5, lease_ms, $6), \
+         lease_expires_at = $4 + COALESCE($5, lease_ms, $6) * 1000, progress = COALESCE($7, progress) \
+         WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3 RETURNING lease_expires_at",
     )
-    .bind(project.as_str()).bind(id).bind(token).bind(until).bind(progress.map(|p| p.to_string()))
-    .execute(c).await?.rows_affected());
-    if n == 0 {
-        return Err(lease_miss(tx.ex(), project, id).await);
+    .bind(project.as_str()).bind(id).bind(token).bind(now).bind(lease_ms).bind(DEFAULT_LEASE_MS)
+    .bind(progress.map(|p| p.to_string()))
+    .fetch_optional(c).await?.map(|r| r.try_get("lease_expires_at")).transpose()?);
+    match until {
+        Some(until) => Ok(time::from_db(until)),
+        None => Err(lease_miss(tx.ex(), project, id).await),
     }
-    Ok(time::from_db(until))
 }
 
 /// Extends the leases of many held jobs of a project (300 per statement); returns the ids
