@@ -21,4 +21,5 @@ mod e2e_reliability;
 mod e2e_scenarios;
 mod e2e_schedules;
 mod e2e_tenancy;
+mod e2e_traps;
 mod e2e_users;
