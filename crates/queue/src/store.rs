@@ -898,7 +898,9 @@ pub struct Claim<'a> {
 }
 
 /// Claims jobs in priority order within the queue's pause, global concurrency and rate
-/// limit.
+/// limit, and for pull workers within `concurrency` per worker name: a pull claim takes at
+/// most `concurrency` minus the jobs of the queue already running under its `worker` name.
+/// (The runtime keeps its own per-node slots.)
 pub async fn claim(tx: &mut Tx, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
     let Claim {
         project,
@@ -907,13 +909,22 @@ pub async fn claim(tx: &mut Tx, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
         ..
     } = *c;
     let now = time::now();
-    let Some(settings) = queue_settings(tx.ex(), project, queue).await? else {
+    let read = match c.who {
+        ClaimFor::Pull => settings_and_held(tx.ex(), project, queue, c.worker).await?,
+        ClaimFor::Runtime(..) => queue_settings(tx.ex(), project, queue)
+            .await?
+            .map(|s| (s, 0)),
+    };
+    let Some((settings, held)) = read else {
         return Ok(Vec::new());
     };
     if settings.paused || max <= 0 {
         return Ok(Vec::new());
     }
-    let mut n = max;
+    let mut n = match c.who {
+        ClaimFor::Pull => max.min(i64::from(settings.concurrency) - held),
+        ClaimFor::Runtime(..) => max,
+    };
     let limited = settings.global_concurrency.is_some() || settings.rate_limit.is_some();
     let mut bucket: Option<(f64, i64)> = None;
     if limited {
@@ -2164,6 +2175,27 @@ pub async fn queue_settings(
     on_db!(ex, c => {
         let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).fetch_optional(c).await?;
         row.map(|r| Ok(settings_from_row!(&r))).transpose()
+    })
+}
+
+/// A queue's settings, if it exists, and how many of its jobs are running under the
+/// `worker` name: one statement, so a pull claim costs no extra round trip for its
+/// per-worker limit. (The count walks the queue's running jobs: `jobs_running` on
+/// PostgreSQL, `jobs_queue_state` on SQLite.)
+async fn settings_and_held(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+    worker: &str,
+) -> Result<Option<(QueueSettings, i64)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {QUEUE_COLUMNS}, (SELECT CAST(count(*) AS BIGINT) FROM jobs WHERE project_id = $1 AND queue = $2 \
+         AND state = 'running' AND worker = $3) AS held FROM queues WHERE project_id = $1 AND name = $2"
+    );
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).bind(worker)
+            .fetch_optional(c).await?;
+        row.map(|r| Ok((settings_from_row!(&r), r.try_get("held")?))).transpose()
     })
 }
 

@@ -688,7 +688,10 @@ async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
             }
         }
         (QueueCommand::Stats { .. }, _, Some(info)) => {
-            println!("{}", serde_json::to_string_pretty(&info)?)
+            // The limits in words next to the counts, as the dashboard shows them.
+            let mut v = serde_json::to_value(&info)?;
+            v["running_limit"] = serde_json::json!(info.settings.running_limit());
+            println!("{}", serde_json::to_string_pretty(&v)?)
         }
         (QueueCommand::Pause { .. }, Some(n), _) => {
             let pause = |s| Ok(QueueSettings { paused: true, ..s });

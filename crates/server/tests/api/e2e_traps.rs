@@ -9,7 +9,8 @@ use switchboard_core::db::Backend;
 
 both!(
     heartbeat_keeps_the_claims_lease_length,
-    a_cron_that_never_fires_is_refused
+    a_cron_that_never_fires_is_refused,
+    concurrency_limits_each_pull_worker
 );
 
 /// Seconds from now until an RFC 3339 timestamp.
@@ -129,4 +130,107 @@ async fn a_cron_that_never_fires_is_refused(b: Backend) {
     // Nothing was enqueued for either.
     let jobs = json_of(app.get("/v1/jobs?queue=never").await, 200).await;
     assert_eq!(jobs["data"].as_array().unwrap().len(), 0, "{jobs}");
+}
+
+async fn claim_ids(app: &crate::helpers::TestApp, worker: &str, max: i64) -> Vec<(String, String)> {
+    let v = json_of(
+        app.post(
+            "/v1/queues/limited/claim",
+            &json!({"worker": worker, "max": max}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap().to_owned(),
+                j["lease_token"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn concurrency_limits_each_pull_worker(b: Backend) {
+    let app = spawn_app(b).await;
+    let jobs: Vec<Value> = (0..10)
+        .map(|i| json!({"queue": "limited", "kind": "k", "payload": {"i": i}}))
+        .collect();
+    json_of(app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await, 201).await;
+    let r = app
+        .req(Method::PATCH, "/v1/queues/limited")
+        .json(&json!({"concurrency": 2}))
+        .send()
+        .await
+        .unwrap();
+    json_of(r, 200).await;
+
+    // One worker name holds at most `concurrency` jobs, however many it asks for.
+    let w1 = claim_ids(&app, "w1", 10).await;
+    assert_eq!(w1.len(), 2);
+    assert_eq!(claim_ids(&app, "w1", 10).await.len(), 0, "w1 is full");
+    // Another worker has its own two.
+    assert_eq!(claim_ids(&app, "w2", 10).await.len(), 2);
+    // A finished job frees its worker's place.
+    let (id, token) = &w1[0];
+    json_of(
+        app.post(
+            &format!("/v1/jobs/{id}/complete"),
+            &json!({"lease_token": token}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(claim_ids(&app, "w1", 10).await.len(), 1);
+    let q = json_of(app.get("/v1/queues/limited").await, 200).await;
+    assert_eq!(q["counts"]["running"], 4, "{q}");
+
+    // The cluster cap bounds every worker together: 4 running, cap 5.
+    let r = app
+        .req(Method::PATCH, "/v1/queues/limited")
+        .json(&json!({"global_concurrency": 5}))
+        .send()
+        .await
+        .unwrap();
+    json_of(r, 200).await;
+    assert_eq!(claim_ids(&app, "w3", 10).await.len(), 1);
+    assert_eq!(claim_ids(&app, "w4", 10).await.len(), 0);
+
+    // The limit that applies is shown where the running count is.
+    let login = app
+        .client
+        .post(app.url("/dashboard/login"))
+        .form(&[
+            ("email", crate::helpers::OWNER_EMAIL),
+            ("password", crate::helpers::OWNER_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for path in ["/dashboard/queues", "/dashboard/queues/limited"] {
+        let html = app
+            .client
+            .get(app.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(html.contains("2 per worker, cluster cap 5"), "{path}: {html}");
+    }
 }
