@@ -49,7 +49,9 @@ impl CronSpec {
         if spec.next_after(Timestamp::now()).is_none() {
             return Err(Invalid::new(
                 "cron",
-                format!("`{expr}` never fires: no date matches it (such as 30 February or 31 April)"),
+                format!(
+                    "`{expr}` never fires: no date matches it (such as 30 February or 31 April)"
+                ),
             ));
         }
         Ok(spec)

@@ -311,7 +311,13 @@ struct Heartbeats;
 
 impl EachInTx for Heartbeats {
     /// Project, job id, lease token, lease ms (none: the job's own), progress.
-    type Item = (ProjectId, String, String, Option<i64>, Option<serde_json::Value>);
+    type Item = (
+        ProjectId,
+        String,
+        String,
+        Option<i64>,
+        Option<serde_json::Value>,
+    );
     type Out = Timestamp;
 
     fn run<'a>(

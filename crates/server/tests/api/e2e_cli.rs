@@ -1,13 +1,20 @@
 //! The `switchboard` binary: configuration errors, --version, doctor, keys, users, serve
 //! with a clean SIGTERM shutdown.
 
-use crate::both;
 use crate::helpers::{json_of, redis_url, spawn_app};
+use crate::{both, plain};
 use reqwest::Method;
 use std::process::{Command, Output, Stdio};
 use switchboard_core::db::Backend;
 
 both!(cli_manages_keys_and_users);
+plain!(
+    bad_configuration_exits_2_naming_the_key,
+    version_is_printed,
+    doctor_reports_each_check,
+    serve_bootstraps_once_and_stops_on_sigterm,
+    bench_queue_runs_and_reports
+);
 
 fn switchboard(
     app: Option<&crate::helpers::TestApp>,
@@ -34,7 +41,6 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
 fn bad_configuration_exits_2_naming_the_key() {
     let o = switchboard(
         None,
@@ -60,7 +66,6 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("sb.toml:rate_limit_per_minute"));
 }
 
-#[test]
 fn version_is_printed() {
     let o = switchboard(None, &["--version"], &[]);
     assert!(o.status.success());
@@ -70,7 +75,6 @@ fn version_is_printed() {
     );
 }
 
-#[test]
 fn doctor_reports_each_check() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
@@ -206,7 +210,6 @@ async fn cli_manages_keys_and_users(b: Backend) {
     assert_eq!(actions, ["user.create", "api_key.revoke", "api_key.create"]);
 }
 
-#[test]
 fn serve_bootstraps_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -395,7 +398,6 @@ async fn cli_operates_queues_and_jobs(b: Backend) {
     );
 }
 
-#[test]
 fn bench_queue_runs_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let o = switchboard(

@@ -1,19 +1,19 @@
 //! Health, readiness, metrics, OpenAPI, docs, security headers, CORS.
 
 use crate::both;
-use crate::helpers::{json_of, problem, redis_url, spawn_app, spawn_with};
+use crate::helpers::{json_of, problem, spawn_app, spawn_with};
 use reqwest::Method;
 use switchboard_core::db::Backend;
 
 both!(
     health_metrics_and_docs,
-    readyz_reports_redis_outage,
     readyz_names_database_failure_without_driver_text,
     metrics_are_not_served_publicly_by_default,
     metrics_token_is_required,
     metrics_listener_serves_only_metrics,
-    cors_and_security_headers
+    cors_and_security_headers,
 );
+both!(needs(Redis): readyz_reports_redis_outage);
 
 async fn health_metrics_and_docs(b: Backend) {
     let app = spawn_with(b, |c| {
@@ -165,9 +165,6 @@ async fn health_metrics_and_docs(b: Backend) {
 }
 
 async fn readyz_reports_redis_outage(b: Backend) {
-    if redis_url().is_none() {
-        return;
-    }
     // A Redis of our own that we can stop.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -42,10 +42,7 @@ async fn heartbeat_keeps_the_claims_lease_length(b: Backend) {
     let token = job["lease_token"].as_str().unwrap();
     let beat = |body: Value| {
         let app = &app;
-        async move {
-            app.post(&format!("/v1/jobs/{id}/heartbeat"), &body)
-                .await
-        }
+        async move { app.post(&format!("/v1/jobs/{id}/heartbeat"), &body).await }
     };
     // No `lease_ms`: the claim's ten minutes, not a 30 s default.
     let hb = json_of(
@@ -61,9 +58,15 @@ async fn heartbeat_keeps_the_claims_lease_length(b: Backend) {
         200,
     )
     .await;
-    assert!((110..=120).contains(&secs_until(&hb["lease_expires_at"])), "{hb}");
+    assert!(
+        (110..=120).contains(&secs_until(&hb["lease_expires_at"])),
+        "{hb}"
+    );
     let hb = json_of(beat(json!({"lease_token": token})).await, 200).await;
-    assert!((110..=120).contains(&secs_until(&hb["lease_expires_at"])), "{hb}");
+    assert!(
+        (110..=120).contains(&secs_until(&hb["lease_expires_at"])),
+        "{hb}"
+    );
     let detail = json_of(app.get(&format!("/v1/jobs/{id}")).await, 200).await;
     assert_eq!(
         (detail["state"].as_str(), detail["progress"]["pct"].as_i64()),
@@ -160,7 +163,11 @@ async fn concurrency_limits_each_pull_worker(b: Backend) {
     let jobs: Vec<Value> = (0..10)
         .map(|i| json!({"queue": "limited", "kind": "k", "payload": {"i": i}}))
         .collect();
-    json_of(app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await, 201).await;
+    json_of(
+        app.post("/v1/jobs/batch", &json!({"jobs": jobs})).await,
+        201,
+    )
+    .await;
     let r = app
         .req(Method::PATCH, "/v1/queues/limited")
         .json(&json!({"concurrency": 2}))
@@ -231,6 +238,9 @@ async fn concurrency_limits_each_pull_worker(b: Backend) {
             .text()
             .await
             .unwrap();
-        assert!(html.contains("2 per worker, cluster cap 5"), "{path}: {html}");
+        assert!(
+            html.contains("2 per worker, cluster cap 5"),
+            "{path}: {html}"
+        );
     }
 }
