@@ -329,8 +329,8 @@ pub fn main() -> std::process::ExitCode {
         let parts: Vec<String> = skipped
             .iter()
             .map(|(n, k)| {
-                let tests = if *k == 1 { "test" } else { "tests" };
-                format!("{k} {tests} need {} ({})", n.what(), n.enable())
+                let tests = if *k == 1 { "test needs" } else { "tests need" };
+                format!("{k} {tests} {} ({})", n.what(), n.enable())
             })
             .collect();
         println!("skipped (shown as ignored): {}\n", parts.join("; "));
