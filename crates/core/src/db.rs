@@ -315,14 +315,15 @@ fn migrator(backend: Backend) -> Migrator {
         Backend::Sqlite => {
             migrations!(
                 "sqlite": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
-                5 "0005_drop_jobs_list", 7 "0007_pull_counts", 8 "0008_auth_hardening"
+                5 "0005_drop_jobs_list", 7 "0007_pull_counts", 8 "0008_auth_hardening",
+                11 "0011_lease_length"
             )
         }
         Backend::Postgres => {
             migrations!(
                 "postgres": 1 "0001_platform", 2 "0002_queue", 3 "0003_job_indexes", 4 "0004_count_shards",
                 5 "0005_drop_jobs_list", 6 "0006_running_apart", 7 "0007_pull_counts",
-                8 "0008_auth_hardening", 9 "0009_audit_no_truncate"
+                8 "0008_auth_hardening", 9 "0009_audit_no_truncate", 11 "0011_lease_length"
             )
         }
     };

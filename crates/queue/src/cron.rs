@@ -194,12 +194,23 @@ impl CronSpec {
             .map_err(|e| Invalid::new("cron", explain(expr, &e)))?;
         let tz = TimeZone::get(zone)
             .map_err(|_| Invalid::new("timezone", format!("`{zone}` is not an IANA time zone")))?;
-        Ok(CronSpec {
+        let spec = CronSpec {
             cron,
             tz,
             expr: expr.to_owned(),
             zone: zone.to_owned(),
-        })
+        };
+        // A pattern no date matches (30 February) parses, but has no next tick: saved, it
+        // would count as due at once and fire.
+        if spec.next_after(Timestamp::now()).is_none() {
+            return Err(Invalid::new(
+                "cron",
+                format!(
+                    "`{expr}` never fires: no date matches it (such as 30 February or 31 April)"
+                ),
+            ));
+        }
+        Ok(spec)
     }
 
     /// Whether it can fire more than once in a minute (its seconds field, with six fields,
@@ -482,6 +493,19 @@ mod tests {
             assert!(CronSpec::parse(e, "UTC").is_err(), "{e} should not parse");
             assert!(!pattern.is_match(e), "{e} should not match the pattern");
         }
+    }
+
+    #[test]
+    fn a_pattern_no_date_matches_is_refused() {
+        for expr in ["0 0 30 2 *", "0 0 31 4 *", "0 0 0 31 11 *"] {
+            let e = CronSpec::parse(expr, "UTC").unwrap_err();
+            assert_eq!(e.field, "cron");
+            assert!(e.message.contains("never fires"), "{e}");
+        }
+        // Rare is not never: 29 February, and the 30th of any month with a weekday (either
+        // field matching is enough).
+        assert!(CronSpec::parse("0 0 29 2 *", "UTC").is_ok());
+        assert!(CronSpec::parse("0 0 30 2 1", "UTC").is_ok());
     }
 
     #[test]

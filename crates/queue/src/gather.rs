@@ -310,8 +310,14 @@ impl EachInTx for Claims {
 struct Heartbeats;
 
 impl EachInTx for Heartbeats {
-    /// Project, job id, lease token, lease ms, progress.
-    type Item = (ProjectId, String, String, i64, Option<serde_json::Value>);
+    /// Project, job id, lease token, lease ms (none: the job's own), progress.
+    type Item = (
+        ProjectId,
+        String,
+        String,
+        Option<i64>,
+        Option<serde_json::Value>,
+    );
     type Out = Timestamp;
 
     fn run<'a>(
@@ -394,15 +400,16 @@ impl Gatherer {
         self.claims.submit(&self.db, item).await
     }
 
-    /// Extends a running job's lease by `lease_ms` from now (recording `progress` if given)
-    /// as [`store::heartbeat`] does, refusing stale tokens and cancelled jobs, and commits;
-    /// returns the new end of the lease.
+    /// Extends a running job's lease by `lease_ms` from now, or without it by the length the
+    /// job was claimed with (recording `progress` if given) as [`store::heartbeat`] does,
+    /// refusing stale tokens and cancelled jobs, and commits; returns the new end of the
+    /// lease.
     pub async fn heartbeat(
         &self,
         project: &ProjectId,
         id: &str,
         token: &str,
-        lease_ms: i64,
+        lease_ms: Option<i64>,
         progress: Option<serde_json::Value>,
     ) -> Result<Timestamp> {
         check_result_size("progress", progress.as_ref()).map_err(QueueError::Invalid)?;

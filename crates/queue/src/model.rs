@@ -541,9 +541,13 @@ pub struct AttemptError {
 /// Per-queue settings.
 #[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct QueueSettings {
-    /// Jobs run at once by one node's in-process runtime.
+    /// Most jobs of this queue ONE worker runs at once: a node's runtime (in-process and
+    /// push jobs) is one worker; a pull worker is the `worker` name of its claims (a claim
+    /// takes at most this minus the jobs already running under that name). Shown as
+    /// "N per worker".
     pub concurrency: i32,
-    /// Jobs running at once across the cluster (pull and push), if capped.
+    /// Most running jobs of this queue across all workers and nodes (pull, push and
+    /// in-process), if capped. Shown as "cluster cap N".
     pub global_concurrency: Option<i32>,
     /// Token bucket: at most `limit` starts per `period_ms`, cluster-wide.
     pub rate_limit: Option<RateLimit>,
@@ -555,6 +559,16 @@ pub struct QueueSettings {
     pub keep_failed_secs: i64,
     /// How long cancelled jobs are kept, seconds.
     pub keep_cancelled_secs: i64,
+}
+
+impl QueueSettings {
+    /// The limits on running jobs in words: `2 per worker`, `2 per worker, cluster cap 5`.
+    pub fn running_limit(&self) -> String {
+        match self.global_concurrency {
+            Some(cap) => format!("{} per worker, cluster cap {cap}", self.concurrency),
+            None => format!("{} per worker", self.concurrency),
+        }
+    }
 }
 
 impl Default for QueueSettings {
@@ -986,6 +1000,17 @@ mod tests {
         }
         assert!(Priority::parse(&serde_json::json!(101)).is_err());
         assert!(Priority::parse(&serde_json::json!("urgent")).is_err());
+    }
+
+    #[test]
+    fn running_limit_reads_as_words() {
+        let mut s = QueueSettings {
+            concurrency: 2,
+            ..QueueSettings::default()
+        };
+        assert_eq!(s.running_limit(), "2 per worker");
+        s.global_concurrency = Some(5);
+        assert_eq!(s.running_limit(), "2 per worker, cluster cap 5");
     }
 
     #[test]

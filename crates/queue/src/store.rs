@@ -898,7 +898,9 @@ pub struct Claim<'a> {
 }
 
 /// Claims jobs in priority order within the queue's pause, global concurrency and rate
-/// limit.
+/// limit, and for pull workers within `concurrency` per worker name: a pull claim takes at
+/// most `concurrency` minus the jobs of the queue already running under its `worker` name.
+/// (The runtime keeps its own per-node slots.)
 pub async fn claim(tx: &mut Tx, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
     let Claim {
         project,
@@ -907,13 +909,22 @@ pub async fn claim(tx: &mut Tx, c: &Claim<'_>) -> Result<Vec<ClaimedJob>> {
         ..
     } = *c;
     let now = time::now();
-    let Some(settings) = queue_settings(tx.ex(), project, queue).await? else {
+    let read = match c.who {
+        ClaimFor::Pull => settings_and_held(tx.ex(), project, queue, c.worker).await?,
+        ClaimFor::Runtime(..) => queue_settings(tx.ex(), project, queue)
+            .await?
+            .map(|s| (s, 0)),
+    };
+    let Some((settings, held)) = read else {
         return Ok(Vec::new());
     };
     if settings.paused || max <= 0 {
         return Ok(Vec::new());
     }
-    let mut n = max;
+    let mut n = match c.who {
+        ClaimFor::Pull => max.min(i64::from(settings.concurrency) - held),
+        ClaimFor::Runtime(..) => max,
+    };
     let limited = settings.global_concurrency.is_some() || settings.rate_limit.is_some();
     let mut bucket: Option<(f64, i64)> = None;
     if limited {
@@ -1135,8 +1146,10 @@ fn claim_sql(backend: Backend, branches: &[(usize, bool)], available: &str) -> S
              ORDER BY priority, run_at, id{c} LIMIT $3"
         ));
     }
+    // The lease length is remembered for heartbeats that name none (`lease_ms`, from the
+    // lease's end and the claim time already bound: no parameter of its own).
     let set = "SET state = 'running', attempt = attempt + 1, lease_token = CAST(attempt + 1 AS TEXT) || '.' || $4, \
-        lease_expires_at = $5, worker = $6, started_at = $7";
+        lease_expires_at = $5, worker = $6, started_at = $7, lease_ms = ($5 - $7) / 1000";
     match backend {
         // The counters move in the same statement (one round trip less per claim).
         Backend::Postgres => {
@@ -1188,8 +1201,8 @@ const SQLITE_PICK: &str = "rid, id, queue, kind, payload, priority, run_at, atte
 
 /// Leases the picked jobs (`$5`: a JSON array of rowids) as `claim_sql`'s `set` does.
 const SQLITE_LEASE: &str = "UPDATE jobs SET state = 'running', attempt = attempt + 1, \
-    lease_token = CAST(attempt + 1 AS TEXT) || '.' || $1, lease_expires_at = $2, worker = $3, started_at = $4 \
-    WHERE rowid IN (SELECT value FROM json_each($5))";
+    lease_token = CAST(attempt + 1 AS TEXT) || '.' || $1, lease_expires_at = $2, worker = $3, started_at = $4, \
+    lease_ms = ($2 - $4) / 1000 WHERE rowid IN (SELECT value FROM json_each($5))";
 
 /// One job as [`SQLITE_PICK`] lists it (before the lease).
 #[derive(serde::Deserialize)]
@@ -1315,26 +1328,34 @@ async fn lease_miss(ex: Exec<'_>, project: &ProjectId, id: &str) -> QueueError {
     }
 }
 
-/// Extends a lease (and records progress); refuses stale tokens and cancelled jobs.
+/// Lease length of a heartbeat that names none, for jobs claimed before claims remembered
+/// theirs (migration 0011), ms.
+pub const DEFAULT_LEASE_MS: i64 = 30_000;
+
+/// Extends a lease (and records progress); refuses stale tokens and cancelled jobs. Without
+/// `lease_ms` the lease is extended by the length the job was claimed with (or last given
+/// by a heartbeat); with it, by that, which later heartbeats then keep.
 pub async fn heartbeat(
     tx: &mut Tx,
     project: &ProjectId,
     id: &str,
     token: &str,
-    lease_ms: i64,
+    lease_ms: Option<i64>,
     progress: Option<&serde_json::Value>,
 ) -> Result<Timestamp> {
-    let until = time::to_db(time::now()) + lease_ms * 1000;
-    let n = on_db!(tx.ex(), c => sqlx::query(
-        "UPDATE jobs SET lease_expires_at = $4, progress = COALESCE($5, progress) \
-         WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3",
+    let now = time::to_db(time::now());
+    let until: Option<i64> = on_db!(tx.ex(), c => sqlx::query(
+        "UPDATE jobs SET lease_ms = COALESCE($5, lease_ms, $6), \
+         lease_expires_at = $4 + COALESCE($5, lease_ms, $6) * 1000, progress = COALESCE($7, progress) \
+         WHERE project_id = $1 AND id = $2 AND state = 'running' AND lease_token = $3 RETURNING lease_expires_at",
     )
-    .bind(project.as_str()).bind(id).bind(token).bind(until).bind(progress.map(|p| p.to_string()))
-    .execute(c).await?.rows_affected());
-    if n == 0 {
-        return Err(lease_miss(tx.ex(), project, id).await);
+    .bind(project.as_str()).bind(id).bind(token).bind(now).bind(lease_ms).bind(DEFAULT_LEASE_MS)
+    .bind(progress.map(|p| p.to_string()))
+    .fetch_optional(c).await?.map(|r| r.try_get("lease_expires_at")).transpose()?);
+    match until {
+        Some(until) => Ok(time::from_db(until)),
+        None => Err(lease_miss(tx.ex(), project, id).await),
     }
-    Ok(time::from_db(until))
 }
 
 /// Extends the leases of many held jobs of a project (300 per statement); returns the ids
@@ -2154,6 +2175,27 @@ pub async fn queue_settings(
     on_db!(ex, c => {
         let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).fetch_optional(c).await?;
         row.map(|r| Ok(settings_from_row!(&r))).transpose()
+    })
+}
+
+/// A queue's settings, if it exists, and how many of its jobs are running under the
+/// `worker` name: one statement, so a pull claim costs no extra round trip for its
+/// per-worker limit. (The count walks the queue's running jobs: `jobs_running` on
+/// PostgreSQL, `jobs_queue_state` on SQLite.)
+async fn settings_and_held(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    queue: &QueueName,
+    worker: &str,
+) -> Result<Option<(QueueSettings, i64)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {QUEUE_COLUMNS}, (SELECT CAST(count(*) AS BIGINT) FROM jobs WHERE project_id = $1 AND queue = $2 \
+         AND state = 'running' AND worker = $3) AS held FROM queues WHERE project_id = $1 AND name = $2"
+    );
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(queue.as_str()).bind(worker)
+            .fetch_optional(c).await?;
+        row.map(|r| Ok((settings_from_row!(&r), r.try_get("held")?))).transpose()
     })
 }
 

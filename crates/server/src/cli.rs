@@ -15,6 +15,34 @@ use switchboard_core::db::Db;
 use switchboard_core::id::ProjectId;
 use switchboard_core::{on_db, time};
 
+/// Writes one line to stdout. A stdout closed by its reader (`switchboard job get ID | head`)
+/// is a [`StdoutClosed`] error, which ends the command quietly (exit 141, as a shell tool
+/// killed by SIGPIPE), where `println!` would panic.
+macro_rules! say {
+    ($($t:tt)*) => { write_line(format_args!($($t)*))? };
+}
+
+/// Stdout was closed by its reader: nothing more can be said, and nothing went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
+/// Exit code of a command whose reader went away (128 + SIGPIPE).
+const EXIT_STDOUT_CLOSED: u8 = 141;
+
+fn write_line(args: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        other => Ok(other?),
+    }
+}
+
 /// Durable jobs, notifications, payments, storage and webhooks behind one HTTP API.
 #[derive(Debug, Parser)]
 #[command(name = "switchboard", version, about)]
@@ -87,13 +115,13 @@ pub enum BenchCommand {
 /// `switchboard queue …`
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// Every queue with its counts.
+    /// Every queue with its counts in every state and its running limit.
     List {
         /// Project id (default: the first project).
         #[arg(long)]
         project: Option<String>,
     },
-    /// One queue's settings, counts and throughput, as JSON.
+    /// One queue's settings, counts, throughput and running limit, as JSON.
     Stats {
         /// Queue name.
         name: String,
@@ -125,16 +153,19 @@ pub enum QueueCommand {
         #[arg(long)]
         project: Option<String>,
     },
-    /// Delete finished jobs.
+    /// Delete finished jobs (as `POST /v1/queues/{name}/clean`).
     Clean {
         /// Queue name.
         name: String,
         /// completed, failed or cancelled.
         #[arg(long, default_value = "completed")]
         state: String,
-        /// Only jobs finished at least this many seconds ago.
+        /// Only jobs finished at least this many milliseconds ago.
         #[arg(long, default_value_t = 0)]
-        older_than_secs: i64,
+        older_than_ms: i64,
+        /// At most this many (default: all, deleted 10,000 at a time).
+        #[arg(long)]
+        limit: Option<i64>,
         /// Project id (default: the first project).
         #[arg(long)]
         project: Option<String>,
@@ -144,27 +175,8 @@ pub enum QueueCommand {
 /// `switchboard job …`
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Enqueue a job; prints its id.
-    Enqueue {
-        /// Queue.
-        #[arg(long)]
-        queue: String,
-        /// Kind.
-        #[arg(long)]
-        kind: String,
-        /// JSON payload.
-        #[arg(long, default_value = "null")]
-        payload: String,
-        /// critical, high, normal, low or 0–100.
-        #[arg(long)]
-        priority: Option<String>,
-        /// Start no earlier than this many ms from now.
-        #[arg(long)]
-        delay_ms: Option<i64>,
-        /// Project id (default: the first project).
-        #[arg(long)]
-        project: Option<String>,
-    },
+    /// Enqueue a job as `POST /v1/jobs` does (same fields, same checks); prints its id.
+    Enqueue(Box<EnqueueArgs>),
     /// A job with its attempt errors, as JSON.
     Get {
         /// Job id.
@@ -189,6 +201,59 @@ pub enum JobCommand {
         #[arg(long)]
         project: Option<String>,
     },
+}
+
+/// `switchboard job enqueue`: the fields of `POST /v1/jobs`, named as there (`-` for `_`).
+#[derive(Debug, clap::Args)]
+pub struct EnqueueArgs {
+    /// Queue.
+    #[arg(long)]
+    pub queue: String,
+    /// Kind.
+    #[arg(long)]
+    pub kind: String,
+    /// JSON payload.
+    #[arg(long, default_value = "null")]
+    pub payload: String,
+    /// critical, high, normal, low or 0–100.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Earliest start, RFC 3339 (e.g. 2030-01-01T09:00:00Z).
+    #[arg(long)]
+    pub run_at: Option<String>,
+    /// Or start no earlier than this many ms from now.
+    #[arg(long)]
+    pub delay_ms: Option<i64>,
+    /// Attempts before the job fails (default 3).
+    #[arg(long)]
+    pub max_attempts: Option<i32>,
+    /// Retry delays as JSON, e.g. `{"type":"fixed","delay_ms":5000}` (default exponential).
+    #[arg(long)]
+    pub backoff: Option<String>,
+    /// Per-attempt limit, ms (default 30,000).
+    #[arg(long)]
+    pub timeout_ms: Option<i64>,
+    /// Dedupe key: while held, the same key returns the existing job.
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    /// How long the key is held, seconds (default 3600).
+    #[arg(long)]
+    pub unique_window_secs: Option<i64>,
+    /// A label (repeat for more).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Makes it an HTTP push job: the URL Switchboard sends it to.
+    #[arg(long)]
+    pub target_url: Option<String>,
+    /// The push request's method: POST (default), PUT or PATCH.
+    #[arg(long, requires = "target_url")]
+    pub target_method: Option<String>,
+    /// A push request header, `Name: value` (repeat for more).
+    #[arg(long = "target-header", requires = "target_url")]
+    pub target_headers: Vec<String>,
+    /// Project id (default: the first project).
+    #[arg(long)]
+    pub project: Option<String>,
 }
 
 /// `switchboard keys …`
@@ -225,6 +290,19 @@ pub enum KeysCommand {
 /// `switchboard users …`
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
+    /// Set a new password for a user (e.g. a lost owner password): prints a random one
+    /// unless one is given; ends the user's sessions; audited.
+    ResetPassword {
+        /// The user's login e-mail.
+        #[arg(long)]
+        email: String,
+        /// The new password (also `SWITCHBOARD_NEW_USER_PASSWORD`); random when absent.
+        #[arg(long, env = "SWITCHBOARD_NEW_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Project id (needed only when several projects have a user with this e-mail).
+        #[arg(long)]
+        project: Option<String>,
+    },
     /// Create a user; prints a random password unless one is given.
     Create {
         /// Login e-mail.
@@ -272,7 +350,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Migrate => migrate(&config).await.map(|()| ExitCode::SUCCESS),
             Command::Keys(k) => keys(&config, k).await.map(|()| ExitCode::SUCCESS),
             Command::Users(u) => users_cmd(&config, u).await.map(|()| ExitCode::SUCCESS),
-            Command::Doctor => Ok(doctor(&config).await),
+            Command::Doctor => doctor(&config).await,
             Command::Worker => worker(config).await.map(|()| ExitCode::SUCCESS),
             Command::Queue(q) => queue_cmd(&config, q).await.map(|()| ExitCode::SUCCESS),
             Command::Job(j) => job_cmd(&config, j).await.map(|()| ExitCode::SUCCESS),
@@ -307,6 +385,7 @@ pub fn run(cli: Cli) -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        Err(e) if e.downcast_ref::<StdoutClosed>().is_some() => ExitCode::from(EXIT_STDOUT_CLOSED),
         Err(e) => {
             eprintln!("switchboard: {e:#}");
             ExitCode::FAILURE
@@ -319,7 +398,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let base = config.base_url();
     let app = Application::build(config).await?;
     if let Some(c) = &app.bootstrap {
-        println!(
+        say!(
             "\nSwitchboard is set up (shown once; store these now):\n  \
              dashboard  {base}/dashboard\n  login      {}\n  password   {}\n  API key    {}\n  project    {}\n",
             c.email, c.password, c.api_key, c.project
@@ -364,9 +443,72 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     let (db, _) = app::connect(config).await?;
-    println!("migrations applied ({})", db.backend().name());
+    say!("migrations applied ({})", db.backend().name());
     db.close().await;
     Ok(())
+}
+
+/// Where a command that works on an existing database is pointed, for messages.
+const POINT_ELSEWHERE: &str = "point at the node's database with --config FILE, \
+    DATABASE_URL=… (SQLite or PostgreSQL URL) or SWITCHBOARD_DATA_DIR=DIR (the folder holding \
+    switchboard.db)";
+
+/// The SQLite file a `sqlite:` URL names, absolute (`None` for an in-memory database).
+fn sqlite_file(url: &str) -> anyhow::Result<Option<PathBuf>> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+        .with_context(|| format!("DATABASE_URL {url} is not a SQLite URL"))?;
+    let file = options.get_filename();
+    if file.as_os_str().is_empty() || file.as_os_str() == ":memory:" {
+        return Ok(None);
+    }
+    Ok(Some(std::path::absolute(file)?))
+}
+
+/// Opens the database a node already uses, for commands that work on one (everything but
+/// `serve`, `worker`, `migrate` and `bench`): a missing SQLite file or a PostgreSQL
+/// database without Switchboard's tables is an error naming where it looked and how to
+/// point elsewhere, never a new empty database. Says on stderr which database it opened.
+async fn open_existing(config: &Config) -> anyhow::Result<Db> {
+    let url = &config.database_url;
+    let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let shown = if postgres {
+        format!("PostgreSQL database {}", app::redact(url))
+    } else {
+        match sqlite_file(url)? {
+            Some(file) if !file.is_file() => anyhow::bail!(
+                "no Switchboard database at {} (commands other than `serve` and `migrate` \
+                 do not create one): {POINT_ELSEWHERE}",
+                file.display()
+            ),
+            Some(file) => format!("SQLite database {}", file.display()),
+            None => format!("SQLite database {url}"),
+        }
+    };
+    let db = Db::connect(url, config.db_max_connections.min(4))
+        .await
+        .with_context(|| format!("cannot open the {shown}"))?;
+    let sql = if postgres {
+        "SELECT CAST(count(*) AS BIGINT) AS n FROM information_schema.tables \
+         WHERE table_schema = current_schema() AND table_name = 'projects'"
+    } else {
+        "SELECT CAST(count(*) AS BIGINT) AS n FROM sqlite_master WHERE type = 'table' AND name = 'projects'"
+    };
+    let tables: i64 = {
+        let mut conn = db.read().await?;
+        on_db!(conn.ex(), c => sqlx::query(sql).fetch_one(c).await?.try_get("n")?)
+    };
+    if tables == 0 {
+        db.close().await;
+        anyhow::bail!(
+            "the {shown} has no Switchboard tables (commands other than `serve` and `migrate` \
+             do not create them): {POINT_ELSEWHERE}"
+        );
+    }
+    // Pending migrations of a newer binary are applied, as a node would at start.
+    db.migrate().await.context("cannot migrate the database")?;
+    eprintln!("switchboard: using the {shown}");
+    Ok(db)
 }
 
 async fn project_for(db: &Db, given: Option<String>) -> anyhow::Result<ProjectId> {
@@ -379,9 +521,10 @@ async fn project_for(db: &Db, given: Option<String>) -> anyhow::Result<ProjectId
         .await?
         .map(|r| r.try_get("id"))
         .transpose()?);
-    first
-        .map(ProjectId::from_db)
-        .context("no project yet: run `switchboard serve` once to create the default project")
+    first.map(ProjectId::from_db).context(
+        "this database has no project yet: run `switchboard serve` on it once to create the \
+         default project",
+    )
 }
 
 fn cli_actor(project: &ProjectId) -> AuditContext {
@@ -395,7 +538,7 @@ fn cli_actor(project: &ProjectId) -> AuditContext {
 }
 
 async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
-    let (db, _) = app::connect(config).await?;
+    let db = open_existing(config).await?;
     match cmd {
         KeysCommand::Create {
             name,
@@ -426,7 +569,7 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
             )
             .await?;
             tx.commit().await?;
-            println!("{}\t{}", created.key.id, created.secret);
+            say!("{}\t{}", created.key.id, created.secret);
         }
         KeysCommand::List { project } => {
             let project = project_for(&db, project).await?;
@@ -437,7 +580,7 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 } else {
                     "active"
                 };
-                println!(
+                say!(
                     "{}\t{}\t{}\t{}\t{}\t{}",
                     k.id,
                     k.name,
@@ -455,27 +598,16 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("no API key {id} in project {project}"))?;
             tx.commit().await?;
-            println!("revoked {id}");
+            say!("revoked {id}");
         }
     }
     db.close().await;
     Ok(())
 }
 
-async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
-    let (db, _) = app::connect(config).await?;
-    let UsersCommand::Create {
-        email,
-        role,
-        password: pw,
-        name,
-        project,
-    } = cmd;
-    let project = project_for(&db, project).await?;
-    let role = Role::parse(&role)
-        .with_context(|| format!("--role: `{role}` is not owner, admin, operator or viewer"))?;
-    let email = users::parse_email(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
-    let (pw, generated) = match pw {
+/// A password given on the command line, or a random one (`true`: generated).
+fn password_or_random(given: Option<String>) -> (String, bool) {
+    match given {
         Some(p) => (p, false),
         None => (
             switchboard_core::secret::random_token("")
@@ -484,7 +616,34 @@ async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
                 .collect(),
             true,
         ),
+    }
+}
+
+async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
+    let db = open_existing(config).await?;
+    let (email, role, pw, name, project) = match cmd {
+        UsersCommand::Create {
+            email,
+            role,
+            password,
+            name,
+            project,
+        } => (email, role, password, name, project),
+        UsersCommand::ResetPassword {
+            email,
+            password,
+            project,
+        } => {
+            let out = reset_password(config, &db, &email, password, project).await;
+            db.close().await;
+            return out;
+        }
     };
+    let project = project_for(&db, project).await?;
+    let role = Role::parse(&role)
+        .with_context(|| format!("--role: `{role}` is not owner, admin, operator or viewer"))?;
+    let email = users::parse_email(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let (pw, generated) = password_or_random(pw);
     password::check_strength(&pw).map_err(|m| anyhow::anyhow!("--password {m}"))?;
     let user = users::User {
         id: switchboard_core::id::UserId::generate(),
@@ -522,20 +681,78 @@ async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
     .await?;
     tx.commit().await?;
     if generated {
-        println!("{}\t{}\tpassword: {pw}", user.id, user.email);
+        say!("{}\t{}\tpassword: {pw}", user.id, user.email);
     } else {
-        println!("{}\t{}", user.id, user.email);
+        say!("{}\t{}", user.id, user.email);
     }
     db.close().await;
     Ok(())
 }
 
-/// Prints one line per check; the exit code is 1 if any failed.
-pub async fn doctor(config: &Config) -> ExitCode {
-    let mut failed = false;
-    let mut line = |ok: bool, name: &str, detail: &str| {
-        failed |= !ok;
-        println!("{:<4} {name:<9} {detail}", if ok { "ok" } else { "FAIL" });
+/// `users reset-password`: a new password for the user with this e-mail (in `project`, or
+/// the only project that has one), every session of theirs ended, audited as
+/// `user.password_reset` by the CLI.
+async fn reset_password(
+    config: &Config,
+    db: &Db,
+    email: &str,
+    password: Option<String>,
+    project: Option<String>,
+) -> anyhow::Result<()> {
+    let email = users::parse_email(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
+    let project = project
+        .map(|p| ProjectId::parse(&p).map_err(|e| anyhow::anyhow!("--project: {e}")))
+        .transpose()?;
+    let (pw, generated) = password_or_random(password);
+    password::check_strength(&pw).map_err(|m| anyhow::anyhow!("--password {m}"))?;
+    let found = {
+        let mut conn = db.read().await?;
+        users::repo::find_by_email(conn.ex(), &email, project.as_ref(), 2).await?
+    };
+    let rec = match found.as_slice() {
+        [] => anyhow::bail!("no user with e-mail {email}"),
+        [one] => one.clone(),
+        _ => anyhow::bail!(
+            "several projects have a user with e-mail {email}: say which with --project"
+        ),
+    };
+    let hash = password::Passwords::from_config(config)
+        .hash(&pw)
+        .await
+        .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
+    let now = time::now();
+    let mut tx = db.begin().await?;
+    users::repo::update(tx.ex(), &rec.project_id, &rec.user, Some(&hash)).await?;
+    // Whoever had the old password may hold sessions: they end with it.
+    crate::platform::login::repo::revoke_all_for_user(tx.ex(), rec.user.id.as_str(), now).await?;
+    switchboard_core::audit::record(
+        &mut tx,
+        &cli_actor(&rec.project_id),
+        switchboard_core::audit::Change {
+            action: "user.password_reset",
+            entity_type: "user",
+            entity_id: rec.user.id.as_str(),
+            before: None,
+            after: Some(serde_json::json!({ "email": rec.user.email, "sessions_ended": true })),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    if generated {
+        say!("{}\t{}\tpassword: {pw}", rec.user.id, rec.user.email);
+    } else {
+        say!("{}\t{}", rec.user.id, rec.user.email);
+    }
+    Ok(())
+}
+
+/// Prints one line per check; the exit code is 1 if any failed. Creates nothing: a SQLite
+/// database or data folder that does not exist yet is reported as such (`serve` creates
+/// them).
+pub async fn doctor(config: &Config) -> anyhow::Result<ExitCode> {
+    let mut lines: Vec<(bool, &str, String)> = Vec::new();
+    let mut line = |ok: bool, name: &'static str, detail: &str| {
+        lines.push((ok, name, detail.to_owned()));
     };
     line(
         true,
@@ -546,27 +763,42 @@ pub async fn doctor(config: &Config) -> ExitCode {
             config.data_dir.display()
         ),
     );
-    match Db::connect(&config.database_url, 2).await {
-        Ok(db) => {
-            match db.ping().await {
-                Ok(()) => line(
-                    true,
-                    "database",
-                    &format!(
-                        "{} {}",
-                        db.backend().name(),
-                        app::redact(&config.database_url)
-                    ),
-                ),
-                Err(e) => line(false, "database", &e.to_string()),
-            }
-            db.close().await;
-        }
-        Err(e) => line(
-            false,
+    let missing_file = match config.database_url.starts_with("sqlite:") {
+        true => sqlite_file(&config.database_url)?.filter(|f| !f.exists()),
+        false => None,
+    };
+    if let Some(file) = missing_file {
+        line(
+            true,
             "database",
-            &format!("{}: {e}", app::redact(&config.database_url)),
-        ),
+            &format!(
+                "sqlite {} does not exist yet (`switchboard serve` creates it)",
+                file.display()
+            ),
+        );
+    } else {
+        match Db::connect(&config.database_url, 2).await {
+            Ok(db) => {
+                match db.ping().await {
+                    Ok(()) => line(
+                        true,
+                        "database",
+                        &format!(
+                            "{} {}",
+                            db.backend().name(),
+                            app::redact(&config.database_url)
+                        ),
+                    ),
+                    Err(e) => line(false, "database", &e.to_string()),
+                }
+                db.close().await;
+            }
+            Err(e) => line(
+                false,
+                "database",
+                &format!("{}: {e}", app::redact(&config.database_url)),
+            ),
+        }
     }
     match &config.redis_url {
         None => line(
@@ -588,26 +820,40 @@ pub async fn doctor(config: &Config) -> ExitCode {
         }
     }
     let probe = config.data_dir.join(".doctor-probe");
-    let storage = std::fs::create_dir_all(&config.data_dir)
-        .and_then(|()| std::fs::write(&probe, b"ok"))
-        .and_then(|()| std::fs::remove_file(&probe));
-    match storage {
-        Ok(()) => line(
+    if config.data_dir.is_dir() {
+        let storage = std::fs::write(&probe, b"ok").and_then(|()| std::fs::remove_file(&probe));
+        match storage {
+            Ok(()) => line(
+                true,
+                "storage",
+                &format!("{} writable", config.data_dir.display()),
+            ),
+            Err(e) => line(
+                false,
+                "storage",
+                &format!("{}: {e}", config.data_dir.display()),
+            ),
+        }
+    } else {
+        line(
             true,
             "storage",
-            &format!("{} writable", config.data_dir.display()),
-        ),
-        Err(e) => line(
-            false,
-            "storage",
-            &format!("{}: {e}", config.data_dir.display()),
-        ),
+            &format!(
+                "{} does not exist yet (`switchboard serve` creates it)",
+                config.data_dir.display()
+            ),
+        );
     }
-    if failed {
+    let mut failed = false;
+    for (ok, name, detail) in lines {
+        failed |= !ok;
+        say!("{:<4} {name:<9} {detail}", if ok { "ok" } else { "FAIL" });
+    }
+    Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
 async fn worker(config: Config) -> anyhow::Result<()> {
@@ -639,7 +885,7 @@ fn api_err(e: crate::error::ApiError) -> anyhow::Error {
 async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
     use crate::queue::service::{self, BulkOp};
     use switchboard_queue::{store, JobState, QueueSettings};
-    let (db, _) = app::connect(config).await?;
+    let db = open_existing(config).await?;
     let (project, name) = match &cmd {
         QueueCommand::List { project } => (project.clone(), None),
         QueueCommand::Stats { name, project }
@@ -666,34 +912,35 @@ async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
     match (cmd, name, known) {
         (QueueCommand::List { .. }, ..) => {
             let mut conn = db.read().await?;
-            println!(
-                "{:<24} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>9}",
+            let states: Vec<String> = JobState::ALL
+                .iter()
+                .map(|s| format!("{:>9}", s.as_str()))
+                .collect();
+            say!(
+                "{:<24} {:>6} {}  running at most",
                 "queue",
                 "paused",
-                "scheduled",
-                "available",
-                "running",
-                "completed",
-                "failed",
-                "retryable"
+                states.join(" ")
             );
             for q in store::queues(conn.ex(), &project, None).await? {
-                let c = |s: JobState| q.counts.get(&s).copied().unwrap_or(0);
-                println!(
-                    "{:<24} {:>6} {:>9} {:>9} {:>8} {:>10} {:>8} {:>9}",
+                let counts: Vec<String> = JobState::ALL
+                    .iter()
+                    .map(|s| format!("{:>9}", q.counts.get(s).copied().unwrap_or(0)))
+                    .collect();
+                say!(
+                    "{:<24} {:>6} {}  {}",
                     q.name.as_str(),
                     q.settings.paused,
-                    c(JobState::Scheduled),
-                    c(JobState::Available),
-                    c(JobState::Running),
-                    c(JobState::Completed),
-                    c(JobState::Failed),
-                    c(JobState::Retryable)
+                    counts.join(" "),
+                    q.settings.running_limit()
                 );
             }
         }
         (QueueCommand::Stats { .. }, _, Some(info)) => {
-            println!("{}", serde_json::to_string_pretty(&info)?)
+            // The limits in words next to the counts, as the dashboard shows them.
+            let mut v = serde_json::to_value(&info)?;
+            v["running_limit"] = serde_json::json!(info.settings.running_limit());
+            say!("{}", serde_json::to_string_pretty(&v)?)
         }
         (QueueCommand::Pause { .. }, Some(n), _) => {
             let pause = |s| Ok(QueueSettings { paused: true, ..s });
@@ -707,7 +954,7 @@ async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
             )
             .await
             .map_err(api_err)?;
-            println!("paused {n}");
+            say!("paused {n}");
         }
         (QueueCommand::Resume { .. }, Some(n), _) => {
             let resume = |s| Ok(QueueSettings { paused: false, ..s });
@@ -721,41 +968,54 @@ async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
             )
             .await
             .map_err(api_err)?;
-            println!("resumed {n}");
+            say!("resumed {n}");
         }
         (QueueCommand::RetryFailed { .. }, Some(n), _) => {
             let count = service::bulk(&db, &ctx, &n, BulkOp::RetryFailed)
                 .await
                 .map_err(api_err)?;
-            println!("retried {count} failed jobs of {n}");
+            say!("retried {count} failed jobs of {n}");
         }
         (
             QueueCommand::Clean {
                 state,
-                older_than_secs,
+                older_than_ms,
+                limit,
                 ..
             },
             Some(n),
             _,
         ) => {
+            // The API's rules for the same fields.
             let state = JobState::parse(&state)
                 .filter(|s| s.is_final())
                 .context("--state must be completed, failed or cancelled")?;
-            let before = time::add_secs(time::now(), -older_than_secs.max(0));
+            anyhow::ensure!(older_than_ms >= 0, "--older-than-ms must not be negative");
+            anyhow::ensure!(limit.is_none_or(|l| l >= 1), "--limit must be at least 1");
+            let before =
+                time::from_db(time::to_db(time::now()) - older_than_ms.saturating_mul(1000));
+            let bar = indicatif::ProgressBar::new_spinner().with_message(format!("cleaning {n}"));
             let mut total = 0;
             loop {
+                let batch = limit.map_or(10_000, |l| (l - total).min(10_000));
+                if batch <= 0 {
+                    break;
+                }
                 let op = BulkOp::Clean {
                     state,
                     before,
-                    limit: 10_000,
+                    limit: batch,
                 };
                 let n_done = service::bulk(&db, &ctx, &n, op).await.map_err(api_err)?;
                 total += n_done;
-                if n_done < 10_000 {
+                bar.set_message(format!("cleaning {n}: {total} deleted"));
+                bar.tick();
+                if n_done < batch {
                     break;
                 }
             }
-            println!("deleted {total} {} jobs of {n}", state.as_str());
+            bar.finish_and_clear();
+            say!("deleted {total} {} jobs of {n}", state.as_str());
         }
         _ => {}
     }
@@ -763,37 +1023,74 @@ async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `POST /v1/jobs` body `job enqueue`'s flags describe (checked as the API checks it
+/// afterwards; here only what does not fit its JSON shape is refused).
+fn enqueue_spec(a: &EnqueueArgs) -> anyhow::Result<switchboard_queue::JobSpec> {
+    let json = |flag: &str, v: &str| -> anyhow::Result<serde_json::Value> {
+        serde_json::from_str(v).with_context(|| format!("{flag} is not JSON"))
+    };
+    let mut spec = serde_json::json!({
+        "queue": a.queue,
+        "kind": a.kind,
+        "payload": json("--payload", &a.payload)?,
+        "delay_ms": a.delay_ms,
+        "max_attempts": a.max_attempts,
+        "timeout_ms": a.timeout_ms,
+        "unique_key": a.unique_key,
+        "unique_window_secs": a.unique_window_secs,
+        "tags": a.tags,
+    });
+    if let Some(p) = &a.priority {
+        spec["priority"] = p
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .unwrap_or(serde_json::Value::String(p.clone()));
+    }
+    if let Some(t) = &a.run_at {
+        let at: time::Timestamp = t
+            .parse()
+            .with_context(|| format!("--run-at `{t}` is not an RFC 3339 time"))?;
+        spec["run_at"] = serde_json::json!(at);
+    }
+    if let Some(b) = &a.backoff {
+        spec["backoff"] = json("--backoff", b)?;
+    }
+    if let Some(url) = &a.target_url {
+        let mut headers = serde_json::Map::new();
+        for h in &a.target_headers {
+            let (k, v) = h
+                .split_once(':')
+                .with_context(|| format!("--target-header `{h}` is not `Name: value`"))?;
+            headers.insert(k.trim().to_owned(), serde_json::json!(v.trim()));
+        }
+        spec["target"] = serde_json::json!({
+            "url": url,
+            "method": a.target_method.as_deref().unwrap_or("POST"),
+            "headers": headers,
+        });
+    }
+    serde_json::from_value(spec).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
     use crate::queue::service::{self, JobOp};
-    use switchboard_queue::{store, JobSpec};
-    let (db, _) = app::connect(config).await?;
+    use switchboard_queue::store;
+    let db = open_existing(config).await?;
     match cmd {
-        JobCommand::Enqueue {
-            queue,
-            kind,
-            payload,
-            priority,
-            delay_ms,
-            project,
-        } => {
-            let project = project_for(&db, project).await?;
-            let payload: serde_json::Value =
-                serde_json::from_str(&payload).context("--payload is not JSON")?;
-            let priority = priority.map(|p| {
-                p.parse::<i64>()
-                    .map(serde_json::Value::from)
-                    .unwrap_or(serde_json::Value::String(p))
-            });
-            let spec: JobSpec = serde_json::from_value(serde_json::json!({
-                "queue": queue, "kind": kind, "payload": payload, "priority": priority, "delay_ms": delay_ms,
-            }))?;
-            let new = spec.validate(time::now(), &[]).map_err(|e| {
-                anyhow::anyhow!(e
-                    .iter()
-                    .map(|i| i.to_string())
-                    .collect::<Vec<_>>()
-                    .join("; "))
-            })?;
+        JobCommand::Enqueue(a) => {
+            let project = project_for(&db, a.project.clone()).await?;
+            let spec = enqueue_spec(&a)?;
+            // The API's own checks, with this configuration's egress policy; the stock
+            // binary has no in-process kinds, so the job goes to pull workers or is pushed.
+            let egress = switchboard_queue::egress::Egress::new(config.push_allow.clone());
+            let new =
+                crate::queue::validate_with(&egress, &[], &spec, time::now()).map_err(|e| {
+                    anyhow::anyhow!(e
+                        .iter()
+                        .map(|i| format!("--{}: {}", i.field.replace('_', "-"), i.message))
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                })?;
             let mut tx = db.begin().await?;
             store::create_queues(
                 &mut tx,
@@ -804,7 +1101,10 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
             .await?;
             let out = store::enqueue(&mut tx, &project, std::slice::from_ref(&new)).await?;
             tx.commit().await?;
-            println!("{}", out[0].job.id);
+            if !out[0].created {
+                eprintln!("switchboard: the unique key is held by this existing job");
+            }
+            say!("{}", out[0].job.id);
         }
         JobCommand::Get { id, project } => {
             let project = project_for(&db, project).await?;
@@ -813,7 +1113,7 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("no job {id}"))?;
             let errors = store::attempt_errors(conn.ex(), &job.id).await?;
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&serde_json::json!({ "job": job, "errors": errors }))?
             );
@@ -823,14 +1123,14 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
             let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Retry)
                 .await
                 .map_err(api_err)?;
-            println!("{} {}", job.id, job.state.as_str());
+            say!("{} {}", job.id, job.state.as_str());
         }
         JobCommand::Cancel { id, project } => {
             let project = project_for(&db, project).await?;
             let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Cancel)
                 .await
                 .map_err(api_err)?;
-            println!("{} {}", job.id, job.state.as_str());
+            say!("{} {}", job.id, job.state.as_str());
         }
     }
     db.close().await;

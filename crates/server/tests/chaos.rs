@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::harness;
+
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
 use std::process::Command;
@@ -26,15 +28,14 @@ fn restart_postgres() {
     assert!(status.success(), "restart failed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+single!(needs(Postgres, PgRestart): postgres_restart_under_load_loses_nothing);
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
 async fn postgres_restart_under_load_loses_nothing() {
-    let (Ok(admin), Ok(_)) = (
-        std::env::var("SWITCHBOARD_TEST_DATABASE_URL"),
-        std::env::var("SWITCHBOARD_TEST_PG_RESTART"),
-    ) else {
-        eprintln!("skipping: set SWITCHBOARD_TEST_PG_RESTART=1 and SWITCHBOARD_TEST_DATABASE_URL");
-        return;
-    };
+    let admin = std::env::var("SWITCHBOARD_TEST_DATABASE_URL").expect("the harness checked it");
     let (_, url) = common::create_database(&admin).await;
     let dir = tempfile::tempdir().unwrap();
     let (mut config, key) = common::node_config(url.as_str(), dir.path());

@@ -1,6 +1,8 @@
 //! The bound on per-queue label sets in `/metrics`. The budget is process-wide (one node per
 //! process), so this test runs in a binary of its own instead of next to the `api` tests.
 
+#[path = "common/harness.rs"]
+mod harness;
 #[allow(dead_code)]
 #[path = "api/helpers.rs"]
 mod helpers;
@@ -64,4 +66,8 @@ async fn queues_beyond_the_label_budget_share_one_label_set(b: Backend) {
             .starts_with("queue_jobs{project=\"_other\",queue=\"_other\",state=\"available\"}")),
         "{metrics}"
     );
+}
+
+fn main() -> std::process::ExitCode {
+    harness::main()
 }

@@ -3,10 +3,13 @@
 //! The node must still start (migrations included), take work through the API, and run
 //! jobs enqueued by another node, woken by its polling fallback.
 //!
-//! Needs SWITCHBOARD_TEST_DATABASE_URL and the `pgbouncer` binary (Debian's package);
-//! SWITCHBOARD_TEST_REQUIRE_PGBOUNCER=1 (set by `.ci/run`) turns a missing one into a failure.
+//! Needs SWITCHBOARD_TEST_DATABASE_URL and the `pgbouncer` binary (Debian's package), else
+//! it is reported ignored; SWITCHBOARD_TEST_REQUIRE_PGBOUNCER=1 (set by `.ci/run`) turns a
+//! missing one into a failure.
 
 mod common;
+
+use common::harness;
 
 use serde_json::{json, Value};
 use sqlx::{Connection, Row};
@@ -55,19 +58,6 @@ impl Drop for Bouncer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn pgbouncer_binary() -> Option<String> {
-    let path = std::env::var("SWITCHBOARD_TEST_PGBOUNCER")
-        .unwrap_or_else(|_| "/usr/sbin/pgbouncer".to_owned());
-    if std::path::Path::new(&path).exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("SWITCHBOARD_TEST_REQUIRE_PGBOUNCER").is_err(),
-        "pgbouncer not found at {path} but the PgBouncer test is required"
-    );
-    None
 }
 
 /// Starts PgBouncer in transaction mode in front of `database` on the admin URL's server,
@@ -131,16 +121,15 @@ fn job(queue: &QueueName) -> NewJob {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+single!(needs(Postgres, Pgbouncer): behind_pgbouncer_in_transaction_mode_every_job_runs);
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
 async fn behind_pgbouncer_in_transaction_mode_every_job_runs() {
-    let Ok(admin) = std::env::var("SWITCHBOARD_TEST_DATABASE_URL") else {
-        eprintln!("skipping: SWITCHBOARD_TEST_DATABASE_URL not set");
-        return;
-    };
-    let Some(binary) = pgbouncer_binary() else {
-        eprintln!("skipping: pgbouncer not installed");
-        return;
-    };
+    let admin = std::env::var("SWITCHBOARD_TEST_DATABASE_URL").expect("the harness checked it");
+    let binary = harness::pgbouncer_path();
     let (name, direct) = common::create_database(&admin).await;
     let admin_url = url::Url::parse(&admin).unwrap();
     let bouncer = start_pgbouncer(&binary, &admin_url, &name);

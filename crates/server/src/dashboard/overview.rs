@@ -201,11 +201,11 @@ pub fn facts(h: &Health) -> String {
     format!(
         "<div class=\"facts\"><span>Oldest waiting: <strong>{}</strong></span>\
          <span>Last hour: <strong>{}</strong> completed, <strong>{}</strong> failed</span>\
-         <span>Concurrency {}</span></div>",
+         <span class=\"limit\">Running at most {}</span></div>",
         live(&qkey(q, "oldest"), &h.oldest_text()),
         live(&qkey(q, "completed_hour"), &num(h.completed_hour())),
         live(&qkey(q, "failed_hour"), &num(h.failed_hour())),
-        h.info.settings.concurrency,
+        esc(&h.info.settings.running_limit()),
     )
 }
 
@@ -358,9 +358,10 @@ async fn queues_page(
             let _ = write!(
                 rows,
                 "<tr data-queue=\"{qe}\"><td><a href=\"/dashboard/queues/{qe}\">{qe}</a> {badge}</td>{cells}\
-                 <td class=\"num\">{oldest}</td><td>{chart}</td><td>{toggle}</td></tr>",
+                 <td class=\"limit\">{limit}</td><td class=\"num\">{oldest}</td><td>{chart}</td><td>{toggle}</td></tr>",
                 qe = esc(q),
                 badge = paused_badge(h),
+                limit = esc(&h.info.settings.running_limit()),
                 oldest = live(&qkey(q, "oldest"), &h.oldest_text()),
                 chart = h.chart(&format!("chart-{q}"), 180, 28),
             );
@@ -370,7 +371,7 @@ async fn queues_page(
             .map(|s| format!("<th class=\"num\">{}</th>", s.as_str()))
             .collect();
         format!(
-            "<table id=\"queues\"><thead><tr><th>Queue</th>{head}<th class=\"num\">Oldest waiting</th>\
+            "<table id=\"queues\"><thead><tr><th>Queue</th>{head}<th>Running at most</th><th class=\"num\">Oldest waiting</th>\
              <th>Last hour (completed / failed per minute)</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
         )
     };

@@ -159,8 +159,8 @@ impl SettingsForm {
         format!(
             "<form method=\"post\" action=\"/dashboard/queues/{q}/settings\" class=\"card\" id=\"settings\" novalidate>{summary}\
              <fieldset{disabled}><div class=\"fields\">{}{}{}{}{}{}{}</div></fieldset>{save}</form>",
-            field("concurrency", "Concurrency", &self.concurrency, "Jobs one node runs at once, 1 to 1000."),
-            field("global_concurrency", "Global concurrency", &self.global_concurrency, "Running jobs across the cluster, 1 to 100000; empty for no cap."),
+            field("concurrency", "Concurrency", &self.concurrency, "Jobs one worker runs at once (a node, or a pull worker by its name), 1 to 1000."),
+            field("global_concurrency", "Global concurrency", &self.global_concurrency, "Running jobs across all workers and nodes, 1 to 100000; empty for no cap."),
             field("rate_limit", "Rate limit: starts", &self.rate_limit, "Starts allowed per period, 1 to 1000000; empty for no limit."),
             field("rate_period_ms", "Rate limit: period (ms)", &self.rate_period_ms, "1 to 86400000 (one day)."),
             field("keep_completed_secs", "Keep completed (s)", &self.keep_completed_secs, "0 to 31536000 (365 days); 0 deletes on completion."),

@@ -332,7 +332,8 @@ async fn delete_job(
 pub struct HeartbeatIn {
     /// From the claim.
     pub lease_token: String,
-    /// New lease length from now, ms (default 30,000).
+    /// New lease length from now, ms, 1,000–3,600,000 (default: the length the job was
+    /// claimed with, or the last one a heartbeat gave). Later heartbeats keep it.
     #[schema(schema_with = lease_schema)]
     pub lease_ms: Option<i64>,
     /// Progress to record (any JSON, e.g. a percentage).
@@ -368,7 +369,7 @@ async fn heartbeat(
     Path(id): Path<String>,
     Json(input): Json<HeartbeatIn>,
 ) -> ApiResult<Json<HeartbeatOut>> {
-    let lease = lease_ms(input.lease_ms)?;
+    let lease = input.lease_ms.map(|v| lease_ms(Some(v))).transpose()?;
     let until = state
         .runtime
         .gatherer()

@@ -11,6 +11,7 @@ pub mod service;
 
 use crate::error::{codes, ApiError, FieldError};
 use switchboard_core::time::Timestamp;
+use switchboard_queue::egress::Egress;
 use switchboard_queue::runtime::Runtime;
 use switchboard_queue::store::QueueError;
 use switchboard_queue::{Invalid, JobSpec, NewJob};
@@ -50,12 +51,23 @@ pub fn validate_spec(
     spec: &JobSpec,
     now: Timestamp,
 ) -> Result<NewJob, Vec<Invalid>> {
+    validate_with(runtime.egress(), runtime.local_kinds(), spec, now)
+}
+
+/// [`validate_spec`] with an egress policy and in-process kinds given (the CLI, which runs
+/// no runtime, validates `job enqueue` so).
+pub fn validate_with(
+    egress: &Egress,
+    local_kinds: &[String],
+    spec: &JobSpec,
+    now: Timestamp,
+) -> Result<NewJob, Vec<Invalid>> {
     let refused = spec
         .target
         .as_ref()
-        .and_then(|t| runtime.egress().check_url(&t.url).err())
+        .and_then(|t| egress.check_url(&t.url).err())
         .map(|r| Invalid::new("target", r.to_string()));
-    match (spec.validate(now, runtime.local_kinds()), refused) {
+    match (spec.validate(now, local_kinds), refused) {
         (Ok(job), None) => Ok(job),
         (Ok(_), Some(r)) => Err(vec![r]),
         (Err(mut e), Some(r)) => {

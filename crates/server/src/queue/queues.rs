@@ -148,10 +148,11 @@ async fn get_queue(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueuePatch {
-    /// Jobs one node runs at once (in-process and push), 1–1000.
+    /// Jobs one worker runs at once, 1–1000: a node's runtime (in-process and push jobs),
+    /// or a pull worker by the `worker` name of its claims.
     #[schema(schema_with = concurrency_schema)]
     pub concurrency: Option<i32>,
-    /// Running jobs across the cluster, 1–100,000, or null for no cap.
+    /// Running jobs across all workers and nodes, 1–100,000, or null for no cap.
     #[serde(default, with = "double_option")]
     #[schema(schema_with = global_schema)]
     pub global_concurrency: Option<Option<i32>>,
@@ -416,7 +417,9 @@ pub struct ClaimIn {
     /// Worker name (recorded on the job), 1–200 characters.
     #[schema(schema_with = worker_schema)]
     pub worker: String,
-    /// Most jobs to take, 1–1000 (default 1).
+    /// Most jobs to take, 1–1000 (default 1). A claim also takes no more than the queue's
+    /// `concurrency` minus the jobs already running under this `worker` name, and no more
+    /// than `global_concurrency` allows.
     #[schema(schema_with = claim_max_schema)]
     pub max: Option<i64>,
     /// Wait up to this long for a job, ms, 0–30,000 (default 0).

@@ -1,24 +1,47 @@
 //! The `switchboard` binary: configuration errors, --version, doctor, keys, users, serve
 //! with a clean SIGTERM shutdown.
 
-use crate::both;
 use crate::helpers::{json_of, redis_url, spawn_app};
+use crate::{both, plain};
 use reqwest::Method;
 use std::process::{Command, Output, Stdio};
 use switchboard_core::db::Backend;
 
-both!(cli_manages_keys_and_users);
+both!(
+    cli_manages_keys_and_users,
+    cli_output_into_a_closed_pipe_ends_quietly,
+    cli_never_creates_a_database_and_says_which_it_opened,
+    cli_enqueue_takes_what_the_api_takes,
+    cli_names_and_lists_follow_the_api,
+    cli_resets_a_lost_password,
+    cli_logs_have_no_colour_codes_off_a_terminal
+);
+plain!(
+    bad_configuration_exits_2_naming_the_key,
+    version_is_printed,
+    doctor_reports_each_check,
+    serve_bootstraps_once_and_stops_on_sigterm,
+    bench_queue_runs_and_reports
+);
 
 fn switchboard(
     app: Option<&crate::helpers::TestApp>,
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Output {
+    command(app, args, env).output().expect("run switchboard")
+}
+
+/// The `switchboard` command pointed at `app`'s database (or at nothing in particular).
+fn command(app: Option<&crate::helpers::TestApp>, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.args(args)
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("SWITCHBOARD_CONFIG")
+        .env_remove("SWITCHBOARD_DATA_DIR")
+        .env_remove("SWITCHBOARD_PUSH_ALLOW")
+        .env_remove("SWITCHBOARD_NEW_USER_PASSWORD")
         .env("SWITCHBOARD_LOG", "warn");
     if let Some(app) = app {
         cmd.env("DATABASE_URL", &app.config.database_url)
@@ -27,14 +50,13 @@ fn switchboard(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.output().expect("run switchboard")
+    cmd
 }
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-#[test]
 fn bad_configuration_exits_2_naming_the_key() {
     let o = switchboard(
         None,
@@ -60,7 +82,6 @@ fn bad_configuration_exits_2_naming_the_key() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("sb.toml:rate_limit_per_minute"));
 }
 
-#[test]
 fn version_is_printed() {
     let o = switchboard(None, &["--version"], &[]);
     assert!(o.status.success());
@@ -70,7 +91,6 @@ fn version_is_printed() {
     );
 }
 
-#[test]
 fn doctor_reports_each_check() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
@@ -206,7 +226,6 @@ async fn cli_manages_keys_and_users(b: Backend) {
     assert_eq!(actions, ["user.create", "api_key.revoke", "api_key.create"]);
 }
 
-#[test]
 fn serve_bootstraps_once_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -395,7 +414,6 @@ async fn cli_operates_queues_and_jobs(b: Backend) {
     );
 }
 
-#[test]
 fn bench_queue_runs_and_reports() {
     let dir = tempfile::tempdir().unwrap();
     let o = switchboard(
@@ -434,4 +452,329 @@ fn bench_queue_runs_and_reports() {
         &[("SWITCHBOARD_DATA_DIR", dir.path().to_str().unwrap())],
     );
     assert_eq!(o.status.code(), Some(2));
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `switchboard job get ID | head`: the reader goes away after a few bytes; the command
+/// ends without a panic (exit 0, or 141 as a tool killed by SIGPIPE).
+async fn cli_output_into_a_closed_pipe_ends_quietly(b: Backend) {
+    let app = spawn_app(b).await;
+    // More JSON than a pipe holds, so the command is still writing when the reader leaves.
+    let big = "x".repeat(400_000);
+    let job = json_of(
+        app.post(
+            "/v1/jobs",
+            &serde_json::json!({"queue": "q", "kind": "k", "payload": {"big": big}}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = job["id"].as_str().unwrap();
+    let mut child = command(Some(&app), &["job", "get", id], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 16];
+    std::io::Read::read_exact(&mut out, &mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(141)),
+        "{:?}: {err}",
+        o.status
+    );
+    assert_eq!(&first[..1], b"{");
+}
+
+/// Run from another folder, a command other than `serve`/`migrate` creates nothing: it
+/// names the database it looked for and how to point it elsewhere. Given the node's
+/// database, it says which one it opened.
+async fn cli_never_creates_a_database_and_says_which_it_opened(b: Backend) {
+    let app = spawn_app(b).await;
+    let o = switchboard(Some(&app), &["queue", "list"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stderr(&o);
+    let expected = match b {
+        Backend::Sqlite => format!(
+            "switchboard: using the SQLite database {}",
+            app.config.data_dir.join("switchboard.db").display()
+        ),
+        Backend::Postgres => "switchboard: using the PostgreSQL database postgres://".to_owned(),
+    };
+    assert!(said.starts_with(&expected), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let commands: [&[&str]; 5] = [
+        &["queue", "list"],
+        &["job", "get", "job_x"],
+        &["keys", "list"],
+        &["users", "create", "--email", "a@example.com"],
+        &["job", "enqueue", "--queue", "q", "--kind", "k"],
+    ];
+    for args in commands {
+        let o = match b {
+            // The default data folder, relative to wherever it is run.
+            Backend::Sqlite => command(None, args, &[])
+                .current_dir(elsewhere.path())
+                .output()
+                .unwrap(),
+            // A PostgreSQL database without Switchboard's tables.
+            Backend::Postgres => {
+                let empty = crate::helpers::fresh_postgres().await;
+                switchboard(None, args, &[("DATABASE_URL", &empty)])
+            }
+        };
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        for needle in ["--config", "DATABASE_URL", "SWITCHBOARD_DATA_DIR"] {
+            assert!(err.contains(needle), "{args:?}: {needle}: {err}");
+        }
+        match b {
+            Backend::Sqlite => {
+                let looked = std::path::absolute(elsewhere.path())
+                    .unwrap()
+                    .join("data/switchboard.db");
+                assert!(err.contains(&looked.display().to_string()), "{err}");
+            }
+            Backend::Postgres => assert!(err.contains("no Switchboard tables"), "{err}"),
+        }
+    }
+    // Not even a folder was made (doctor, which only looks, included).
+    let o = command(None, &["doctor"], &[])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+    assert!(stdout(&o).contains("does not exist yet"), "{}", stdout(&o));
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
+}
+
+/// `job enqueue` builds the `POST /v1/jobs` body from its flags and checks it as the API
+/// does; what it refuses, it refuses by flag name and writes nothing.
+async fn cli_enqueue_takes_what_the_api_takes(b: Backend) {
+    let app = spawn_app(b).await;
+    let run_at = "2031-05-01T09:30:00Z";
+    let args = [
+        "job",
+        "enqueue",
+        "--queue",
+        "full",
+        "--kind",
+        "report",
+        "--payload",
+        "{\"n\":1}",
+        "--priority",
+        "7",
+        "--run-at",
+        run_at,
+        "--max-attempts",
+        "5",
+        "--backoff",
+        "{\"type\":\"fixed\",\"delay_ms\":500}",
+        "--timeout-ms",
+        "1500",
+        "--unique-key",
+        "u-1",
+        "--unique-window-secs",
+        "60",
+        "--tag",
+        "a",
+        "--tag",
+        "b",
+        "--target-url",
+        "https://example.com/hooks/report",
+        "--target-method",
+        "PUT",
+        "--target-header",
+        "X-Api: k1",
+    ];
+    let o = switchboard(Some(&app), &args, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let id = stdout(&o).trim().to_owned();
+    let job = json_of(app.get(&format!("/v1/jobs/{id}")).await, 200).await;
+    assert_eq!(job["state"], "scheduled", "{job}");
+    assert_eq!(job["priority"], 7);
+    assert_eq!(job["max_attempts"], 5);
+    assert_eq!(job["timeout_ms"], 1500);
+    assert_eq!(job["unique_key"], "u-1");
+    assert_eq!(job["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(job["backoff"]["type"], "fixed");
+    assert_eq!(job["runner"], "push");
+    assert_eq!(job["target"]["method"], "PUT");
+    assert_eq!(job["target"]["headers"]["X-Api"], "k1");
+    assert_eq!(job["payload"]["n"], 1);
+    let at: jiff::Timestamp = job["run_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(at, run_at.parse::<jiff::Timestamp>().unwrap());
+    // The same unique key answers with the job that holds it.
+    let o = switchboard(Some(&app), &args, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).trim(), id);
+
+    // Refused as the API refuses, by flag, and nothing is written.
+    let bad: [(&[&str], &str); 5] = [
+        (&["--max-attempts", "0"], "--max-attempts"),
+        (&["--delay-ms", "10", "--run-at", run_at], "--delay-ms"),
+        (&["--timeout-ms", "0"], "--timeout-ms"),
+        // The egress policy applies too: loopback is not a public destination.
+        (&["--target-url", "http://127.0.0.1:9/x"], "--target"),
+        (&["--priority", "urgent"], "--priority"),
+    ];
+    for (extra, flag) in bad {
+        let mut args = vec!["job", "enqueue", "--queue", "refused", "--kind", "k"];
+        args.extend_from_slice(extra);
+        let o = switchboard(Some(&app), &args, &[]);
+        assert_eq!(o.status.code(), Some(1), "{extra:?}");
+        assert!(stderr(&o).contains(flag), "{flag}: {}", stderr(&o));
+    }
+    let jobs = json_of(app.get("/v1/jobs?queue=refused").await, 200).await;
+    assert_eq!(jobs["data"].as_array().unwrap().len(), 0);
+}
+
+/// `queue list` shows every state and the running limit; `queue clean` takes the API's
+/// `older_than_ms` (in ms, as `--older-than-ms`) and `limit`.
+async fn cli_names_and_lists_follow_the_api(b: Backend) {
+    let app = spawn_app(b).await;
+    let jobs: Vec<serde_json::Value> = (0..3)
+        .map(|_| serde_json::json!({"queue": "tidy", "kind": "k"}))
+        .collect();
+    let made = json_of(
+        app.post("/v1/jobs/batch", &serde_json::json!({"jobs": jobs}))
+            .await,
+        201,
+    )
+    .await;
+    for j in made["jobs"].as_array().unwrap() {
+        let id = j["id"].as_str().unwrap();
+        json_of(
+            app.post(&format!("/v1/jobs/{id}/cancel"), &serde_json::json!({}))
+                .await,
+            200,
+        )
+        .await;
+    }
+    let list = stdout(&switchboard(Some(&app), &["queue", "list"], &[]));
+    let head = list.lines().next().unwrap();
+    for state in [
+        "scheduled",
+        "available",
+        "running",
+        "completed",
+        "retryable",
+        "failed",
+        "cancelled",
+        "running at most",
+    ] {
+        assert!(head.contains(state), "{state}: {list}");
+    }
+    let row = list.lines().find(|l| l.starts_with("tidy")).unwrap();
+    assert!(row.ends_with("10 per worker"), "{list}");
+    assert_eq!(
+        row.split_whitespace().nth(8),
+        Some("3"),
+        "cancelled: {list}"
+    );
+
+    let clean = |extra: &[&str]| {
+        let mut args = vec!["queue", "clean", "tidy", "--state", "cancelled"];
+        args.extend_from_slice(extra);
+        switchboard(Some(&app), &args, &[])
+    };
+    let o = clean(&["--older-than-ms", "3600000"]);
+    assert!(stdout(&o).contains("deleted 0"), "{}", stderr(&o));
+    let o = clean(&["--older-than-ms", "0", "--limit", "2"]);
+    assert!(stdout(&o).contains("deleted 2"), "{}", stderr(&o));
+    let o = clean(&["--older-than-ms=-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    // The old name, in seconds, is gone.
+    assert_eq!(clean(&["--older-than-secs", "0"]).status.code(), Some(2));
+    let stats: serde_json::Value = serde_json::from_str(&stdout(&switchboard(
+        Some(&app),
+        &["queue", "stats", "tidy"],
+        &[],
+    )))
+    .unwrap();
+    assert_eq!(stats["counts"]["cancelled"], 1);
+    assert_eq!(stats["running_limit"], "10 per worker");
+}
+
+/// Logs carry no colour codes when stderr is not a terminal (a pipe, a file, a collector).
+async fn cli_logs_have_no_colour_codes_off_a_terminal(b: Backend) {
+    let app = spawn_app(b).await;
+    let o = switchboard(
+        Some(&app),
+        &["queue", "list"],
+        &[("SWITCHBOARD_LOG", "debug")],
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.lines().count() > 1, "debug logs expected: {err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+}
+
+/// A lost owner password: `users reset-password` sets a new one (printed once), ends the
+/// user's sessions and is audited.
+async fn cli_resets_a_lost_password(b: Backend) {
+    use crate::helpers::{login, OWNER_EMAIL, OWNER_PASSWORD};
+    let app = spawn_app(b).await;
+    let session = json_of(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await, 200).await;
+    let refresh = session["refresh_token"].as_str().unwrap();
+
+    let o = switchboard(
+        Some(&app),
+        &["users", "reset-password", "--email", OWNER_EMAIL],
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let new_password = out.trim().rsplit("password: ").next().unwrap();
+    assert!(new_password.len() >= 12, "{out}");
+    assert_eq!(login(&app, OWNER_EMAIL, OWNER_PASSWORD).await.status(), 401);
+    assert_eq!(login(&app, OWNER_EMAIL, new_password).await.status(), 200);
+    // The session opened with the old password is over.
+    let r = app
+        .client
+        .post(app.url("/v1/auth/refresh"))
+        .json(&serde_json::json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let events = json_of(app.get("/v1/audit-events?actor=cli").await, 200).await;
+    assert_eq!(
+        events["data"][0]["action"], "user.password_reset",
+        "{events}"
+    );
+
+    // A chosen password must be strong enough; an unknown e-mail is refused.
+    let o = switchboard(
+        Some(&app),
+        &[
+            "users",
+            "reset-password",
+            "--email",
+            OWNER_EMAIL,
+            "--password",
+            "short",
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--password"), "{}", stderr(&o));
+    let o = switchboard(
+        Some(&app),
+        &["users", "reset-password", "--email", "nobody@example.com"],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no user"), "{}", stderr(&o));
+    assert_eq!(login(&app, OWNER_EMAIL, new_password).await.status(), 200);
 }

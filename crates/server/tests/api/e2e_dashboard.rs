@@ -1,8 +1,8 @@
 //! The dashboard: HTML and JSON endpoints over HTTP, and a real headless Chromium run
 //! (login, every page, the actions with their confirmations, live counts, screenshots).
 //! The browser run needs Node.js, `tests/browser/node_modules` (npm install) and
-//! /usr/bin/chromium; CI sets SWITCHBOARD_TEST_REQUIRE_BROWSER so a missing piece fails
-//! instead of skipping.
+//! /usr/bin/chromium (else it is reported ignored); CI sets SWITCHBOARD_TEST_REQUIRE_BROWSER
+//! so a missing piece fails instead.
 
 use crate::both;
 use crate::helpers::{json_of, spawn_app, spawn_with, TestApp, OWNER_EMAIL, OWNER_PASSWORD};
@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use switchboard_core::db::Backend;
 use switchboard_core::on_db;
 
+both!(needs(Browser): operator_uses_the_dashboard_in_chromium);
 both!(
-    operator_uses_the_dashboard_in_chromium,
     pages_never_answer_with_problem_json,
     empty_states_say_how_to_start,
     viewers_are_refused_every_change,
@@ -1092,23 +1092,8 @@ async fn oldest_waiting_job_reads_the_ready_index(b: Backend) {
     );
 }
 
-fn browser_dir() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/browser");
-    let ready = dir.join("node_modules/playwright-core").exists()
-        && std::path::Path::new("/usr/bin/chromium").exists();
-    if !ready {
-        assert!(
-            std::env::var("SWITCHBOARD_TEST_REQUIRE_BROWSER").is_err(),
-            "browser tests required but tests/browser/node_modules or /usr/bin/chromium is missing"
-        );
-        eprintln!("skipping browser test: run `npm install` in tests/browser and install chromium");
-        return None;
-    }
-    Some(dir)
-}
-
 async fn operator_uses_the_dashboard_in_chromium(b: Backend) {
-    let Some(dir) = browser_dir() else { return };
+    let dir = crate::harness::browser_dir();
     let app = spawn_app(b).await;
     for to in ["a@example.com", "b@example.com", "c@example.com"] {
         enqueue(

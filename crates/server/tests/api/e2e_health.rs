@@ -1,13 +1,12 @@
 //! Health, readiness, metrics, OpenAPI, docs, security headers, CORS.
 
 use crate::both;
-use crate::helpers::{json_of, problem, redis_url, spawn_app, spawn_with};
+use crate::helpers::{json_of, problem, spawn_app, spawn_with};
 use reqwest::Method;
 use switchboard_core::db::Backend;
 
 both!(
     health_metrics_and_docs,
-    readyz_reports_redis_outage,
     readyz_names_database_failure_without_driver_text,
     metrics_are_not_served_publicly_by_default,
     metrics_token_is_required,
@@ -16,6 +15,7 @@ both!(
     every_metric_family_has_help,
     protocol_details_of_pages
 );
+both!(needs(Redis): readyz_reports_redis_outage);
 
 async fn health_metrics_and_docs(b: Backend) {
     let app = spawn_with(b, |c| {
@@ -167,9 +167,6 @@ async fn health_metrics_and_docs(b: Backend) {
 }
 
 async fn readyz_reports_redis_outage(b: Backend) {
-    if redis_url().is_none() {
-        return;
-    }
     // A Redis of our own that we can stop.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

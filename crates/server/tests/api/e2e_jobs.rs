@@ -846,6 +846,14 @@ async fn concurrent_failures_share_commits(b: Backend) {
         201,
     )
     .await;
+    // One worker holds them all: its queue lets a worker run 40 at once.
+    let r = app
+        .req(reqwest::Method::PATCH, "/v1/queues/flaky")
+        .json(&json!({"concurrency": 40}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let claimed = claim(&app, "flaky", json!({"worker": "w", "max": 40})).await;
     assert_eq!(claimed.len(), 40);
     let calls = lease_calls(

@@ -10,58 +10,23 @@ use switchboard_server::app::Application;
 use switchboard_server::state::AppState;
 use tokio::sync::oneshot;
 
-/// Runs `async fn $name(backend: Backend)` once per backend.
-#[macro_export]
-macro_rules! both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(switchboard_core::db::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if $crate::helpers::postgres_available() {
-                    super::$name(switchboard_core::db::Backend::Postgres).await
-                }
-            }
-        }
-    )*};
-}
-
 /// The owner password every test node is bootstrapped with.
 pub const OWNER_PASSWORD: &str = "owner-password-1";
 /// The owner login.
 pub const OWNER_EMAIL: &str = "owner@localhost";
 
-/// Whether PostgreSQL tests can run; with `SWITCHBOARD_TEST_REQUIRE_POSTGRES` set a missing
-/// URL is a failure, not a skip.
-pub fn postgres_available() -> bool {
-    if std::env::var("SWITCHBOARD_TEST_DATABASE_URL").is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var("SWITCHBOARD_TEST_REQUIRE_POSTGRES").is_err(),
-        "SWITCHBOARD_TEST_DATABASE_URL is not set but PostgreSQL tests are required"
-    );
-    eprintln!("skipping PostgreSQL variant: SWITCHBOARD_TEST_DATABASE_URL not set");
-    false
-}
-
-/// The Redis URL for tests, if any.
+/// The Redis URL for tests, if any: for tests that check Redis in passing (a test that
+/// needs it throughout is registered with `needs(Redis)` and is skipped without it).
 pub fn redis_url() -> Option<String> {
     let url = std::env::var("SWITCHBOARD_TEST_REDIS_URL").ok();
-    if url.is_none() {
-        assert!(
-            std::env::var("SWITCHBOARD_TEST_REQUIRE_REDIS").is_err(),
-            "SWITCHBOARD_TEST_REDIS_URL is not set but Redis tests are required"
-        );
-        eprintln!("skipping Redis test: SWITCHBOARD_TEST_REDIS_URL not set");
-    }
+    assert!(
+        url.is_some() || std::env::var("SWITCHBOARD_TEST_REQUIRE_REDIS").is_err(),
+        "SWITCHBOARD_TEST_REDIS_URL is not set but Redis tests are required"
+    );
     url
 }
 
-/// A fresh, empty PostgreSQL database; returns its URL.
+/// A fresh, empty PostgreSQL database, dropped when the test ends; returns its URL.
 pub async fn fresh_postgres() -> String {
     let admin = std::env::var("SWITCHBOARD_TEST_DATABASE_URL").expect("postgres url");
     let name = format!("sbtest_{}", uuid::Uuid::now_v7().simple());
@@ -72,6 +37,8 @@ pub async fn fresh_postgres() -> String {
         .execute(&mut conn)
         .await
         .expect("create test database");
+    crate::harness::created_database(&admin, &name);
+    let _ = conn.close().await;
     let mut url = url::Url::parse(&admin).expect("valid postgres url");
     url.set_path(&format!("/{name}"));
     url.to_string()

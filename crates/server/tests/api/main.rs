@@ -1,6 +1,9 @@
 //! Black-box tests: each starts the real server on port 0 with a fresh database and talks
-//! HTTP to it. Every scenario runs on SQLite and on PostgreSQL (`both!`).
+//! HTTP to it. Every scenario runs on SQLite and on PostgreSQL (`both!`); the harness
+//! (`tests/common/harness.rs`) reports those that need what this machine lacks as ignored.
 
+#[path = "../common/harness.rs"]
+mod harness;
 mod helpers;
 
 mod e2e_audit;
@@ -22,4 +25,9 @@ mod e2e_scenarios;
 mod e2e_schedules;
 mod e2e_spec;
 mod e2e_tenancy;
+mod e2e_traps;
 mod e2e_users;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}

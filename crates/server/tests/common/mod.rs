@@ -1,10 +1,13 @@
 //! Set-up shared by the test binaries that run whole nodes against PostgreSQL (the `api`
 //! binary has its own harness).
 
+pub mod harness;
+
 use sqlx::Connection;
 use switchboard_core::config::Config;
 
-/// Creates an empty database `sbtest_…` next to the admin URL's; returns its name and URL.
+/// Creates an empty database `sbtest_…` next to the admin URL's, dropped when the test
+/// ends; returns its name and URL.
 pub async fn create_database(admin: &str) -> (String, url::Url) {
     let name = format!("sbtest_{}", uuid::Uuid::now_v7().simple());
     let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
@@ -12,6 +15,7 @@ pub async fn create_database(admin: &str) -> (String, url::Url) {
         .execute(&mut conn)
         .await
         .unwrap();
+    harness::created_database(admin, &name);
     conn.close().await.unwrap();
     let mut url = url::Url::parse(admin).unwrap();
     url.set_path(&format!("/{name}"));
