@@ -1,0 +1,11 @@
+//! Switchboard notifications.
+//!
+//! Built up in pieces, pure logic first (issue 15):
+//! - [`sms`]: GSM-7 or UCS-2, and how many segments a text costs.
+//! - [`quiet`]: quiet hours and do-not-disturb in the recipient's IANA time zone.
+//! - [`phone`]: E.164 phone numbers.
+#![forbid(unsafe_code)]
+
+pub mod phone;
+pub mod quiet;
+pub mod sms;
