@@ -4,8 +4,10 @@
 //! - [`sms`]: GSM-7 or UCS-2, and how many segments a text costs.
 //! - [`quiet`]: quiet hours and do-not-disturb in the recipient's IANA time zone.
 //! - [`phone`]: E.164 phone numbers.
+//! - [`signature`]: provider callback signatures (Twilio, Standard Webhooks/Svix, SendGrid).
 #![forbid(unsafe_code)]
 
 pub mod phone;
 pub mod quiet;
+pub mod signature;
 pub mod sms;
