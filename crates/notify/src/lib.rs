@@ -3,11 +3,15 @@
 //! Built up in pieces, pure logic first (issue 15):
 //! - [`sms`]: GSM-7 or UCS-2, and how many segments a text costs.
 //! - [`quiet`]: quiet hours and do-not-disturb in the recipient's IANA time zone.
+//! - [`locale`]: language tags and the fallback chain (`uz-Latn` → `uz` → `ru` → `en`).
+//! - [`template`]: Handlebars templates, checked at save, rendered strictly.
 //! - [`phone`]: E.164 phone numbers.
 //! - [`signature`]: provider callback signatures (Twilio, Standard Webhooks/Svix, SendGrid).
 #![forbid(unsafe_code)]
 
+pub mod locale;
 pub mod phone;
 pub mod quiet;
 pub mod signature;
 pub mod sms;
+pub mod template;
