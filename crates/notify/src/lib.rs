@@ -5,11 +5,13 @@
 //! - [`quiet`]: quiet hours and do-not-disturb in the recipient's IANA time zone.
 //! - [`locale`]: language tags and the fallback chain (`uz-Latn` → `uz` → `ru` → `en`).
 //! - [`template`]: Handlebars templates, checked at save, rendered strictly.
+//! - [`otp`]: verification codes: generation, keyed digests, the check's rules.
 //! - [`phone`]: E.164 phone numbers.
 //! - [`signature`]: provider callback signatures (Twilio, Standard Webhooks/Svix, SendGrid).
 #![forbid(unsafe_code)]
 
 pub mod locale;
+pub mod otp;
 pub mod phone;
 pub mod quiet;
 pub mod signature;
