@@ -7,6 +7,8 @@
 
 pub mod eskiz;
 pub mod playmobile;
+pub mod resend;
+pub mod sendgrid;
 pub mod twilio;
 
 use std::time::Duration;
@@ -28,6 +30,32 @@ pub struct Sms<'a> {
     /// Where the provider reports delivery (our `/hooks/<provider>/…` URL).
     pub callback_url: Option<&'a str>,
     /// Our id of this delivery attempt's message, for providers that take one.
+    pub reference: &'a str,
+}
+
+/// One e-mail to send.
+#[derive(Clone, Debug)]
+pub struct Email<'a> {
+    /// The recipient's address.
+    pub to: &'a str,
+    /// The recipient's display name.
+    pub to_name: Option<&'a str>,
+    /// The sender's address.
+    pub from: &'a str,
+    /// The sender's display name.
+    pub from_name: Option<&'a str>,
+    /// Where replies go.
+    pub reply_to: Option<&'a str>,
+    /// The subject (already rendered).
+    pub subject: &'a str,
+    /// The plain-text body.
+    pub text: Option<&'a str>,
+    /// The HTML body.
+    pub html: Option<&'a str>,
+    /// Extra headers (`List-Unsubscribe`, `List-Unsubscribe-Post`, …).
+    pub headers: &'a [(String, String)],
+    /// Our id of this delivery, carried to the provider (custom args, tags, idempotency key)
+    /// so its events find the delivery again.
     pub reference: &'a str,
 }
 
