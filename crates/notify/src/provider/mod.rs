@@ -6,6 +6,7 @@
 //! their base URL from their configuration, so tests point them at local fake servers.
 
 pub mod eskiz;
+pub mod fcm;
 pub mod playmobile;
 pub mod resend;
 pub mod sendgrid;
