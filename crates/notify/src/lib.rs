@@ -8,12 +8,14 @@
 //! - [`template`]: Handlebars templates, checked at save, rendered strictly.
 //! - [`otp`]: verification codes: generation, keyed digests, the check's rules.
 //! - [`phone`]: E.164 phone numbers.
+//! - [`provider`]: provider adapters (Twilio, Eskiz, PlayMobile so far) and what their errors mean.
 //! - [`signature`]: provider callback signatures (Twilio, Standard Webhooks/Svix, SendGrid).
 #![forbid(unsafe_code)]
 
 pub mod locale;
 pub mod otp;
 pub mod phone;
+pub mod provider;
 pub mod quiet;
 pub mod signature;
 pub mod sms;
