@@ -1,19 +1,18 @@
 //! The command line: `serve`, `migrate`, `keys`, `users`, `doctor`.
 
 use crate::app::{self, Application};
-use crate::auth::{password, Role, Scopes};
-use crate::platform::{api_keys, users};
+use crate::auth::{password, Caller, Role, Scopes};
+use crate::platform::{api_keys, projects, users, PlatformError};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sqlx::Row;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use switchboard_core::audit::{Actor, AuditContext};
+use switchboard_core::audit::AuditContext;
 use switchboard_core::config::{Config, CONFIG_FILE_ENV};
 use switchboard_core::db::Db;
-use switchboard_core::id::ProjectId;
-use switchboard_core::{on_db, time};
+use switchboard_core::id::{ApiKeyId, ProjectId};
+use switchboard_core::time;
 
 /// Writes one line to stdout. A stdout closed by its reader (`switchboard job get ID | head`)
 /// is a [`StdoutClosed`] error, which ends the command quietly (exit 141, as a shell tool
@@ -488,17 +487,11 @@ async fn open_existing(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(url, config.db_max_connections.min(4))
         .await
         .with_context(|| format!("cannot open the {shown}"))?;
-    let sql = if postgres {
-        "SELECT CAST(count(*) AS BIGINT) AS n FROM information_schema.tables \
-         WHERE table_schema = current_schema() AND table_name = 'projects'"
-    } else {
-        "SELECT CAST(count(*) AS BIGINT) AS n FROM sqlite_master WHERE type = 'table' AND name = 'projects'"
-    };
-    let tables: i64 = {
+    let tables = {
         let mut conn = db.read().await?;
-        on_db!(conn.ex(), c => sqlx::query(sql).fetch_one(c).await?.try_get("n")?)
+        projects::repo::schema_exists(conn.ex()).await?
     };
-    if tables == 0 {
+    if !tables {
         db.close().await;
         anyhow::bail!(
             "the {shown} has no Switchboard tables (commands other than `serve` and `migrate` \
@@ -515,26 +508,15 @@ async fn project_for(db: &Db, given: Option<String>) -> anyhow::Result<ProjectId
     if let Some(p) = given {
         return ProjectId::parse(&p).map_err(|e| anyhow::anyhow!("--project: {e}"));
     }
-    let mut conn = db.read().await?;
-    let first: Option<String> = on_db!(conn.ex(), c => sqlx::query("SELECT id FROM projects ORDER BY id LIMIT 1")
-        .fetch_optional(c)
-        .await?
-        .map(|r| r.try_get("id"))
-        .transpose()?);
-    first.map(ProjectId::from_db).context(
+    let first = projects::service::first(db).await?;
+    first.context(
         "this database has no project yet: run `switchboard serve` on it once to create the \
          default project",
     )
 }
 
 fn cli_actor(project: &ProjectId) -> AuditContext {
-    AuditContext {
-        project_id: project.clone(),
-        actor: Actor::system("cli"),
-        ip: None,
-        user_agent: None,
-        request_id: None,
-    }
+    operator(project).audit()
 }
 
 async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
@@ -553,28 +535,21 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
                     .collect::<Vec<_>>(),
             )
             .map_err(|e| anyhow::anyhow!("--scopes: {e}"))?;
-            let mut tx = db.begin().await?;
             // Whoever runs the CLI holds the database: its keys are owner keys.
-            let created = api_keys::create_in_tx(
-                &mut tx,
-                &cli_actor(&project),
-                &project,
-                api_keys::NewKey {
-                    name: &name,
-                    scopes,
-                    role: Role::Owner,
-                    expires_at: None,
-                    secret: None,
-                },
-            )
-            .await?;
-            tx.commit().await?;
+            let request = api_keys::service::KeyRequest {
+                name,
+                scopes,
+                expires_at: None,
+            };
+            let created = api_keys::service::create(&db, &operator(&project), request)
+                .await
+                .map_err(cli_error)?;
             say!("{}\t{}", created.key.id, created.secret);
         }
         KeysCommand::List { project } => {
             let project = project_for(&db, project).await?;
-            let mut conn = db.read().await?;
-            for k in api_keys::repo::list(conn.ex(), &project, None, 10_000).await? {
+            let keys = api_keys::service::list(&db, &project, None, 10_000).await?;
+            for k in keys {
                 let status = if k.revoked_at.is_some() {
                     "revoked"
                 } else {
@@ -593,16 +568,41 @@ async fn keys(config: &Config, cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Revoke { id, project } => {
             let project = project_for(&db, project).await?;
-            let mut tx = db.begin().await?;
-            api_keys::revoke_in_tx(&mut tx, &cli_actor(&project), &project, &id)
-                .await?
-                .with_context(|| format!("no API key {id} in project {project}"))?;
-            tx.commit().await?;
+            let missing = || anyhow::anyhow!("no API key {id} in project {project}");
+            let key = ApiKeyId::parse(&id).map_err(|_| missing())?;
+            match api_keys::service::revoke(&db, &operator(&project), &key).await {
+                Ok(_) => {}
+                Err(PlatformError::NotFound(_)) => return Err(missing()),
+                Err(e) => return Err(cli_error(e)),
+            }
             say!("revoked {id}");
         }
     }
     db.close().await;
     Ok(())
+}
+
+/// The node's operator acting in `project`, as the audit trail names the CLI.
+fn operator(project: &ProjectId) -> Caller {
+    Caller::operator(project, CLI_ACTOR)
+}
+
+/// How the audit trail names the CLI.
+const CLI_ACTOR: &str = "cli";
+
+/// A platform service's refusal in the CLI's words: input issues name their flag.
+fn cli_error(e: PlatformError) -> anyhow::Error {
+    match e {
+        PlatformError::Invalid(issues) => anyhow::anyhow!(
+            "{}",
+            issues
+                .iter()
+                .map(|i| format!("--{} {}", i.field.replace('_', "-"), i.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => other.into(),
+    }
 }
 
 /// A password given on the command line, or a random one (`true`: generated).
@@ -642,44 +642,22 @@ async fn users_cmd(config: &Config, cmd: UsersCommand) -> anyhow::Result<()> {
     let project = project_for(&db, project).await?;
     let role = Role::parse(&role)
         .with_context(|| format!("--role: `{role}` is not owner, admin, operator or viewer"))?;
-    let email = users::parse_email(&email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
     let (pw, generated) = password_or_random(pw);
-    password::check_strength(&pw).map_err(|m| anyhow::anyhow!("--password {m}"))?;
-    let user = users::User {
-        id: switchboard_core::id::UserId::generate(),
-        email,
+    let new = users::service::NewUser {
+        email: email.clone(),
         name,
         role,
-        created_at: time::now(),
-        disabled_at: None,
+        password: pw.clone(),
     };
-    let hash = password::Passwords::from_config(config)
-        .hash(&pw)
-        .await
-        .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
-    let mut tx = db.begin().await?;
-    users::repo::insert(tx.ex(), &project, &user, &hash)
-        .await
-        .map_err(|e| {
-            if switchboard_core::db::is_unique_violation(&e) {
-                anyhow::anyhow!("a user with e-mail {} already exists", user.email)
-            } else {
-                e.into()
-            }
-        })?;
-    switchboard_core::audit::record(
-        &mut tx,
-        &cli_actor(&project),
-        switchboard_core::audit::Change {
-            action: "user.create",
-            entity_type: "user",
-            entity_id: user.id.as_str(),
-            before: None,
-            after: serde_json::to_value(&user).ok(),
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    let passwords = password::Passwords::from_config(config);
+    let user = match users::service::create(&db, &passwords, &operator(&project), new).await {
+        Ok(user) => user,
+        Err(PlatformError::EmailTaken) => anyhow::bail!(
+            "a user with e-mail {} already exists",
+            email.to_ascii_lowercase()
+        ),
+        Err(e) => return Err(cli_error(e)),
+    };
     if generated {
         say!("{}\t{}\tpassword: {pw}", user.id, user.email);
     } else {
@@ -699,49 +677,33 @@ async fn reset_password(
     password: Option<String>,
     project: Option<String>,
 ) -> anyhow::Result<()> {
-    let email = users::parse_email(email).map_err(|m| anyhow::anyhow!("--email {m}"))?;
     let project = project
         .map(|p| ProjectId::parse(&p).map_err(|e| anyhow::anyhow!("--project: {e}")))
         .transpose()?;
     let (pw, generated) = password_or_random(password);
-    password::check_strength(&pw).map_err(|m| anyhow::anyhow!("--password {m}"))?;
-    let found = {
-        let mut conn = db.read().await?;
-        users::repo::find_by_email(conn.ex(), &email, project.as_ref(), 2).await?
-    };
-    let rec = match found.as_slice() {
-        [] => anyhow::bail!("no user with e-mail {email}"),
-        [one] => one.clone(),
-        _ => anyhow::bail!(
+    let passwords = password::Passwords::from_config(config);
+    let reset = users::service::reset_password(
+        db,
+        &passwords,
+        CLI_ACTOR,
+        email,
+        project.as_ref(),
+        &pw,
+    )
+    .await;
+    let email = email.to_ascii_lowercase();
+    let user = match reset {
+        Ok(user) => user,
+        Err(PlatformError::NotFound(_)) => anyhow::bail!("no user with e-mail {email}"),
+        Err(PlatformError::ProjectRequired(_)) => anyhow::bail!(
             "several projects have a user with e-mail {email}: say which with --project"
         ),
+        Err(e) => return Err(cli_error(e)),
     };
-    let hash = password::Passwords::from_config(config)
-        .hash(&pw)
-        .await
-        .map_err(|e| anyhow::anyhow!("hash: {e}"))?;
-    let now = time::now();
-    let mut tx = db.begin().await?;
-    users::repo::update(tx.ex(), &rec.project_id, &rec.user, Some(&hash)).await?;
-    // Whoever had the old password may hold sessions: they end with it.
-    crate::platform::login::repo::revoke_all_for_user(tx.ex(), rec.user.id.as_str(), now).await?;
-    switchboard_core::audit::record(
-        &mut tx,
-        &cli_actor(&rec.project_id),
-        switchboard_core::audit::Change {
-            action: "user.password_reset",
-            entity_type: "user",
-            entity_id: rec.user.id.as_str(),
-            before: None,
-            after: Some(serde_json::json!({ "email": rec.user.email, "sessions_ended": true })),
-        },
-    )
-    .await?;
-    tx.commit().await?;
     if generated {
-        say!("{}\t{}\tpassword: {pw}", rec.user.id, rec.user.email);
+        say!("{}\t{}\tpassword: {pw}", user.id, user.email);
     } else {
-        say!("{}\t{}", rec.user.id, rec.user.email);
+        say!("{}\t{}", user.id, user.email);
     }
     Ok(())
 }

@@ -376,5 +376,37 @@ impl From<crate::auth::password::PasswordError> for ApiError {
     }
 }
 
+impl From<crate::platform::PlatformError> for ApiError {
+    fn from(e: crate::platform::PlatformError) -> Self {
+        use crate::platform::PlatformError as E;
+        match e {
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Invalid(issues) => ApiError::invalid(
+                issues
+                    .into_iter()
+                    .map(|i| FieldError {
+                        field: i.field,
+                        message: i.message,
+                    })
+                    .collect(),
+            ),
+            E::EmailTaken => ApiError::new(codes::EMAIL_TAKEN, e.to_string()),
+            E::LastOwner => ApiError::new(codes::LAST_OWNER, e.to_string()),
+            E::Unauthorized(why) => ApiError::unauthorized(why),
+            E::ProjectRequired(_) => ApiError::new(codes::PROJECT_REQUIRED, e.to_string()),
+            E::Throttled { retry_after_secs } => {
+                let value = HeaderValue::from_str(&retry_after_secs.to_string())
+                    .unwrap_or(HeaderValue::from_static("60"));
+                ApiError::new(codes::LOGIN_THROTTLED, e.to_string())
+                    .with_header(header::RETRY_AFTER, value)
+            }
+            E::RefreshTokenReused => ApiError::new(codes::REFRESH_TOKEN_REUSED, e.to_string()),
+            E::Password(p) => p.into(),
+            E::Token(t) => ApiError::internal(&t),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
