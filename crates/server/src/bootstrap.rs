@@ -3,9 +3,9 @@
 //! unique row in `settings`, inserted in the same transaction as everything else.
 
 use crate::auth::{password, Caller, Role, Scopes};
+use crate::platform::api_keys;
 use crate::platform::projects::{self, Project};
 use crate::platform::users::{self, User};
-use crate::platform::api_keys;
 use secrecy::ExposeSecret;
 use sqlx::Row;
 use switchboard_core::config::Config;

@@ -682,15 +682,9 @@ async fn reset_password(
         .transpose()?;
     let (pw, generated) = password_or_random(password);
     let passwords = password::Passwords::from_config(config);
-    let reset = users::service::reset_password(
-        db,
-        &passwords,
-        CLI_ACTOR,
-        email,
-        project.as_ref(),
-        &pw,
-    )
-    .await;
+    let reset =
+        users::service::reset_password(db, &passwords, CLI_ACTOR, email, project.as_ref(), &pw)
+            .await;
     let email = email.to_ascii_lowercase();
     let user = match reset {
         Ok(user) => user,

@@ -48,7 +48,11 @@ pub async fn get(db: &Db, project: &ProjectId, id: &ApiKeyId) -> PlatformResult<
 /// Creates a key in the caller's project with at most the caller's scopes; its ceiling is
 /// the caller's role (a key made by a key inherits it).
 #[tracing::instrument(skip_all, fields(project = %caller.project(), key = tracing::field::Empty))]
-pub async fn create(db: &Db, caller: &Caller, request: KeyRequest) -> PlatformResult<ApiKeyCreated> {
+pub async fn create(
+    db: &Db,
+    caller: &Caller,
+    request: KeyRequest,
+) -> PlatformResult<ApiKeyCreated> {
     let mut errors = Vec::new();
     if let Err(message) = KEY_NAME.check(&request.name) {
         errors.push(FieldIssue::new("name", message));

@@ -109,7 +109,14 @@ async fn login(
         password: &input.password,
         project: input.project.as_deref(),
     };
-    let pair = service::login(&state.db, &state.passwords, &issuer(&state), &client, &login).await?;
+    let pair = service::login(
+        &state.db,
+        &state.passwords,
+        &issuer(&state),
+        &client,
+        &login,
+    )
+    .await?;
     Ok(Json(pair))
 }
 

@@ -284,10 +284,11 @@ async fn issue(
         time::add_secs(now, ttl),
     )
     .await?;
-    let access_token =
-        issuer
-            .jwt
-            .issue(rec.user.id.as_str(), rec.project_id.as_str(), family.as_str())?;
+    let access_token = issuer.jwt.issue(
+        rec.user.id.as_str(),
+        rec.project_id.as_str(),
+        family.as_str(),
+    )?;
     Ok(TokenPair {
         access_token,
         token_type: "Bearer",

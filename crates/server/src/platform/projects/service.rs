@@ -65,7 +65,11 @@ pub async fn create(db: &Db, caller: &Caller, name: &str) -> PlatformResult<Proj
 
 /// Inserts `project` inside `tx`, starts its audit chain and records `project.create` in
 /// the chain of `ctx`'s project (the creator's, or the new one's for bootstrap).
-pub async fn insert_in_tx(tx: &mut Tx, ctx: &AuditContext, project: &Project) -> PlatformResult<()> {
+pub async fn insert_in_tx(
+    tx: &mut Tx,
+    ctx: &AuditContext,
+    project: &Project,
+) -> PlatformResult<()> {
     repo::insert(tx.ex(), project).await?;
     audit::init_chain(tx.ex(), &project.id).await?;
     audit::record(

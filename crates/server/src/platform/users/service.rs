@@ -186,7 +186,14 @@ pub async fn update(
         // Disabling or a new password ends every refresh-token family and dashboard session.
         login::repo::revoke_all_for_user(tx.ex(), &after.id, now).await?;
     }
-    record(&mut tx, &caller.audit(), "user.update", &after, Some(&before)).await?;
+    record(
+        &mut tx,
+        &caller.audit(),
+        "user.update",
+        &after,
+        Some(&before),
+    )
+    .await?;
     tx.commit().await?;
     Ok(after)
 }
@@ -255,8 +262,10 @@ pub async fn reset_password(
 /// demotions and disabling take effect on the next request; logout, refresh-token reuse and
 /// a password change revoke the family, which ends its access tokens at once too.
 pub async fn principal_for_token(db: &Db, claims: &Claims) -> PlatformResult<Option<Principal>> {
-    let (Ok(user), Ok(family)) = (UserId::parse(&claims.sub), TokenFamilyId::parse(&claims.sid))
-    else {
+    let (Ok(user), Ok(family)) = (
+        UserId::parse(&claims.sub),
+        TokenFamilyId::parse(&claims.sid),
+    ) else {
         return Ok(None);
     };
     let mut conn = db.read().await?;
