@@ -93,6 +93,7 @@ pub async fn create(
 
 /// Creates a key inside `tx` and records `api_key.create`: what [`create`], a new
 /// project's first key and bootstrap share. Nothing is checked: the caller decided.
+#[tracing::instrument(skip_all, fields(project = %project, key = tracing::field::Empty))]
 pub async fn create_in_tx(
     tx: &mut Tx,
     ctx: &AuditContext,
@@ -118,6 +119,7 @@ pub async fn create_in_tx(
         expires_at,
         revoked_at: None,
     };
+    tracing::Span::current().record("key", key.id.as_str());
     repo::insert(tx.ex(), project, &key, &secret::digest(&secret)).await?;
     audit::record(
         tx,
@@ -169,7 +171,8 @@ pub async fn revoke(db: &Db, caller: &Caller, id: &ApiKeyId) -> PlatformResult<A
 }
 
 /// Resolves a bearer API key to its principal, or `None` when unknown, revoked or expired;
-/// records its use (at most once a minute).
+/// records its use (at most once a minute). The token is never logged.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(db: &Db, token: &str) -> PlatformResult<Option<Principal>> {
     let found = {
         let mut conn = db.read().await?;

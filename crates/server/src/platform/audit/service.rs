@@ -18,6 +18,7 @@ pub async fn list(
 }
 
 /// The sequence number of the project's latest event (0 for none).
+#[tracing::instrument(skip_all, fields(project = %project))]
 pub async fn head(db: &Db, project: &ProjectId) -> PlatformResult<i64> {
     let mut conn = db.read().await?;
     Ok(audit::head_seq(conn.ex(), project).await?)

@@ -235,7 +235,9 @@ pub async fn open_session(
     Ok(token)
 }
 
-/// The active user a dashboard session token belongs to, if the session is live.
+/// The active user a dashboard session token belongs to, if the session is live. The
+/// token is never logged.
+#[tracing::instrument(skip_all)]
 pub async fn session_user(
     db: &Db,
     token: &str,

@@ -65,6 +65,7 @@ pub async fn create(db: &Db, caller: &Caller, name: &str) -> PlatformResult<Proj
 
 /// Inserts `project` inside `tx`, starts its audit chain and records `project.create` in
 /// the chain of `ctx`'s project (the creator's, or the new one's for bootstrap).
+#[tracing::instrument(skip_all, fields(project = %project.id))]
 pub async fn insert_in_tx(
     tx: &mut Tx,
     ctx: &AuditContext,
@@ -125,6 +126,7 @@ pub async fn rename(
 }
 
 /// The oldest project (the one bootstrap created), which commands default to.
+#[tracing::instrument(skip_all)]
 pub async fn first(db: &Db) -> PlatformResult<Option<ProjectId>> {
     let mut conn = db.read().await?;
     Ok(repo::first(conn.ex()).await?)

@@ -5,7 +5,7 @@
 //! nor disabled, passwords follow one rule, and each change writes its audit event in the
 //! same transaction.
 
-use super::{parse_email, repo, User, UserRecord, USER_NAME};
+use super::{parse_email, repo, User, USER_NAME};
 use crate::auth::jwt::Claims;
 use crate::auth::password::{self, Passwords};
 use crate::auth::{Caller, Principal, Role};
@@ -104,6 +104,7 @@ pub async fn create(
 
 /// Inserts `user` (its password already hashed) into the project of `ctx` inside `tx` and
 /// records `user.create`: what [`create`] and bootstrap's first owner share.
+#[tracing::instrument(skip_all, fields(project = %ctx.project_id, user = %user.id))]
 pub async fn insert_in_tx(
     tx: &mut Tx,
     ctx: &AuditContext,
@@ -261,6 +262,7 @@ pub async fn reset_password(
 /// token's login session (refresh-token family) is still live. The role is read fresh, so
 /// demotions and disabling take effect on the next request; logout, refresh-token reuse and
 /// a password change revoke the family, which ends its access tokens at once too.
+#[tracing::instrument(skip_all, fields(user = %claims.sub))]
 pub async fn principal_for_token(db: &Db, claims: &Claims) -> PlatformResult<Option<Principal>> {
     let (Ok(user), Ok(family)) = (
         UserId::parse(&claims.sub),
@@ -278,12 +280,6 @@ pub async fn principal_for_token(db: &Db, claims: &Claims) -> PlatformResult<Opt
         }
         _ => None,
     })
-}
-
-/// A user by id, any project (sessions and refresh tokens name their user).
-pub async fn find_by_id(db: &Db, id: &UserId) -> PlatformResult<Option<UserRecord>> {
-    let mut conn = db.read().await?;
-    Ok(repo::find_by_id(conn.ex(), id).await?)
 }
 
 async fn record(
