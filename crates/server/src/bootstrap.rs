@@ -2,13 +2,12 @@
 //! every scope. Exactly one node does it, even when several start at once: the claim is a
 //! unique row in `settings`, inserted in the same transaction as everything else.
 
-use crate::auth::{password, Role, Scopes};
+use crate::auth::{password, Caller, Role, Scopes};
 use crate::platform::api_keys;
 use crate::platform::projects::{self, Project};
 use crate::platform::users::{self, User};
 use secrecy::ExposeSecret;
 use sqlx::Row;
-use switchboard_core::audit::{self, Actor, AuditContext, Change};
 use switchboard_core::config::Config;
 use switchboard_core::db::Db;
 use switchboard_core::id::{ProjectId, UserId};
@@ -34,43 +33,15 @@ pub async fn bootstrap(
 ) -> anyhow::Result<Option<Credentials>> {
     use anyhow::Context;
     let mut tx = db.begin().await.context("bootstrap: begin")?;
-    let claimed = on_db!(tx.ex(), c => sqlx::query(
-        "INSERT INTO settings (name, value) VALUES ('bootstrapped_at', $1) ON CONFLICT DO NOTHING",
-    )
-    .bind(time::now().to_string())
-    .execute(c)
-    .await
-    .context("bootstrap: claim")?
-    .rows_affected() == 1);
+    let claimed = projects::repo::claim_bootstrap(tx.ex(), time::now())
+        .await
+        .context("bootstrap: claim")?;
     if !claimed || projects::repo::any_exists(tx.ex()).await? {
         return Ok(None);
     }
-    let project = Project {
-        id: ProjectId::generate(),
-        name: "default".into(),
-        created_at: time::now(),
-    };
-    projects::repo::insert(tx.ex(), &project).await?;
-    audit::init_chain(tx.ex(), &project.id).await?;
-    let ctx = AuditContext {
-        project_id: project.id.clone(),
-        actor: Actor::system("bootstrap"),
-        ip: None,
-        user_agent: None,
-        request_id: None,
-    };
-    audit::record(
-        &mut tx,
-        &ctx,
-        Change {
-            action: "project.create",
-            entity_type: "project",
-            entity_id: project.id.as_str(),
-            before: None,
-            after: serde_json::to_value(&project).ok(),
-        },
-    )
-    .await?;
+    let project = Project::new("default".into());
+    let ctx = Caller::operator(&project.id, "bootstrap").audit();
+    projects::service::insert_in_tx(&mut tx, &ctx, &project).await?;
     let pw = config
         .bootstrap_password
         .as_ref()
@@ -88,20 +59,8 @@ pub async fn bootstrap(
         .hash(&pw)
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: hash password: {e}"))?;
-    users::repo::insert(tx.ex(), &project.id, &owner, &hash).await?;
-    audit::record(
-        &mut tx,
-        &ctx,
-        Change {
-            action: "user.create",
-            entity_type: "user",
-            entity_id: owner.id.as_str(),
-            before: None,
-            after: serde_json::to_value(&owner).ok(),
-        },
-    )
-    .await?;
-    let key = api_keys::create_in_tx(
+    users::service::insert_in_tx(&mut tx, &ctx, &owner, &hash).await?;
+    let key = api_keys::service::create_in_tx(
         &mut tx,
         &ctx,
         &project.id,

@@ -376,5 +376,100 @@ impl From<crate::auth::password::PasswordError> for ApiError {
     }
 }
 
+impl From<crate::platform::PlatformError> for ApiError {
+    fn from(e: crate::platform::PlatformError) -> Self {
+        use crate::platform::PlatformError as E;
+        match e {
+            E::NotFound(what) => ApiError::not_found(what),
+            E::Invalid(issues) => ApiError::invalid(
+                issues
+                    .into_iter()
+                    .map(|i| FieldError {
+                        field: i.field,
+                        message: i.message,
+                    })
+                    .collect(),
+            ),
+            E::EmailTaken => ApiError::new(codes::EMAIL_TAKEN, e.to_string()),
+            E::LastOwner => ApiError::new(codes::LAST_OWNER, e.to_string()),
+            E::Unauthorized(why) => ApiError::unauthorized(why),
+            E::ProjectRequired(_) => ApiError::new(codes::PROJECT_REQUIRED, e.to_string()),
+            E::Throttled { retry_after_secs } => {
+                let value = HeaderValue::from_str(&retry_after_secs.to_string())
+                    .unwrap_or(HeaderValue::from_static("60"));
+                ApiError::new(codes::LOGIN_THROTTLED, e.to_string())
+                    .with_header(header::RETRY_AFTER, value)
+            }
+            E::RefreshTokenReused => ApiError::new(codes::REFRESH_TOKEN_REUSED, e.to_string()),
+            E::Password(p) => p.into(),
+            E::Token(t) => ApiError::internal(&t),
+            E::Db(d) => d.into(),
+        }
+    }
+}
+
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::password::PasswordError;
+    use crate::platform::{FieldIssue, PlatformError};
+
+    /// Each refusal of a platform service is answered with its catalogue code, the detail
+    /// the API has always given, and the headers a client acts on.
+    #[test]
+    fn platform_errors_map_to_their_catalogue_codes() {
+        let answer = |e: PlatformError| {
+            let a = ApiError::from(e);
+            (a.code(), a.problem().detail)
+        };
+        assert_eq!(
+            answer(PlatformError::NotFound("API key")),
+            (codes::NOT_FOUND, "API key not found".to_owned())
+        );
+        assert_eq!(
+            answer(PlatformError::EmailTaken),
+            (
+                codes::EMAIL_TAKEN,
+                "a user with this e-mail already exists in this project".to_owned()
+            )
+        );
+        assert_eq!(answer(PlatformError::LastOwner).0, codes::LAST_OWNER);
+        assert_eq!(
+            answer(PlatformError::RefreshTokenReused).0,
+            codes::REFRESH_TOKEN_REUSED
+        );
+        let project = switchboard_core::id::ProjectId::generate();
+        let (code, detail) = answer(PlatformError::ProjectRequired(vec![project.clone()]));
+        assert_eq!(code, codes::PROJECT_REQUIRED);
+        assert!(detail.ends_with(&format!("one of: {project}")), "{detail}");
+
+        let invalid = ApiError::from(PlatformError::Invalid(vec![
+            FieldIssue::new("email", "is not an e-mail address"),
+            FieldIssue::new("role", "too high"),
+        ]));
+        assert_eq!(invalid.code(), codes::VALIDATION_FAILED);
+        let p = invalid.problem();
+        assert_eq!(p.detail, "email: is not an e-mail address; role: too high");
+        assert_eq!(p.errors.len(), 2);
+        assert_eq!(p.errors[1].field, "role");
+
+        let throttled = ApiError::from(PlatformError::Throttled {
+            retry_after_secs: 42,
+        });
+        assert_eq!(throttled.code(), codes::LOGIN_THROTTLED);
+        assert_eq!(throttled.header(&header::RETRY_AFTER).unwrap(), "42");
+        let wrong = ApiError::from(PlatformError::Unauthorized("wrong"));
+        assert_eq!(wrong.code(), codes::UNAUTHORIZED);
+        assert!(wrong.header(&header::WWW_AUTHENTICATE).is_some());
+        let busy = ApiError::from(PlatformError::Password(PasswordError::Busy));
+        assert_eq!(busy.code(), codes::SERVER_BUSY);
+        assert_eq!(busy.header(&header::RETRY_AFTER).unwrap(), "1");
+        let db = ApiError::from(PlatformError::Db(sqlx::Error::PoolTimedOut));
+        assert_eq!(db.code(), codes::DATABASE_UNAVAILABLE);
+        let bug = ApiError::from(PlatformError::Db(sqlx::Error::RowNotFound));
+        assert_eq!(bug.code(), codes::INTERNAL);
+    }
+}

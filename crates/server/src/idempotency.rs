@@ -10,6 +10,8 @@
 //! before the handler's own check. A response that carries a secret ([`CarriesSecret`]) is
 //! never stored: its replay is a 409 `secret-not-replayable` naming what was created.
 
+pub mod repo;
+
 use crate::auth::{Principal, Requirement};
 use crate::error::{codes, ApiError, PROBLEM_JSON};
 use crate::state::AppState;
@@ -18,13 +20,12 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use repo::{KeyRef, Record};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 use switchboard_core::db::Db;
 use switchboard_core::id::ProjectId;
-use switchboard_core::on_db;
-use switchboard_core::time::{self, Timestamp};
+use switchboard_core::time;
 
 /// Longest `Idempotency-Key`.
 pub const MAX_KEY_LEN: usize = 255;
@@ -71,53 +72,26 @@ struct Owner {
     principal: String,
 }
 
-struct Record {
-    request_hash: String,
-    state: String,
-    status: Option<i32>,
-    body: Option<Vec<u8>>,
-    created_at: Timestamp,
+impl Owner {
+    fn key<'a>(&'a self, key: &'a str) -> KeyRef<'a> {
+        KeyRef {
+            project: &self.project,
+            principal: &self.principal,
+            key,
+        }
+    }
 }
 
 async fn try_start(db: &Db, owner: &Owner, key: &str, hash: &str) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let inserted = on_db!(tx.ex(), c => sqlx::query(
-        "INSERT INTO idempotency_keys (project_id, principal, idem_key, request_hash, state, created_at) \
-         VALUES ($1, $2, $3, $4, 'running', $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(owner.project.as_str())
-    .bind(&owner.principal)
-    .bind(key)
-    .bind(hash)
-    .bind(time::to_db(time::now()))
-    .execute(c)
-    .await?
-    .rows_affected() == 1);
+    let inserted = repo::insert_running(tx.ex(), &owner.key(key), hash, time::now()).await?;
     tx.commit().await?;
     Ok(inserted)
 }
 
 async fn load(db: &Db, owner: &Owner, key: &str) -> Result<Option<Record>, sqlx::Error> {
     let mut conn = db.read().await?;
-    on_db!(conn.ex(), c => {
-        let row = sqlx::query(
-            "SELECT request_hash, state, response_status, response_body, created_at \
-             FROM idempotency_keys WHERE project_id = $1 AND principal = $2 AND idem_key = $3",
-        )
-        .bind(owner.project.as_str())
-        .bind(&owner.principal)
-        .bind(key)
-        .fetch_optional(c)
-        .await?;
-        row.map(|r| Ok(Record {
-            request_hash: r.try_get("request_hash")?,
-            state: r.try_get("state")?,
-            status: r.try_get("response_status")?,
-            body: r.try_get("response_body")?,
-            created_at: time::from_db(r.try_get("created_at")?),
-        }))
-        .transpose()
-    })
+    repo::get(conn.ex(), &owner.key(key)).await
 }
 
 async fn finish(
@@ -128,44 +102,21 @@ async fn finish(
     body: &[u8],
 ) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    on_db!(tx.ex(), c => sqlx::query(
-        "UPDATE idempotency_keys SET state = 'done', response_status = $4, response_body = $5 \
-         WHERE project_id = $1 AND principal = $2 AND idem_key = $3",
-    )
-    .bind(owner.project.as_str())
-    .bind(&owner.principal)
-    .bind(key)
-    .bind(i32::from(status))
-    .bind(body)
-    .execute(c)
-    .await
-    .map(|_| ()))?;
+    repo::finish(tx.ex(), &owner.key(key), status, body).await?;
     tx.commit().await
 }
 
 async fn forget(db: &Db, owner: &Owner, key: &str) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    on_db!(tx.ex(), c => sqlx::query(
-        "DELETE FROM idempotency_keys WHERE project_id = $1 AND principal = $2 AND idem_key = $3",
-    )
-        .bind(owner.project.as_str())
-        .bind(&owner.principal)
-        .bind(key)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+    repo::delete(tx.ex(), &owner.key(key)).await?;
     tx.commit().await
 }
 
 /// Deletes keys older than [`TTL_SECS`]; returns how many.
 pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
-    let cutoff = time::to_db(time::add_secs(time::now(), -TTL_SECS));
+    let cutoff = time::add_secs(time::now(), -TTL_SECS);
     let mut tx = db.begin().await?;
-    let n = on_db!(tx.ex(), c => sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-        .bind(cutoff)
-        .execute(c)
-        .await?
-        .rows_affected());
+    let n = repo::delete_older(tx.ex(), cutoff).await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -238,6 +238,51 @@ impl Principal {
     }
 }
 
+/// Who asks a platform service for something: the credential (its project, actor, scopes
+/// and role ceiling, which the service's rules check) and where the request came from
+/// (stamped on the audit events it writes). The API builds one from the request
+/// ([`Authed::caller`]); the CLI and bootstrap act as the node's operator
+/// ([`Caller::operator`]).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The credential.
+    pub principal: Principal,
+    /// Request origin.
+    pub client: ClientInfo,
+}
+
+impl Caller {
+    /// Whoever runs the node (the CLI, bootstrap): they hold the database, so they act as
+    /// an owner with every scope, recorded as the system actor `component`.
+    pub fn operator(project: &ProjectId, component: &str) -> Caller {
+        Caller {
+            principal: Principal {
+                project_id: project.clone(),
+                actor: Actor::system(component),
+                scopes: Scopes::all(),
+                role: Role::Owner,
+            },
+            client: ClientInfo::default(),
+        }
+    }
+
+    /// The caller's project.
+    pub fn project(&self) -> &ProjectId {
+        &self.principal.project_id
+    }
+
+    /// Context stamped on the audit events the call writes.
+    pub fn audit(&self) -> AuditContext {
+        AuditContext {
+            project_id: self.principal.project_id.clone(),
+            actor: self.principal.actor.clone(),
+            ip: self.client.ip.clone(),
+            user_agent: self.client.user_agent.clone(),
+            request_id: self.client.request_id.clone(),
+        }
+    }
+}
+
 /// Where a request came from, recorded with every audit event it causes.
 #[derive(Clone, Debug, Default)]
 pub struct ClientInfo {
@@ -323,6 +368,14 @@ impl<S> Authed<S> {
     /// The caller's project.
     pub fn project(&self) -> &ProjectId {
         &self.principal.project_id
+    }
+
+    /// The caller, for a service.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            principal: self.principal.clone(),
+            client: self.client.clone(),
+        }
     }
 
     /// Context stamped on the audit events this request writes.
@@ -429,10 +482,10 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return ApiError::unauthorized("missing API key or access token").into_response();
     };
     let principal = if token.starts_with(api_keys::KEY_PREFIX) {
-        api_keys::repo::authenticate(&state.db, token).await
+        api_keys::service::authenticate(&state.db, token).await
     } else {
         match state.jwt.verify(token) {
-            Ok(claims) => users::repo::principal_for_token(&state.db, &claims).await,
+            Ok(claims) => users::service::principal_for_token(&state.db, &claims).await,
             Err(_) => Ok(None),
         }
     };

@@ -19,8 +19,8 @@ mod schedules;
 use crate::auth::{ClientInfo, Role};
 use crate::error::ApiError;
 use crate::middleware as mw;
-use crate::platform::login::{self, repo as sessions};
-use crate::platform::users::repo::{self as users, UserRecord};
+use crate::platform::login::service::{self as login, Login};
+use crate::platform::users::UserRecord;
 use crate::state::AppState;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -32,7 +32,7 @@ use axum::{Form, Router};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use serde::Deserialize;
 use switchboard_core::audit::{Actor, AuditContext};
-use switchboard_core::{secret, time};
+use switchboard_core::time;
 
 pub use page::{esc, layout, ts, Page, PageError, PageResult};
 
@@ -148,18 +148,9 @@ async fn session(State(state): State<AppState>, mut req: Request, next: Next) ->
     let Some(token) = jar.get(COOKIE).map(|c| c.value().to_owned()) else {
         return next.run(req).await;
     };
-    let lookup = async {
-        let mut conn = state.db.read().await?;
-        let Some(user_id) =
-            sessions::find_session(conn.ex(), &secret::digest(&token), time::now()).await?
-        else {
-            return Ok(None);
-        };
-        users::find_by_id(conn.ex(), &user_id).await
-    };
-    let rec = match lookup.await {
-        Ok(Some(rec)) if rec.user.disabled_at.is_none() => rec,
-        Ok(_) => return next.run(req).await,
+    let rec = match login::session_user(&state.db, &token, time::now()).await {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return next.run(req).await,
         Err(e) => return PageError::from(ApiError::from(e)).into_response(),
     };
     let actor = Actor {
@@ -313,13 +304,14 @@ async fn login_submit(
     if let Some(refused) = refuse_cross_origin(&headers) {
         return Ok(refused);
     }
-    let rec = match login::http::check_password(
-        &state,
-        &form.email,
-        &form.password,
-        form.project.as_deref(),
-    )
-    .await
+    let attempt = Login {
+        email: &form.email,
+        password: &form.password,
+        project: form.project.as_deref(),
+    };
+    let rec = match login::check_password(&state.db, &state.passwords, &attempt)
+        .await
+        .map_err(ApiError::from)
     {
         Ok(r) => r,
         Err(e) => {
@@ -344,20 +336,7 @@ async fn login_submit(
             return Ok(resp);
         }
     };
-    let token = secret::random_token("sbs_");
-    let now = time::now();
-    let mut tx = state.db.begin().await?;
-    sessions::insert_session(
-        tx.ex(),
-        &secret::digest(&token),
-        rec.user.id.as_str(),
-        rec.project_id.as_str(),
-        now,
-        time::add_secs(now, SESSION_SECS),
-    )
-    .await?;
-    login::http::record_self(&mut tx, &rec, &client, "auth.dashboard_login", None).await?;
-    tx.commit().await?;
+    let token = login::open_session(&state.db, &client, &rec, SESSION_SECS).await?;
     let cookie = Cookie::build((COOKIE, token))
         .path("/dashboard")
         .http_only(true)
@@ -377,10 +356,7 @@ async fn logout(
         return Ok(refused);
     }
     if let (Some(c), Ok(DashboardUser(rec))) = (jar.get(COOKIE), user) {
-        let mut tx = state.db.begin().await?;
-        sessions::delete_session(tx.ex(), &secret::digest(c.value())).await?;
-        login::http::record_self(&mut tx, &rec, &client, "auth.dashboard_logout", None).await?;
-        tx.commit().await?;
+        login::close_session(&state.db, &client, &rec, c.value()).await?;
     }
     let jar = jar.remove(Cookie::build(COOKIE).path("/dashboard"));
     Ok((jar, Redirect::to("/dashboard/login")).into_response())

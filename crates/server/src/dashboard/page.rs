@@ -3,7 +3,7 @@
 
 use super::assets;
 use crate::error::{ApiError, FieldError};
-use crate::platform::users::repo::UserRecord;
+use crate::platform::users::UserRecord;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};

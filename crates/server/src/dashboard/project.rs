@@ -4,13 +4,14 @@
 use super::components::{href, Filter, Filters, Row, Table};
 use super::page::{esc, num, ts, Page, PageResult, QueryData};
 use super::DashboardUser;
-use crate::platform::api_keys;
+use crate::error::ApiError;
+use crate::platform::{api_keys, audit};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use switchboard_core::audit::{self, Filter as AuditFilter, Verification};
+use switchboard_core::audit::{Filter as AuditFilter, Verification};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -21,8 +22,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn keys_page(State(state): State<AppState>, me: DashboardUser) -> PageResult<Response> {
-    let mut conn = state.db.read().await?;
-    let keys = api_keys::repo::list(conn.ex(), &me.0.project_id, None, 1000).await?;
+    let keys = api_keys::service::list(&state.db, &me.0.project_id, None, 1000)
+        .await
+        .map_err(ApiError::from)?;
     let rows = keys
         .iter()
         .map(|k| Row {
@@ -84,10 +86,9 @@ async fn verify(
     me: DashboardUser,
     q: QueryData,
 ) -> PageResult<Response> {
-    let result = {
-        let mut conn = state.db.read().await?;
-        audit::verify(conn.ex(), &me.0.project_id).await?
-    };
+    let result = audit::service::verify(&state.db, &me.0.project_id)
+        .await
+        .map_err(ApiError::from)?;
     audit_body(&state, &me, &q, Some(result)).await
 }
 
@@ -104,13 +105,13 @@ async fn audit_body(
         before_seq: before,
         ..AuditFilter::default()
     };
-    let (events, head) = {
-        let mut conn = state.db.read().await?;
-        (
-            audit::list(conn.ex(), &me.0.project_id, &filter, AUDIT_PAGE + 1).await?,
-            audit::head_seq(conn.ex(), &me.0.project_id).await?,
-        )
-    };
+    let project = &me.0.project_id;
+    let events = audit::service::list(&state.db, project, &filter, AUDIT_PAGE + 1)
+        .await
+        .map_err(ApiError::from)?;
+    let head = audit::service::head(&state.db, project)
+        .await
+        .map_err(ApiError::from)?;
     let more = events.len() as i64 > AUDIT_PAGE;
     let next = more
         .then(|| events.get(AUDIT_PAGE as usize - 1))

@@ -5,6 +5,8 @@
 //! `SWITCHBOARD_METRICS_LISTEN` serves them on an address of their own (e.g. an internal
 //! interface; with the token set, it asks for it too).
 
+mod repo;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
@@ -225,23 +227,16 @@ fn reported() -> &'static Mutex<HashSet<QueueLabels>> {
 /// out once their gauges read zero, so they go idle and disappear (their counter rows stay
 /// in the database for good).
 async fn record_queue_depths(state: &AppState) -> Result<(), sqlx::Error> {
-    use sqlx::Row;
-    let mut conn = state.db.read().await?;
-    let sql = format!(
-        "SELECT project_id, queue, CASE WHEN state = '{}' THEN 'available' ELSE state END AS state, \
-         CAST(SUM(n) AS BIGINT) AS n FROM queue_counts GROUP BY 1, 2, 3",
-        switchboard_queue::store::AVAILABLE_PULL
-    );
-    let rows: Vec<(String, String, String, i64)> = switchboard_core::on_db!(conn.ex(), c => {
-        let rows = sqlx::query(&sql).fetch_all(c).await?;
-        rows.iter()
-            .map(|r| Ok::<_, sqlx::Error>((r.try_get("project_id")?, r.try_get("queue")?, r.try_get("state")?, r.try_get("n")?)))
-            .collect::<Result<_, _>>()?
-    });
-    drop(conn);
+    let rows = {
+        let mut conn = state.db.read().await?;
+        repo::queue_depths(conn.ex()).await?
+    };
     let mut per_queue: BTreeMap<(String, String), Vec<(String, i64)>> = BTreeMap::new();
-    for (project, queue, st, n) in rows {
-        per_queue.entry((project, queue)).or_default().push((st, n));
+    for d in rows {
+        per_queue
+            .entry((d.project, d.queue))
+            .or_default()
+            .push((d.state, d.jobs));
     }
     let mut depths: BTreeMap<QueueLabels, BTreeMap<String, i64>> = BTreeMap::new();
     for ((project, queue), states) in per_queue {

@@ -18,6 +18,7 @@ mod e2e_idempotency;
 mod e2e_jobs;
 mod e2e_keys;
 mod e2e_limits;
+mod e2e_platform;
 mod e2e_push;
 mod e2e_rate_limit;
 mod e2e_reliability;

@@ -1,8 +1,9 @@
-//! `/v1/api-keys`.
+//! `/v1/api-keys`. The rules (grant ceilings) are the service's.
 
-use super::{create_in_tx, repo, revoke_in_tx, ApiKey, ApiKeyCreated, NewKey};
+use super::service::{self, KeyRequest};
+use super::{ApiKey, ApiKeyCreated, KEY_NAME};
 use crate::auth::{scope, Authed, Scopes};
-use crate::error::{ApiError, ApiResult, FieldError};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::idempotency::{CarriesSecret, Created};
 use crate::page::{Page, PageParams};
@@ -11,8 +12,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Extension;
 use serde::Deserialize;
-use switchboard_core::rules::{Chars, Text};
-use switchboard_core::time::{self, Timestamp};
+use switchboard_core::id::ApiKeyId;
+use switchboard_core::time::Timestamp;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -37,11 +38,13 @@ pub struct ApiKeyIn {
     pub expires_at: Option<Timestamp>,
 }
 
-/// Names of keys.
-pub const KEY_NAME: Text = Text::new(1, 100, Chars::NotBlank);
-
 fn name_schema() -> utoipa::openapi::Object {
     KEY_NAME.schema("What the key is for")
+}
+
+/// A key id from the path; one that cannot be an id names no key.
+fn key_id(id: &str) -> ApiResult<ApiKeyId> {
+    ApiKeyId::parse(id).map_err(|_| ApiError::not_found("API key"))
 }
 
 /// Lists the project's keys (revoked ones included, marked).
@@ -55,8 +58,7 @@ async fn list_keys(
     Query(page): Query<PageParams>,
 ) -> ApiResult<Json<Page<ApiKey>>> {
     let limit = page.limit()?;
-    let mut conn = state.db.read().await?;
-    let keys = repo::list(conn.ex(), auth.project(), page.after.as_deref(), limit + 1).await?;
+    let keys = service::list(&state.db, auth.project(), page.after.as_deref(), limit + 1).await?;
     Ok(Json(Page::from_overfetch(keys, limit, |k| {
         k.id.to_string()
     })))
@@ -73,49 +75,12 @@ async fn create_key(
     auth: Authed<scope::KeysWrite>,
     Json(input): Json<ApiKeyIn>,
 ) -> ApiResult<(StatusCode, Extension<CarriesSecret>, Json<ApiKeyCreated>)> {
-    let mut errors = Vec::new();
-    let name = input.name.trim();
-    if let Err(message) = KEY_NAME.check(&input.name) {
-        errors.push(FieldError {
-            field: "name".into(),
-            message,
-        });
-    }
-    if input.expires_at.is_some_and(|e| e <= time::now()) {
-        errors.push(FieldError {
-            field: "expires_at".into(),
-            message: "must be in the future".into(),
-        });
-    }
-    // A key can never grant more than the credential that creates it.
-    if let Some(s) = Vec::<String>::from(input.scopes.clone())
-        .into_iter()
-        .find(|s| !auth.principal.scopes.can_grant(s))
-    {
-        errors.push(FieldError {
-            field: "scopes".into(),
-            message: format!("cannot grant `{s}`, which this credential does not hold"),
-        });
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
-    let mut tx = state.db.begin().await?;
-    // The new key carries its creator's role as its ceiling (a key made by a key inherits).
-    let created = create_in_tx(
-        &mut tx,
-        &auth.audit(),
-        auth.project(),
-        NewKey {
-            name,
-            scopes: input.scopes,
-            role: auth.principal.role,
-            expires_at: input.expires_at,
-            secret: None,
-        },
-    )
-    .await?;
-    tx.commit().await?;
+    let request = KeyRequest {
+        name: input.name,
+        scopes: input.scopes,
+        expires_at: input.expires_at,
+    };
+    let created = service::create(&state.db, &auth.caller(), request).await?;
     let secret = CarriesSecret(vec![Created {
         kind: "api_key",
         id: created.key.id.to_string(),
@@ -133,11 +98,8 @@ async fn get_key(
     auth: Authed<scope::KeysRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    let mut conn = state.db.read().await?;
-    repo::get(conn.ex(), auth.project(), &id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("API key"))
+    let id = key_id(&id)?;
+    Ok(Json(service::get(&state.db, auth.project(), &id).await?))
 }
 
 /// Revokes a key; it stops working at once.
@@ -150,10 +112,6 @@ async fn revoke_key(
     auth: Authed<scope::KeysWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    let mut tx = state.db.begin().await?;
-    let key = revoke_in_tx(&mut tx, &auth.audit(), auth.project(), &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("API key"))?;
-    tx.commit().await?;
-    Ok(Json(key))
+    let id = key_id(&id)?;
+    Ok(Json(service::revoke(&state.db, &auth.caller(), &id).await?))
 }

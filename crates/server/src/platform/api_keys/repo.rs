@@ -1,13 +1,12 @@
 //! SQL for API keys.
 
 use super::ApiKey;
-use crate::auth::{Principal, Role, Scopes};
+use crate::auth::{Role, Scopes};
 use sqlx::Row;
-use switchboard_core::audit::Actor;
-use switchboard_core::db::{Db, Exec};
+use switchboard_core::db::Exec;
 use switchboard_core::id::{ApiKeyId, ProjectId};
+use switchboard_core::on_db;
 use switchboard_core::time::{self, Timestamp};
-use switchboard_core::{on_db, secret};
 
 const COLUMNS: &str =
     "id, project_id, name, prefix, scopes, role, created_at, last_used_at, expires_at, revoked_at";
@@ -64,16 +63,32 @@ pub async fn insert(
 pub async fn get(
     ex: Exec<'_>,
     project: &ProjectId,
-    id: &str,
+    id: &ApiKeyId,
 ) -> Result<Option<ApiKey>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE project_id = $1 AND id = $2");
     on_db!(ex, c => {
-        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id.as_str()).fetch_optional(c).await?;
         row.map(|r| Ok(key_from_row!(r))).transpose()
     })
 }
 
-/// The project's keys in id order, after `after`, `limit` at most.
+/// The key whose secret has this digest, with its project.
+pub async fn find_by_digest(
+    ex: Exec<'_>,
+    digest: &str,
+) -> Result<Option<(ApiKey, ProjectId)>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1");
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql).bind(digest).fetch_optional(c).await?;
+        row.map(|r| {
+            let project: String = r.try_get("project_id")?;
+            Ok((key_from_row!(r), ProjectId::from_db(project)))
+        })
+        .transpose()
+    })
+}
+
+/// The project's keys in id order, after the cursor `after`, `limit` at most.
 pub async fn list(
     ex: Exec<'_>,
     project: &ProjectId,
@@ -94,57 +109,26 @@ pub async fn list(
 pub async fn revoke(
     ex: Exec<'_>,
     project: &ProjectId,
-    id: &str,
+    id: &ApiKeyId,
     at: Timestamp,
 ) -> Result<bool, sqlx::Error> {
     on_db!(ex, c => sqlx::query(
         "UPDATE api_keys SET revoked_at = $3 WHERE project_id = $1 AND id = $2 AND revoked_at IS NULL",
     )
     .bind(project.as_str())
-    .bind(id)
+    .bind(id.as_str())
     .bind(time::to_db(at))
     .execute(c)
     .await
     .map(|r| r.rows_affected() == 1))
 }
 
-/// Resolves a bearer API key to its principal, or `None` when unknown, revoked or expired.
-pub async fn authenticate(db: &Db, token: &str) -> Result<Option<Principal>, sqlx::Error> {
-    let digest = secret::digest(token);
-    let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE secret_hash = $1");
-    let mut conn = db.read().await?;
-    let found: Option<(ApiKey, String)> = on_db!(conn.ex(), c => {
-        let row = sqlx::query(&sql).bind(&digest).fetch_optional(c).await?;
-        row.map(|r| Ok::<_, sqlx::Error>((key_from_row!(r), r.try_get("project_id")?))).transpose()?
-    });
-    drop(conn);
-    let Some((key, project)) = found else {
-        return Ok(None);
-    };
-    let now = time::now();
-    if key.revoked_at.is_some() || key.expires_at.is_some_and(|e| e <= now) {
-        return Ok(None);
-    }
-    let stale = key
-        .last_used_at
-        .is_none_or(|t| time::to_db(now) - time::to_db(t) > 60_000_000);
-    if stale {
-        let mut tx = db.begin().await?;
-        on_db!(tx.ex(), c => sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
-            .bind(key.id.as_str())
-            .bind(time::to_db(now))
-            .execute(c)
-            .await
-            .map(|_| ()))?;
-        tx.commit().await?;
-    }
-    Ok(Some(Principal {
-        project_id: ProjectId::from_db(project),
-        actor: Actor {
-            kind: "api_key".into(),
-            id: key.id.to_string(),
-        },
-        scopes: key.scopes,
-        role: key.role,
-    }))
+/// Records a successful use of the key.
+pub async fn touch(ex: Exec<'_>, id: &ApiKeyId, at: Timestamp) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")
+        .bind(id.as_str())
+        .bind(time::to_db(at))
+        .execute(c)
+        .await
+        .map(|_| ()))
 }

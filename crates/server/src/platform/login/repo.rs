@@ -1,33 +1,19 @@
-//! SQL for refresh tokens and dashboard sessions.
+//! SQL for refresh tokens, dashboard sessions and the login throttle's counts.
 
+use super::RefreshToken;
 use sqlx::Row;
 use switchboard_core::db::Exec;
+use switchboard_core::id::{ProjectId, TokenFamilyId, UserId};
 use switchboard_core::on_db;
 use switchboard_core::time::{self, Timestamp};
-
-/// A stored refresh token.
-pub struct RefreshToken {
-    /// Rotation family.
-    pub family_id: String,
-    /// Owner.
-    pub user_id: String,
-    /// Project.
-    pub project_id: String,
-    /// Expiry.
-    pub expires_at: i64,
-    /// Set once rotated.
-    pub used_at: Option<i64>,
-    /// Set once revoked.
-    pub revoked_at: Option<i64>,
-}
 
 /// Stores a new refresh token.
 pub async fn insert_refresh(
     ex: Exec<'_>,
     token_hash: &str,
-    family: &str,
-    user: &str,
-    project: &str,
+    family: &TokenFamilyId,
+    user: &UserId,
+    project: &ProjectId,
     now: Timestamp,
     expires: Timestamp,
 ) -> Result<(), sqlx::Error> {
@@ -36,9 +22,9 @@ pub async fn insert_refresh(
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(token_hash)
-    .bind(family)
-    .bind(user)
-    .bind(project)
+    .bind(family.as_str())
+    .bind(user.as_str())
+    .bind(project.as_str())
     .bind(time::to_db(now))
     .bind(time::to_db(expires))
     .execute(c)
@@ -78,9 +64,9 @@ pub async fn find_refresh(
         .await?;
         row.map(|r| {
             Ok(RefreshToken {
-                family_id: r.try_get("family_id")?,
-                user_id: r.try_get("user_id")?,
-                project_id: r.try_get("project_id")?,
+                family_id: TokenFamilyId::from_db(r.try_get("family_id")?),
+                user_id: UserId::from_db(r.try_get("user_id")?),
+                project_id: ProjectId::from_db(r.try_get("project_id")?),
                 expires_at: r.try_get("expires_at")?,
                 used_at: r.try_get("used_at")?,
                 revoked_at: r.try_get("revoked_at")?,
@@ -91,11 +77,15 @@ pub async fn find_refresh(
 }
 
 /// Revokes every live token of a family.
-pub async fn revoke_family(ex: Exec<'_>, family: &str, now: Timestamp) -> Result<u64, sqlx::Error> {
+pub async fn revoke_family(
+    ex: Exec<'_>,
+    family: &TokenFamilyId,
+    now: Timestamp,
+) -> Result<u64, sqlx::Error> {
     on_db!(ex, c => sqlx::query(
         "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL",
     )
-    .bind(family)
+    .bind(family.as_str())
     .bind(time::to_db(now))
     .execute(c)
     .await
@@ -105,17 +95,17 @@ pub async fn revoke_family(ex: Exec<'_>, family: &str, now: Timestamp) -> Result
 /// Ends every refresh token and dashboard session of a user.
 pub async fn revoke_all_for_user(
     ex: Exec<'_>,
-    user: &str,
+    user: &UserId,
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     on_db!(ex, c => {
         sqlx::query("UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-            .bind(user)
+            .bind(user.as_str())
             .bind(time::to_db(now))
             .execute(&mut *c)
             .await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user)
+            .bind(user.as_str())
             .execute(&mut *c)
             .await
             .map(|_| ())
@@ -126,8 +116,8 @@ pub async fn revoke_all_for_user(
 pub async fn insert_session(
     ex: Exec<'_>,
     token_hash: &str,
-    user: &str,
-    project: &str,
+    user: &UserId,
+    project: &ProjectId,
     now: Timestamp,
     expires: Timestamp,
 ) -> Result<(), sqlx::Error> {
@@ -135,8 +125,8 @@ pub async fn insert_session(
         "INSERT INTO sessions (token_hash, user_id, project_id, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(token_hash)
-    .bind(user)
-    .bind(project)
+    .bind(user.as_str())
+    .bind(project.as_str())
     .bind(time::to_db(now))
     .bind(time::to_db(expires))
     .execute(c)
@@ -144,19 +134,19 @@ pub async fn insert_session(
     .map(|_| ()))
 }
 
-/// The user id of a live session.
+/// The user of a live session.
 pub async fn find_session(
     ex: Exec<'_>,
     token_hash: &str,
     now: Timestamp,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<Option<UserId>, sqlx::Error> {
     on_db!(ex, c => {
         let row = sqlx::query("SELECT user_id FROM sessions WHERE token_hash = $1 AND expires_at > $2")
             .bind(token_hash)
             .bind(time::to_db(now))
             .fetch_optional(c)
             .await?;
-        row.map(|r| r.try_get("user_id")).transpose()
+        row.map(|r| r.try_get("user_id").map(UserId::from_db)).transpose()
     })
 }
 
@@ -167,4 +157,76 @@ pub async fn delete_session(ex: Exec<'_>, token_hash: &str) -> Result<(), sqlx::
         .execute(c)
         .await
         .map(|_| ()))
+}
+
+/// A login account's failure count: `(failures, last_failure_at, locked_until)` in database
+/// time, its row created if needed and locked until the transaction ends (PostgreSQL `FOR
+/// UPDATE`; on SQLite the transaction runs alone on the writer).
+pub async fn lock_failures(
+    mut ex: Exec<'_>,
+    email: &str,
+    now_us: i64,
+) -> Result<(i64, i64, i64), sqlx::Error> {
+    on_db!(ex.re(), c => sqlx::query(
+        "INSERT INTO login_failures (email, failures, last_failure_at, locked_until) \
+         VALUES ($1, 0, $2, 0) ON CONFLICT DO NOTHING",
+    )
+    .bind(email)
+    .bind(now_us)
+    .execute(c)
+    .await
+    .map(|_| ()))?;
+    const SQL: &str =
+        "SELECT failures, last_failure_at, locked_until FROM login_failures WHERE email = $1";
+    match ex {
+        Exec::Sqlite(c) => sqlx::query_as(SQL).bind(email).fetch_one(c).await,
+        Exec::Postgres(c) => {
+            sqlx::query_as(&format!("{SQL} FOR UPDATE"))
+                .bind(email)
+                .fetch_one(c)
+                .await
+        }
+    }
+}
+
+/// Writes an account's failure count.
+pub async fn set_failures(
+    ex: Exec<'_>,
+    email: &str,
+    failures: i64,
+    last_failure_at: i64,
+    locked_until: i64,
+) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "UPDATE login_failures SET failures = $2, last_failure_at = $3, locked_until = $4 \
+         WHERE email = $1",
+    )
+    .bind(email)
+    .bind(failures)
+    .bind(last_failure_at)
+    .bind(locked_until)
+    .execute(c)
+    .await
+    .map(|_| ()))
+}
+
+/// Forgets an account's failures.
+pub async fn clear_failures(ex: Exec<'_>, email: &str) -> Result<(), sqlx::Error> {
+    on_db!(ex, c => sqlx::query("DELETE FROM login_failures WHERE email = $1")
+        .bind(email)
+        .execute(c)
+        .await
+        .map(|_| ()))
+}
+
+/// Deletes counts whose last failure and lock both ended before `cutoff` (database time);
+/// returns how many.
+pub async fn prune_failures(ex: Exec<'_>, cutoff: i64) -> Result<u64, sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "DELETE FROM login_failures WHERE last_failure_at < $1 AND locked_until < $1",
+    )
+    .bind(cutoff)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))
 }

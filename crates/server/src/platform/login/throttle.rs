@@ -9,8 +9,8 @@
 //! Counting before checking means concurrent guesses cannot all slip in before the first
 //! failure is recorded.
 
-use switchboard_core::db::{Db, Exec};
-use switchboard_core::on_db;
+use super::repo;
+use switchboard_core::db::Db;
 use switchboard_core::time::{self, Timestamp};
 
 /// Attempts in a row before the account locks.
@@ -49,8 +49,8 @@ fn lock_secs(failures: i64) -> Option<i64> {
 pub async fn charge(db: &Db, email: &str, now: Timestamp) -> Result<Charge, sqlx::Error> {
     let now_us = time::to_db(now);
     let mut tx = db.begin().await?;
-    let row = locked_row(tx.ex(), email, now_us).await?;
-    let (failures, last_failure_at, locked_until) = row;
+    let (failures, last_failure_at, locked_until) =
+        repo::lock_failures(tx.ex(), email, now_us).await?;
     if locked_until > now_us {
         // Nothing written: a locked account's attempts neither count nor extend the lock.
         let secs = (locked_until - now_us + 999_999) / 1_000_000;
@@ -68,58 +68,15 @@ pub async fn charge(db: &Db, email: &str, now: Timestamp) -> Result<Charge, sqlx
         Some(secs) => time::to_db(time::add_secs(now, secs)),
         None => 0,
     };
-    on_db!(tx.ex(), c => sqlx::query(
-        "UPDATE login_failures SET failures = $2, last_failure_at = $3, locked_until = $4 \
-         WHERE email = $1",
-    )
-    .bind(email)
-    .bind(failures)
-    .bind(now_us)
-    .bind(locked_until)
-    .execute(c)
-    .await
-    .map(|_| ()))?;
+    repo::set_failures(tx.ex(), email, failures, now_us, locked_until).await?;
     tx.commit().await?;
     Ok(Charge::Go)
-}
-
-/// The account's row, created if needed and locked until the transaction ends (PostgreSQL
-/// `FOR UPDATE`; on SQLite the transaction runs alone on the writer).
-async fn locked_row(
-    mut ex: Exec<'_>,
-    email: &str,
-    now_us: i64,
-) -> Result<(i64, i64, i64), sqlx::Error> {
-    on_db!(ex.re(), c => sqlx::query(
-        "INSERT INTO login_failures (email, failures, last_failure_at, locked_until) \
-         VALUES ($1, 0, $2, 0) ON CONFLICT DO NOTHING",
-    )
-    .bind(email)
-    .bind(now_us)
-    .execute(c)
-    .await
-    .map(|_| ()))?;
-    const SQL: &str =
-        "SELECT failures, last_failure_at, locked_until FROM login_failures WHERE email = $1";
-    match ex {
-        Exec::Sqlite(c) => sqlx::query_as(SQL).bind(email).fetch_one(c).await,
-        Exec::Postgres(c) => {
-            sqlx::query_as(&format!("{SQL} FOR UPDATE"))
-                .bind(email)
-                .fetch_one(c)
-                .await
-        }
-    }
 }
 
 /// Forgets the account's failures (after a successful login).
 pub async fn clear(db: &Db, email: &str) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    on_db!(tx.ex(), c => sqlx::query("DELETE FROM login_failures WHERE email = $1")
-        .bind(email)
-        .execute(c)
-        .await
-        .map(|_| ()))?;
+    repo::clear_failures(tx.ex(), email).await?;
     tx.commit().await
 }
 
@@ -128,13 +85,7 @@ pub async fn clear(db: &Db, email: &str) -> Result<(), sqlx::Error> {
 pub async fn prune(db: &Db, now: Timestamp) -> Result<u64, sqlx::Error> {
     let cutoff = time::to_db(time::add_secs(now, -QUIET_SECS));
     let mut tx = db.begin().await?;
-    let n = on_db!(tx.ex(), c => sqlx::query(
-        "DELETE FROM login_failures WHERE last_failure_at < $1 AND locked_until < $1",
-    )
-    .bind(cutoff)
-    .execute(c)
-    .await?
-    .rows_affected());
+    let n = repo::prune_failures(tx.ex(), cutoff).await?;
     tx.commit().await?;
     Ok(n)
 }

@@ -1,31 +1,11 @@
 //! Projects: the tenants. Every row of every capability belongs to one.
+//!
+//! `model` (types and rules), `repo` (SQL), `service` (creation with its first key,
+//! renaming, audit events), `http` (`/v1/projects`).
 
 pub mod http;
+pub mod model;
 pub mod repo;
+pub mod service;
 
-use serde::Serialize;
-use switchboard_core::id::ProjectId;
-use switchboard_core::rules::{Chars, Text};
-use switchboard_core::time::Timestamp;
-use utoipa::ToSchema;
-
-/// A project as the API shows it.
-#[derive(Clone, Debug, Serialize, ToSchema, PartialEq)]
-pub struct Project {
-    /// `proj_…`
-    #[schema(value_type = String, example = "proj_01jqz6w0m3f2t9x4y5z6a7b8c9")]
-    pub id: ProjectId,
-    /// Display name.
-    pub name: String,
-    /// Creation time (UTC).
-    #[schema(value_type = String, format = DateTime)]
-    pub created_at: Timestamp,
-}
-
-/// Project names.
-pub const PROJECT_NAME: Text = Text::new(1, 100, Chars::NotBlank);
-
-/// Checks a project name ([`PROJECT_NAME`]); it is kept trimmed.
-pub fn parse_name(name: &str) -> Result<String, String> {
-    PROJECT_NAME.check(name).map(|()| name.trim().to_owned())
-}
+pub use model::{parse_name, Project, ProjectCreated, PROJECT_NAME};

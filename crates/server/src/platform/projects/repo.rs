@@ -2,7 +2,7 @@
 
 use super::Project;
 use sqlx::Row;
-use switchboard_core::db::Exec;
+use switchboard_core::db::{Backend, Exec};
 use switchboard_core::id::ProjectId;
 use switchboard_core::{on_db, time};
 
@@ -47,8 +47,43 @@ pub async fn rename(ex: Exec<'_>, id: &ProjectId, name: &str) -> Result<bool, sq
 
 /// Whether any project exists yet.
 pub async fn any_exists(ex: Exec<'_>) -> Result<bool, sqlx::Error> {
-    on_db!(ex, c => sqlx::query("SELECT id FROM projects LIMIT 1")
+    Ok(first(ex).await?.is_some())
+}
+
+/// The first project (in id order: the oldest), if any.
+pub async fn first(ex: Exec<'_>) -> Result<Option<ProjectId>, sqlx::Error> {
+    on_db!(ex, c => sqlx::query("SELECT id FROM projects ORDER BY id LIMIT 1")
         .fetch_optional(c)
-        .await
-        .map(|r| r.is_some()))
+        .await?
+        .map(|r| r.try_get("id").map(ProjectId::from_db))
+        .transpose())
+}
+
+/// Claims the creation of the first project for this node: true for the one caller whose
+/// `bootstrapped_at` row in `settings` went in (the row commits with the transaction).
+pub async fn claim_bootstrap(ex: Exec<'_>, at: time::Timestamp) -> Result<bool, sqlx::Error> {
+    on_db!(ex, c => sqlx::query(
+        "INSERT INTO settings (name, value) VALUES ('bootstrapped_at', $1) ON CONFLICT DO NOTHING",
+    )
+    .bind(at.to_string())
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Whether the database has Switchboard's tables (its `projects` table), for commands that
+/// must not create a database.
+pub async fn schema_exists(ex: Exec<'_>) -> Result<bool, sqlx::Error> {
+    let sql = match ex.backend() {
+        Backend::Postgres => {
+            "SELECT CAST(count(*) AS BIGINT) AS n FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_name = 'projects'"
+        }
+        Backend::Sqlite => {
+            "SELECT CAST(count(*) AS BIGINT) AS n FROM sqlite_master WHERE type = 'table' \
+             AND name = 'projects'"
+        }
+    };
+    let n: i64 = on_db!(ex, c => sqlx::query(sql).fetch_one(c).await?.try_get("n")?);
+    Ok(n > 0)
 }

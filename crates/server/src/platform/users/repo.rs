@@ -1,27 +1,14 @@
 //! SQL for users.
 
-use super::User;
-use crate::auth::jwt::Claims;
-use crate::auth::{Principal, Role};
+use super::{User, UserRecord};
+use crate::auth::Role;
 use sqlx::Row;
-use switchboard_core::audit::Actor;
-use switchboard_core::db::{Db, Exec};
-use switchboard_core::id::{ProjectId, UserId};
+use switchboard_core::db::Exec;
+use switchboard_core::id::{ProjectId, TokenFamilyId, UserId};
 use switchboard_core::on_db;
 use switchboard_core::time;
 
 const COLUMNS: &str = "id, project_id, email, name, role, created_at, disabled_at, password_hash";
-
-/// A user row with the fields the API does not show.
-#[derive(Clone)]
-pub struct UserRecord {
-    /// The user.
-    pub user: User,
-    /// Its project.
-    pub project_id: ProjectId,
-    /// argon2id PHC string.
-    pub password_hash: String,
-}
 
 macro_rules! record_from_row {
     ($r:expr) => {
@@ -82,12 +69,18 @@ async fn fetch_one_where(
 }
 
 /// A user of the project by id.
-pub async fn get(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<Option<User>, sqlx::Error> {
-    Ok(
-        fetch_one_where(ex, "project_id = $1 AND id = $2", &[project.as_str(), id])
-            .await?
-            .map(|r| r.user),
+pub async fn get(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    id: &UserId,
+) -> Result<Option<User>, sqlx::Error> {
+    Ok(fetch_one_where(
+        ex,
+        "project_id = $1 AND id = $2",
+        &[project.as_str(), id.as_str()],
     )
+    .await?
+    .map(|r| r.user))
 }
 
 /// The users with this login e-mail: in `project` only when given, else in every project
@@ -114,11 +107,34 @@ pub async fn find_by_email(
 }
 
 /// A user by id, any project (for token checks).
-pub async fn find_by_id(ex: Exec<'_>, id: &str) -> Result<Option<UserRecord>, sqlx::Error> {
-    fetch_one_where(ex, "id = $1", &[id]).await
+pub async fn find_by_id(ex: Exec<'_>, id: &UserId) -> Result<Option<UserRecord>, sqlx::Error> {
+    fetch_one_where(ex, "id = $1", &[id.as_str()]).await
 }
 
-/// The project's users in id order.
+/// A user by id, any project, with whether the login session `family` (a refresh-token
+/// family) of theirs is still live: one statement, an indexed probe of the family
+/// (`refresh_tokens_family`).
+pub async fn find_with_session(
+    ex: Exec<'_>,
+    id: &UserId,
+    family: &TokenFamilyId,
+) -> Result<Option<(UserRecord, bool)>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 \
+         AND t.user_id = users.id AND t.revoked_at IS NULL) AS live FROM users WHERE id = $1"
+    );
+    on_db!(ex, c => {
+        let row = sqlx::query(&sql)
+            .bind(id.as_str())
+            .bind(family.as_str())
+            .fetch_optional(c)
+            .await?;
+        row.map(|r| Ok((record_from_row!(r), r.try_get("live")?)))
+            .transpose()
+    })
+}
+
+/// The project's users in id order, after the cursor `after`.
 pub async fn list(
     ex: Exec<'_>,
     project: &ProjectId,
@@ -164,68 +180,23 @@ pub async fn update(
 pub async fn lock_active_owners(
     ex: Exec<'_>,
     project: &ProjectId,
-) -> Result<Vec<String>, sqlx::Error> {
+) -> Result<Vec<UserId>, sqlx::Error> {
     const SQL: &str =
         "SELECT id FROM users WHERE project_id = $1 AND role = 'owner' AND disabled_at IS NULL \
          ORDER BY id";
-    match ex {
+    let ids: Vec<String> = match ex {
         Exec::Sqlite(c) => {
             sqlx::query_scalar(SQL)
                 .bind(project.as_str())
                 .fetch_all(c)
-                .await
+                .await?
         }
         Exec::Postgres(c) => {
             sqlx::query_scalar(&format!("{SQL} FOR UPDATE"))
                 .bind(project.as_str())
                 .fetch_all(c)
-                .await
+                .await?
         }
-    }
-}
-
-/// Resolves a verified access token to its principal, if the user is still active and the
-/// token's login session (refresh-token family) is still live. The role is read fresh, so
-/// demotions and disabling take effect on the next request; logout, refresh-token reuse and
-/// a password change revoke the family, which ends its access tokens at once too.
-pub async fn principal_for_token(
-    db: &Db,
-    claims: &Claims,
-) -> Result<Option<Principal>, sqlx::Error> {
-    // One statement: the user and an indexed probe (refresh_tokens_family) of the family.
-    let sql = format!(
-        "SELECT {COLUMNS}, EXISTS (SELECT 1 FROM refresh_tokens t WHERE t.family_id = $2 \
-         AND t.user_id = users.id AND t.revoked_at IS NULL) AS live FROM users WHERE id = $1"
-    );
-    let mut conn = db.read().await?;
-    let found: Option<(UserRecord, bool)> = on_db!(conn.ex(), c => {
-        let row = sqlx::query(&sql)
-            .bind(&claims.sub)
-            .bind(&claims.sid)
-            .fetch_optional(c)
-            .await?;
-        row.map(|r| Ok::<_, sqlx::Error>((record_from_row!(r), r.try_get("live")?)))
-            .transpose()?
-    });
-    match found {
-        Some((rec, true))
-            if rec.user.disabled_at.is_none() && rec.project_id.as_str() == claims.pid =>
-        {
-            Ok(Some(principal_for_user(&rec)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// The principal a user acts as.
-pub fn principal_for_user(rec: &UserRecord) -> Principal {
-    Principal {
-        project_id: rec.project_id.clone(),
-        actor: Actor {
-            kind: "user".into(),
-            id: rec.user.id.to_string(),
-        },
-        scopes: rec.user.role.scopes(),
-        role: rec.user.role,
-    }
+    };
+    Ok(ids.into_iter().map(UserId::from_db).collect())
 }
