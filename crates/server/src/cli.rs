@@ -858,19 +858,8 @@ pub async fn doctor(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn worker(config: Config) -> anyhow::Result<()> {
     let stop = shutdown_signal();
-    let (db, _) = app::connect(&config).await?;
-    let runtime = switchboard_queue::runtime::Runtime::builder()
-        .heartbeat(std::time::Duration::from_millis(config.job_heartbeat_ms))
-        .push_allow(config.push_allow.clone())
-        .limits(app::limits(&config))
-        .build(db.clone());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(runtime.run(stop_rx));
-    tracing::info!(backend = db.backend().name(), "worker running");
-    stop.await;
-    let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), running).await;
-    db.close().await;
+    let node = crate::worker::Worker::build(&config).await?;
+    node.run_until_stopped(stop).await;
     Ok(())
 }
 
@@ -878,8 +867,8 @@ fn queue_arg(name: &str) -> anyhow::Result<switchboard_queue::QueueName> {
     switchboard_queue::QueueName::parse(name).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn api_err(e: crate::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}", e.problem().detail)
+fn api_err(e: impl Into<crate::error::ApiError>) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.into().problem().detail)
 }
 
 async fn queue_cmd(config: &Config, cmd: QueueCommand) -> anyhow::Result<()> {
@@ -1099,7 +1088,8 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
                 config.max_queues_per_project,
             )
             .await?;
-            let out = store::enqueue(&mut tx, &project, std::slice::from_ref(&new)).await?;
+            let out = switchboard_queue::enqueue_in(&mut tx, &project, std::slice::from_ref(&new))
+                .await?;
             tx.commit().await?;
             if !out[0].created {
                 eprintln!("switchboard: the unique key is held by this existing job");
@@ -1109,9 +1099,11 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
         JobCommand::Get { id, project } => {
             let project = project_for(&db, project).await?;
             let mut conn = db.read().await?;
-            let job = store::get(conn.ex(), &project, &id)
-                .await?
-                .with_context(|| format!("no job {id}"))?;
+            let job = match switchboard_queue::JobId::parse(&id) {
+                Ok(job) => store::get(conn.ex(), &project, &job).await?,
+                Err(_) => None,
+            }
+            .with_context(|| format!("no job {id}"))?;
             let errors = store::attempt_errors(conn.ex(), &job.id).await?;
             say!(
                 "{}",
@@ -1120,6 +1112,7 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Retry { id, project } => {
             let project = project_for(&db, project).await?;
+            let id = crate::queue::job_id(&id).map_err(api_err)?;
             let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Retry)
                 .await
                 .map_err(api_err)?;
@@ -1127,6 +1120,7 @@ async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<()> {
         }
         JobCommand::Cancel { id, project } => {
             let project = project_for(&db, project).await?;
+            let id = crate::queue::job_id(&id).map_err(api_err)?;
             let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Cancel)
                 .await
                 .map_err(api_err)?;
