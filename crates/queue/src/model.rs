@@ -1070,6 +1070,67 @@ mod tests {
     }
 
     #[test]
+    fn reserved_names_are_refused_to_callers_and_kept_apart() {
+        let now = switchboard_core::time::now();
+        let spec = |queue: &str, kind: &str| JobSpec {
+            queue: queue.into(),
+            kind: kind.into(),
+            payload: serde_json::Value::Null,
+            priority: None,
+            run_at: None,
+            delay_ms: None,
+            max_attempts: None,
+            backoff: None,
+            timeout_ms: None,
+            unique_key: None,
+            unique_window_secs: None,
+            tags: Vec::new(),
+            target: None,
+        };
+        let fields = |q: &str, k: &str| -> Vec<&'static str> {
+            match spec(q, k).validate(now, &["sb.kind".into()]) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.into_iter().map(|i| i.field).collect(),
+            }
+        };
+        assert_eq!(fields("emails", "send"), Vec::<&str>::new());
+        // Even a kind this node runs in-process: callers never name Switchboard's own.
+        assert_eq!(fields("emails", "sb.kind"), ["kind"]);
+        assert_eq!(fields("sb.notify", "send"), ["queue"]);
+        assert_eq!(fields("sb.notify", "sb.kind"), ["queue", "kind"]);
+        // Only the prefix with its dot is reserved.
+        assert_eq!(fields("sbx", "sb"), Vec::<&str>::new());
+
+        let job = |q: &str, k: &str| {
+            NewJob::local(
+                QueueName::from_db(q.into()),
+                JobKind::from_db(k.into()),
+                serde_json::Value::Null,
+            )
+        };
+        assert!(job("emails", "send").check_reserved().is_ok());
+        assert!(job("sb.notify", "sb.notify.deliver")
+            .check_reserved()
+            .is_ok());
+        assert_eq!(
+            job("emails", "sb.notify.deliver")
+                .check_reserved()
+                .unwrap_err()
+                .field,
+            "queue"
+        );
+        assert_eq!(
+            job("sb.notify", "send").check_reserved().unwrap_err().field,
+            "kind"
+        );
+        let pulled = NewJob {
+            runner: Runner::Pull,
+            ..job("sb.notify", "sb.notify.deliver")
+        };
+        assert_eq!(pulled.check_reserved().unwrap_err().field, "kind");
+    }
+
+    #[test]
     fn result_size_is_measured_as_compact_json() {
         let v = serde_json::json!({"a": [1, 2, "é"]});
         assert_eq!(json_len(&v), v.to_string().len());

@@ -379,7 +379,7 @@ impl Runtime {
     ) -> Result<Option<serde_json::Value>, JobError> {
         if let Some(target) = &job.target {
             let secret = self
-                .push_secret(project.as_str())
+                .push_secret(project)
                 .await
                 .map_err(|e| JobError::retry(format!("cannot load signing secret: {e}")))?;
             return match self.push.deliver(&secret, job, target).await {

@@ -235,12 +235,12 @@ impl Runtime {
     }
 
     /// The project's push-signing secret (created on first use, shared by all nodes).
-    pub async fn push_secret(&self, project: &str) -> Result<String, sqlx::Error> {
+    pub async fn push_secret(&self, project: &ProjectId) -> Result<String, sqlx::Error> {
         if let Some(s) = self
             .secrets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(project)
+            .get(project.as_str())
         {
             return Ok(s.clone());
         }
@@ -248,7 +248,7 @@ impl Runtime {
         self.secrets
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(project.to_owned(), s.clone());
+            .insert(project.to_string(), s.clone());
         Ok(s)
     }
 

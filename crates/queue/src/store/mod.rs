@@ -4,7 +4,7 @@
 //! Every state change also adjusts `queue_counts` in the same transaction, so counts per
 //! state come from maintained counters, never from `count(*)` over `jobs`.
 //!
-//! - [`enqueue`](self::enqueue()): inserting jobs;
+//! - enqueue: inserting jobs;
 //! - claim: handing available jobs out under a lease;
 //! - lease: heartbeat, complete, fail with the lease token;
 //! - admin: cancel, retry, delete, clean;

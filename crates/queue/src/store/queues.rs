@@ -294,7 +294,7 @@ pub async fn runnable_queues(
 
 /// The project's push-signing secret, created on first use (insert if absent, then read:
 /// every node gets the same one).
-pub async fn push_secret(db: &Db, project: &str) -> Result<String, sqlx::Error> {
+pub async fn push_secret(db: &Db, project: &ProjectId) -> Result<String, sqlx::Error> {
     let name = format!("push_secret/{project}");
     let mut tx = db.begin().await?;
     let value: String = on_db!(tx.ex(), c => {

@@ -501,6 +501,6 @@ async fn push_secret(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
 ) -> ApiResult<Json<PushSecret>> {
-    let secret = state.runtime.push_secret(auth.project().as_str()).await?;
+    let secret = state.runtime.push_secret(auth.project()).await?;
     Ok(Json(PushSecret { secret }))
 }
