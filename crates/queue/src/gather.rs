@@ -370,8 +370,14 @@ impl Gatherer {
 
     /// Inserts `jobs` and commits, as [`store::enqueue_now`] does: all or none, in order,
     /// committed when this returns. Jobs with unique keys and enqueues of more than
-    /// [`GATHER_MAX_JOBS`] go in on their own.
-    pub async fn enqueue(&self, project: &ProjectId, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
+    /// [`GATHER_MAX_JOBS`] go in on their own. The engine of
+    /// [`crate::runtime::Runtime::enqueue`], which checks and wakes around it: callers use
+    /// that.
+    pub(crate) async fn enqueue(
+        &self,
+        project: &ProjectId,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>> {
         if jobs.len() > GATHER_MAX_JOBS || jobs.iter().any(|j| j.unique.is_some()) {
             return store::enqueue_now(&self.db, project, jobs).await;
         }
