@@ -31,6 +31,7 @@ macro_rules! counts_upsert {
     };
 }
 
+/// A queue's settings from a row of `QUEUE_COLUMNS` (see `queues`).
 macro_rules! settings_from_row {
     ($r:expr) => {{
         let r = $r;
@@ -50,6 +51,7 @@ macro_rules! settings_from_row {
     }};
 }
 
+/// A job from a row of [`JOB_COLUMNS`].
 macro_rules! job_from_row {
     ($r:expr) => {{
         let r = $r;
