@@ -79,6 +79,8 @@ pub enum Db {
         writer: SqlitePool,
         /// Read-only connections.
         reader: SqlitePool,
+        /// This process's listeners of committed transactions' notifications.
+        local: LocalListeners,
     },
     /// PostgreSQL pool, and what else a PostgreSQL connection needs.
     Postgres(PgPool, PgSide),
@@ -158,23 +160,72 @@ pub fn note_commit() {
 
 /// An open transaction; dropped without [`Tx::commit`] it rolls back.
 pub enum Tx {
-    /// On the SQLite writer.
-    Sqlite(Transaction<'static, Sqlite>),
+    /// On the SQLite writer, with the notifications to deliver once it has committed.
+    Sqlite(Transaction<'static, Sqlite>, AfterCommit),
     /// On PostgreSQL, with the notifications to send once it has committed.
     Postgres(Transaction<'static, Postgres>, AfterCommit),
 }
 
-/// PostgreSQL notifications a transaction sends when (and only if) it commits.
+/// Notifications a transaction sends when (and only if) it commits.
 pub struct AfterCommit {
     notices: Vec<(String, String)>,
-    side: PgSide,
+    to: Deliver,
+}
+
+/// Where notifications go.
+enum Deliver {
+    /// `NOTIFY` on PostgreSQL, to every node listening.
+    Postgres(PgSide),
+    /// SQLite: straight to this process's listeners (one process owns the database).
+    Local(LocalListeners),
+}
+
+/// A listener of committed transactions' notifications in this process: `(channel, payload)`.
+pub type LocalListener = dyn Fn(&str, &str) + Send + Sync;
+
+/// SQLite's `LISTEN`: the listeners a [`Db`] calls, in the committing task, right after a
+/// transaction with notifications commits. Held weakly: a listener stops when its owner drops
+/// the last `Arc` of it.
+#[derive(Clone, Default)]
+pub struct LocalListeners(std::sync::Arc<std::sync::Mutex<Vec<std::sync::Weak<LocalListener>>>>);
+
+impl std::fmt::Debug for LocalListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LocalListeners")
+    }
+}
+
+impl LocalListeners {
+    fn add(&self, listener: &std::sync::Arc<LocalListener>) {
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|l| l.strong_count() > 0);
+        all.push(std::sync::Arc::downgrade(listener));
+    }
+
+    fn send(&self, notices: &[(String, String)]) {
+        if notices.is_empty() {
+            return;
+        }
+        let live: Vec<std::sync::Arc<LocalListener>> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        for l in live {
+            for (channel, payload) in notices {
+                l(channel, payload);
+            }
+        }
+    }
 }
 
 impl Tx {
     /// The transaction as an executor for repo functions.
     pub fn ex(&mut self) -> Exec<'_> {
         match self {
-            Tx::Sqlite(t) => Exec::Sqlite(&mut *t),
+            Tx::Sqlite(t, _) => Exec::Sqlite(&mut *t),
             Tx::Postgres(t, _) => Exec::Postgres(&mut *t),
         }
     }
@@ -182,35 +233,43 @@ impl Tx {
     /// Which engine this transaction runs on.
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(..) => Backend::Sqlite,
             Tx::Postgres(..) => Backend::Postgres,
         }
     }
 
-    /// Sends `NOTIFY channel, payload` after the transaction commits (nothing on SQLite,
-    /// where one process owns the database and wakes its waiters directly).
+    /// Sends `NOTIFY channel, payload` after the transaction commits: on PostgreSQL to every
+    /// node listening; on SQLite, where one process owns the database, to this process's
+    /// listeners ([`Db::listen_local`]) as the commit returns. Nothing is sent if it rolls
+    /// back.
     ///
     /// Not `pg_notify` inside the transaction: a notifying transaction holds a database-wide
     /// lock from its commit until the end of its WAL flush, so concurrent single-job
     /// enqueues would commit one flush at a time. Wake-ups are hints (claimers also poll),
     /// so sending them just after the commit loses nothing.
     pub fn notify_after_commit(&mut self, channel: &str, payload: String) {
-        if let Tx::Postgres(_, after) = self {
-            after.notices.push((channel.to_owned(), payload));
-        }
+        let (Tx::Sqlite(_, after) | Tx::Postgres(_, after)) = self;
+        after.notices.push((channel.to_owned(), payload));
     }
 
     /// Makes every write of the transaction durable.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match self {
-            Tx::Sqlite(t) => t.commit().await,
+        let after = match self {
+            Tx::Sqlite(t, after) => {
+                t.commit().await?;
+                after
+            }
             Tx::Postgres(t, after) => {
                 t.commit().await?;
-                after.side.notifier.send(after.notices);
-                Ok(())
+                after
             }
+        };
+        match after.to {
+            Deliver::Postgres(side) => side.notifier.send(after.notices),
+            Deliver::Local(local) => local.send(&after.notices),
         }
+        Ok(())
     }
 }
 
@@ -414,7 +473,11 @@ impl Db {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(Db::Sqlite { writer, reader })
+        Ok(Db::Sqlite {
+            writer,
+            reader,
+            local: LocalListeners::default(),
+        })
     }
 
     /// Which engine this is.
@@ -516,12 +579,18 @@ impl Db {
         Ok(match self {
             // IMMEDIATE: the write lock from the start, so a transaction that reads and then
             // writes (a claim) cannot find its reads overtaken by another process's commit.
-            Db::Sqlite { writer, .. } => Tx::Sqlite(writer.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Sqlite { writer, local, .. } => Tx::Sqlite(
+                writer.begin_with("BEGIN IMMEDIATE").await?,
+                AfterCommit {
+                    notices: Vec::new(),
+                    to: Deliver::Local(local.clone()),
+                },
+            ),
             Db::Postgres(pool, side) => Tx::Postgres(
                 begin_pg(pool, side.pooled).await?,
                 AfterCommit {
                     notices: Vec::new(),
-                    side: side.clone(),
+                    to: Deliver::Postgres(side.clone()),
                 },
             ),
         })
@@ -549,15 +618,29 @@ impl Db {
         })
     }
 
-    /// Sends notifications now (after an autocommit statement); nothing on SQLite.
+    /// Sends notifications now (after an autocommit statement), as
+    /// [`Tx::notify_after_commit`] does after a commit.
     pub fn notify(&self, channel: &str, payloads: Vec<String>) {
-        if let Db::Postgres(_, side) = self {
-            side.notifier.send(
-                payloads
-                    .into_iter()
-                    .map(|p| (channel.to_owned(), p))
-                    .collect(),
-            );
+        let notices: Vec<(String, String)> = payloads
+            .into_iter()
+            .map(|p| (channel.to_owned(), p))
+            .collect();
+        match self {
+            Db::Postgres(_, side) => side.notifier.send(notices),
+            Db::Sqlite { local, .. } => local.send(&notices),
+        }
+    }
+
+    /// On SQLite, calls `listener` with every notification a transaction of this process
+    /// sends once it has committed ([`Tx::notify_after_commit`]), until the last `Arc` of it
+    /// is dropped; returns false on PostgreSQL, whose notifications arrive through `LISTEN`.
+    pub fn listen_local(&self, listener: &std::sync::Arc<LocalListener>) -> bool {
+        match self {
+            Db::Sqlite { local, .. } => {
+                local.add(listener);
+                true
+            }
+            Db::Postgres(..) => false,
         }
     }
 
@@ -570,7 +653,7 @@ impl Db {
     /// Closes every connection.
     pub async fn close(&self) {
         match self {
-            Db::Sqlite { writer, reader } => {
+            Db::Sqlite { writer, reader, .. } => {
                 writer.close().await;
                 reader.close().await;
             }

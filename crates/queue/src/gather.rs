@@ -18,7 +18,9 @@ use switchboard_core::id::ProjectId;
 use switchboard_core::time::Timestamp;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{check_result_size, ClaimedJob, Job, NewJob, QueueName};
+use crate::model::{
+    check_result_size, ClaimedJob, Invalid, Job, JobId, NewJob, QueueName, RESERVED_MESSAGE,
+};
 use crate::store::{self, Enqueued, QueueError, Result};
 
 /// Enqueues of at most this many jobs are gathered; larger ones already amortise their
@@ -228,15 +230,13 @@ struct Completions;
 
 impl Work for Completions {
     /// Project, job id, lease token, result.
-    type Item = (ProjectId, String, String, Option<serde_json::Value>);
+    type Item = (ProjectId, JobId, String, Option<serde_json::Value>);
     type Out = Job;
 
     async fn together(db: &Db, items: &[&Self::Item]) -> Result<Vec<Result<Job>>> {
         let each: Vec<store::Completing<'_>> = items
             .iter()
-            .map(|(project, id, token, result)| {
-                (project, id.as_str(), token.as_str(), result.as_ref())
-            })
+            .map(|(project, id, token, result)| (project, id, token.as_str(), result.as_ref()))
             .collect();
         let mut tx = db.begin().await?;
         let out = store::complete_each(&mut tx, &each).await?;
@@ -313,7 +313,7 @@ impl EachInTx for Heartbeats {
     /// Project, job id, lease token, lease ms (none: the job's own), progress.
     type Item = (
         ProjectId,
-        String,
+        JobId,
         String,
         Option<i64>,
         Option<serde_json::Value>,
@@ -333,7 +333,7 @@ struct Failures;
 
 impl EachInTx for Failures {
     /// Project, job id, lease token, error, how to treat it.
-    type Item = (ProjectId, String, String, String, store::FailOptions);
+    type Item = (ProjectId, JobId, String, String, store::FailOptions);
     type Out = Job;
 
     fn run<'a>(
@@ -370,8 +370,14 @@ impl Gatherer {
 
     /// Inserts `jobs` and commits, as [`store::enqueue_now`] does: all or none, in order,
     /// committed when this returns. Jobs with unique keys and enqueues of more than
-    /// [`GATHER_MAX_JOBS`] go in on their own.
-    pub async fn enqueue(&self, project: &ProjectId, jobs: &[NewJob]) -> Result<Vec<Enqueued>> {
+    /// [`GATHER_MAX_JOBS`] go in on their own. The engine of
+    /// [`crate::runtime::Runtime::enqueue`], which checks and wakes around it: callers use
+    /// that.
+    pub(crate) async fn enqueue(
+        &self,
+        project: &ProjectId,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Enqueued>> {
         if jobs.len() > GATHER_MAX_JOBS || jobs.iter().any(|j| j.unique.is_some()) {
             return store::enqueue_now(&self.db, project, jobs).await;
         }
@@ -381,7 +387,8 @@ impl Gatherer {
     }
 
     /// Claims up to `max` jobs of a queue for a pull worker, as [`store::claim`] does (within
-    /// the queue's pause, caps and rate limit), and commits.
+    /// the queue's pause, caps and rate limit), and commits. Switchboard's own queues
+    /// (`sb.…`) are refused: only in-process handlers run their jobs.
     pub async fn claim_pull(
         &self,
         project: &ProjectId,
@@ -390,6 +397,9 @@ impl Gatherer {
         max: i64,
         lease_ms: i64,
     ) -> Result<Vec<ClaimedJob>> {
+        if queue.is_reserved() {
+            return Err(Invalid::new("queue", RESERVED_MESSAGE).into());
+        }
         let item = (
             project.clone(),
             queue.clone(),
@@ -407,15 +417,15 @@ impl Gatherer {
     pub async fn heartbeat(
         &self,
         project: &ProjectId,
-        id: &str,
+        id: &JobId,
         token: &str,
         lease_ms: Option<i64>,
         progress: Option<serde_json::Value>,
     ) -> Result<Timestamp> {
-        check_result_size("progress", progress.as_ref()).map_err(QueueError::Invalid)?;
+        check_result_size("progress", progress.as_ref()).map_err(QueueError::from)?;
         let item = (
             project.clone(),
-            id.to_owned(),
+            id.clone(),
             token.to_owned(),
             lease_ms,
             progress,
@@ -428,12 +438,12 @@ impl Gatherer {
     pub async fn complete(
         &self,
         project: &ProjectId,
-        id: &str,
+        id: &JobId,
         token: &str,
         result: Option<serde_json::Value>,
     ) -> Result<Job> {
-        check_result_size("result", result.as_ref()).map_err(QueueError::Invalid)?;
-        let item = (project.clone(), id.to_owned(), token.to_owned(), result);
+        check_result_size("result", result.as_ref()).map_err(QueueError::from)?;
+        let item = (project.clone(), id.clone(), token.to_owned(), result);
         self.completions.submit(&self.db, item).await
     }
 
@@ -442,14 +452,14 @@ impl Gatherer {
     pub async fn fail(
         &self,
         project: &ProjectId,
-        id: &str,
+        id: &JobId,
         token: &str,
         error: &str,
         opts: store::FailOptions,
     ) -> Result<Job> {
         let item = (
             project.clone(),
-            id.to_owned(),
+            id.clone(),
             token.to_owned(),
             error.to_owned(),
             opts,

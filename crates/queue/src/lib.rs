@@ -8,7 +8,9 @@
 pub mod backoff;
 pub mod cron;
 pub mod egress;
+pub mod error;
 pub mod gather;
+pub mod handler;
 pub mod history;
 pub mod labels;
 pub mod limits;
@@ -16,7 +18,10 @@ pub mod model;
 pub mod push;
 pub mod runtime;
 pub mod schedules;
+pub mod service;
 pub mod store;
 pub mod wake;
 
+pub use error::QueueError;
 pub use model::*;
+pub use service::enqueue_in;

@@ -40,6 +40,13 @@ pub const RESERVED_HEADERS: [&str; 2] = ["content-length", "host"];
 pub const RESERVED_HEADER_PREFIX: &str = "webhook-";
 /// Fields of which a job gives at most one.
 pub const EXCLUSIVE_START: [&str; 2] = ["run_at", "delay_ms"];
+/// Names of Switchboard's own queues and job kinds start with this (`sb.notify`,
+/// `sb.notify.deliver`): API callers cannot enqueue such jobs, claim from such queues or
+/// create them (see [`crate::handler::BuiltinKind`]).
+pub const RESERVED_PREFIX: &str = "sb.";
+/// Why a reserved name is refused.
+pub const RESERVED_MESSAGE: &str =
+    "names starting with `sb.` are reserved for Switchboard's built-in jobs";
 
 switchboard_core::typed_id!(
     /// A job.
@@ -93,6 +100,10 @@ impl QueueName {
     pub fn from_db(s: String) -> QueueName {
         QueueName(s)
     }
+    /// One of Switchboard's own queues ([`RESERVED_PREFIX`]).
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(RESERVED_PREFIX)
+    }
     /// As text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -119,6 +130,10 @@ impl JobKind {
     /// Read back from our database.
     pub fn from_db(s: String) -> JobKind {
         JobKind(s)
+    }
+    /// One of Switchboard's built-in kinds ([`RESERVED_PREFIX`]).
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with(RESERVED_PREFIX)
     }
     /// As text.
     pub fn as_str(&self) -> &str {
@@ -457,6 +472,30 @@ impl NewJob {
     }
 }
 
+impl NewJob {
+    /// Built-in work stays apart from tenants' work: a job of a built-in kind runs in-process
+    /// in a built-in queue, and a built-in queue holds only such jobs (see
+    /// [`RESERVED_PREFIX`]). No statement: every enqueue checks it.
+    pub fn check_reserved(&self) -> Result<(), Invalid> {
+        match (self.kind.is_reserved(), self.queue.is_reserved()) {
+            (false, false) => Ok(()),
+            (true, true) if self.runner == Runner::Local => Ok(()),
+            (true, true) => Err(Invalid::new(
+                "kind",
+                "a built-in kind (`sb.…`) runs in-process, without a target",
+            )),
+            (true, false) => Err(Invalid::new(
+                "queue",
+                "jobs of a built-in kind (`sb.…`) run in a built-in queue (`sb.…`)",
+            )),
+            (false, true) => Err(Invalid::new(
+                "kind",
+                "a built-in queue (`sb.…`) holds only jobs of built-in kinds (`sb.…`)",
+            )),
+        }
+    }
+}
+
 /// A stored job.
 #[derive(Clone, Debug, Serialize, PartialEq, ToSchema)]
 pub struct Job {
@@ -693,10 +732,19 @@ pub struct JobSpec {
 }
 
 fn queue_schema() -> Object {
-    QUEUE_NAME.schema("Queue name")
+    unreserved(QUEUE_NAME.schema("Queue name (not starting with `sb.`: reserved)"))
 }
 fn kind_schema() -> Object {
-    JOB_KIND.schema("Job kind")
+    unreserved(JOB_KIND.schema("Job kind (not starting with `sb.`: reserved)"))
+}
+/// Adds to a name's schema that it does not start with [`RESERVED_PREFIX`] (`not` is not among
+/// utoipa's keywords, so it goes in as an extension).
+fn unreserved(mut o: Object) -> Object {
+    o.extensions.get_or_insert_with(Default::default).insert(
+        "not".into(),
+        serde_json::json!({"pattern": format!("^{}", RESERVED_PREFIX.replace('.', "\\."))}),
+    );
+    o
 }
 fn delay_schema() -> Object {
     DELAY_MS.nullable("Start this many ms from now (instead of `run_at`)")
@@ -822,6 +870,14 @@ impl JobSpec {
             .map_err(|e| errors.push(e))
             .ok();
         let kind = JobKind::parse(&self.kind).map_err(|e| errors.push(e)).ok();
+        // Built-in jobs are Switchboard's own: callers neither enqueue them nor use their
+        // queues (every caller's job comes through here: the API, schedules, the CLI).
+        if queue.as_ref().is_some_and(QueueName::is_reserved) {
+            errors.push(Invalid::new("queue", RESERVED_MESSAGE));
+        }
+        if kind.as_ref().is_some_and(JobKind::is_reserved) {
+            errors.push(Invalid::new("kind", RESERVED_MESSAGE));
+        }
         let priority = match &self.priority {
             None => Priority::NORMAL,
             Some(v) => Priority::parse(v).unwrap_or_else(|e| {
@@ -1011,6 +1067,67 @@ mod tests {
         assert_eq!(s.running_limit(), "2 per worker");
         s.global_concurrency = Some(5);
         assert_eq!(s.running_limit(), "2 per worker, cluster cap 5");
+    }
+
+    #[test]
+    fn reserved_names_are_refused_to_callers_and_kept_apart() {
+        let now = switchboard_core::time::now();
+        let spec = |queue: &str, kind: &str| JobSpec {
+            queue: queue.into(),
+            kind: kind.into(),
+            payload: serde_json::Value::Null,
+            priority: None,
+            run_at: None,
+            delay_ms: None,
+            max_attempts: None,
+            backoff: None,
+            timeout_ms: None,
+            unique_key: None,
+            unique_window_secs: None,
+            tags: Vec::new(),
+            target: None,
+        };
+        let fields = |q: &str, k: &str| -> Vec<&'static str> {
+            match spec(q, k).validate(now, &["sb.kind".into()]) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.into_iter().map(|i| i.field).collect(),
+            }
+        };
+        assert_eq!(fields("emails", "send"), Vec::<&str>::new());
+        // Even a kind this node runs in-process: callers never name Switchboard's own.
+        assert_eq!(fields("emails", "sb.kind"), ["kind"]);
+        assert_eq!(fields("sb.notify", "send"), ["queue"]);
+        assert_eq!(fields("sb.notify", "sb.kind"), ["queue", "kind"]);
+        // Only the prefix with its dot is reserved.
+        assert_eq!(fields("sbx", "sb"), Vec::<&str>::new());
+
+        let job = |q: &str, k: &str| {
+            NewJob::local(
+                QueueName::from_db(q.into()),
+                JobKind::from_db(k.into()),
+                serde_json::Value::Null,
+            )
+        };
+        assert!(job("emails", "send").check_reserved().is_ok());
+        assert!(job("sb.notify", "sb.notify.deliver")
+            .check_reserved()
+            .is_ok());
+        assert_eq!(
+            job("emails", "sb.notify.deliver")
+                .check_reserved()
+                .unwrap_err()
+                .field,
+            "queue"
+        );
+        assert_eq!(
+            job("sb.notify", "send").check_reserved().unwrap_err().field,
+            "kind"
+        );
+        let pulled = NewJob {
+            runner: Runner::Pull,
+            ..job("sb.notify", "sb.notify.deliver")
+        };
+        assert_eq!(pulled.check_reserved().unwrap_err().field, "kind");
     }
 
     #[test]

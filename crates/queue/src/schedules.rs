@@ -2,7 +2,7 @@
 
 use crate::cron::{due_ticks, CronSpec, Overlap, Schedule};
 use crate::limits::{Limits, QueueAdmission};
-use crate::model::{Invalid, JobId, JobSpec, ScheduleId};
+use crate::model::{Invalid, Job, JobId, JobSpec, ScheduleId};
 use crate::store::{self, QueueError, Result};
 use sqlx::Row;
 use std::time::Duration;
@@ -76,11 +76,11 @@ pub async fn save(
 pub async fn get(
     ex: Exec<'_>,
     project: &ProjectId,
-    id: &str,
+    id: &ScheduleId,
 ) -> Result<Option<Schedule>, sqlx::Error> {
     let sql = format!("SELECT {COLUMNS} FROM schedules WHERE project_id = $1 AND id = $2");
     on_db!(ex, c => {
-        let row = sqlx::query(&sql).bind(project.as_str()).bind(id).fetch_optional(c).await?;
+        let row = sqlx::query(&sql).bind(project.as_str()).bind(id.as_str()).fetch_optional(c).await?;
         row.map(|r| Ok(schedule_from_row!(&r))).transpose()
     })
 }
@@ -100,9 +100,13 @@ pub async fn list(
 }
 
 /// Deletes a schedule; false when absent.
-pub async fn delete(ex: Exec<'_>, project: &ProjectId, id: &str) -> Result<bool, sqlx::Error> {
+pub async fn delete(
+    ex: Exec<'_>,
+    project: &ProjectId,
+    id: &ScheduleId,
+) -> Result<bool, sqlx::Error> {
     on_db!(ex, c => sqlx::query("DELETE FROM schedules WHERE project_id = $1 AND id = $2")
-        .bind(project.as_str()).bind(id).execute(c).await.map(|r| r.rows_affected() == 1))
+        .bind(project.as_str()).bind(id.as_str()).execute(c).await.map(|r| r.rows_affected() == 1))
 }
 
 /// Refuses a schedule the project may not have ([`QueueError::ScheduleLimit`]): one more
@@ -153,7 +157,8 @@ pub async fn check_limits(
 }
 
 /// Enqueues one run of a schedule inside `tx`: for a cron `tick`, or a manual trigger
-/// (`None`). A queue that does not exist yet is created within the project's cap.
+/// (`None`); returns the job. A queue that does not exist yet is created within the
+/// project's cap.
 pub async fn enqueue_run(
     tx: &mut Tx,
     project: &ProjectId,
@@ -161,9 +166,9 @@ pub async fn enqueue_run(
     tick: Option<Timestamp>,
     local_kinds: &[String],
     queues: &QueueAdmission,
-) -> Result<JobId> {
+) -> Result<Job> {
     let mut spec: JobSpec = serde_json::from_value(s.job.clone())
-        .map_err(|e| QueueError::Invalid(Invalid::new("job", e.to_string())))?;
+        .map_err(|e| QueueError::from(Invalid::new("job", e.to_string())))?;
     spec.run_at = None;
     spec.delay_ms = None;
     let mut tags = spec.tags.clone();
@@ -176,10 +181,10 @@ pub async fn enqueue_run(
     }
     let new = spec
         .validate(time::now(), local_kinds)
-        .map_err(|mut e| QueueError::Invalid(e.remove(0)))?;
+        .map_err(QueueError::Invalid)?;
     queues.admit_in(tx, project, &[&new.queue]).await?;
-    let out = store::enqueue(tx, project, std::slice::from_ref(&new)).await?;
-    Ok(out[0].job.id.clone())
+    let mut out = crate::service::enqueue_in(tx, project, std::slice::from_ref(&new)).await?;
+    Ok(out.remove(0).job)
 }
 
 /// What a [`tick`] did.
@@ -290,7 +295,7 @@ async fn run_due(
     for t in &ticks {
         if s.overlap == Overlap::Skip {
             if let Some(prev) = &last_job {
-                let running = store::get(tx.ex(), project, prev.as_str())
+                let running = store::get(tx.ex(), project, prev)
                     .await?
                     .is_some_and(|j| !j.state.is_final());
                 if running {
@@ -299,8 +304,8 @@ async fn run_due(
             }
         }
         match enqueue_run(&mut tx, project, s, Some(*t), local_kinds, queues).await {
-            Ok(id) => {
-                last_job = Some(id);
+            Ok(job) => {
+                last_job = Some(job.id);
                 last_run = Some(*t);
                 made += 1;
             }

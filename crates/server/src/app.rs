@@ -8,7 +8,7 @@ use crate::middleware as mw;
 use crate::openapi::ApiDoc;
 use crate::platform::{api_keys, audit, health, login, projects, users};
 use crate::state::{AppState, Inner};
-use crate::{dashboard, idempotency, queue, telemetry};
+use crate::{builtins, dashboard, idempotency, queue, telemetry};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
@@ -114,12 +114,8 @@ impl Application {
             None => None,
         };
         switchboard_queue::labels::set_limit(config.metrics_max_queues);
-        let runtime = runtime
-            .heartbeat(Duration::from_millis(config.job_heartbeat_ms))
-            .dispatch(config.run_jobs)
-            .push_allow(config.push_allow.clone())
-            .limits(limits(&config))
-            .build(db.clone());
+        // Built-in kinds and handlers are registered now that the database is open.
+        let runtime = builtins::runtime(&config, &db, runtime.dispatch(config.run_jobs), None);
         let state = AppState::new(Inner {
             runtime,
             jwt: JwtKeys::new(&secret, config.access_token_ttl_secs),

@@ -11,7 +11,6 @@
 use crate::app;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use sqlx::Row;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use switchboard_core::audit;
 use switchboard_core::config::Config;
 use switchboard_core::db::{self, Db};
 use switchboard_core::id::ProjectId;
-use switchboard_core::{on_db, time};
+use switchboard_core::time;
 use switchboard_queue::runtime::{JobContext, Runtime};
 use switchboard_queue::{store, JobKind, NewJob, QueueName, QueueSettings};
 use tokio::sync::watch;
@@ -55,11 +54,10 @@ fn bar(len: u64, what: &str) -> ProgressBar {
 
 async fn bench_project(db: &Db) -> anyhow::Result<ProjectId> {
     let mut conn = db.read().await?;
-    let found: Option<String> = on_db!(conn.ex(), c => sqlx::query("SELECT id FROM projects WHERE name = 'bench' LIMIT 1")
-        .fetch_optional(c).await?.map(|r| r.try_get("id")).transpose()?);
+    let found = crate::platform::projects::repo::find_by_name(conn.ex(), "bench").await?;
     drop(conn);
     if let Some(id) = found {
-        return Ok(ProjectId::from_db(id));
+        return Ok(id);
     }
     let project = crate::platform::projects::Project {
         id: ProjectId::generate(),
@@ -71,17 +69,6 @@ async fn bench_project(db: &Db) -> anyhow::Result<ProjectId> {
     audit::init_chain(tx.ex(), &project.id).await?;
     tx.commit().await?;
     Ok(project.id)
-}
-
-async fn wal_syncs(db: &Db) -> Option<i64> {
-    let Db::Postgres(pool, _) = db else {
-        return None;
-    };
-    sqlx::query("SELECT CAST(wal_sync AS BIGINT) AS n FROM pg_stat_wal")
-        .fetch_one(pool)
-        .await
-        .ok()
-        .and_then(|r| r.try_get("n").ok())
 }
 
 /// Jobs of the queue no longer waiting or running (completed, whether kept or deleted).
@@ -258,7 +245,7 @@ async fn claim_complete_all(
             .map(|c| store::Completion {
                 project: project.clone(),
                 queue: queue.clone(),
-                id: c.job.id.to_string(),
+                id: c.job.id,
                 token: c.lease_token,
                 result: None,
                 remove: !opts.keep_completed,
@@ -291,13 +278,9 @@ struct RuntimePhases {
 /// production database (this machine's cluster runs with autovacuum off); untimed, and
 /// done for every PostgreSQL-backed system of `bench/run.sh` alike. SQLite needs none.
 async fn analyze(db: &Db) -> anyhow::Result<()> {
-    if let Db::Postgres(pool, _) = db {
-        sqlx::query("ANALYZE jobs, queues, queue_counts")
-            .execute(pool)
-            .await
-            .context("ANALYZE after the enqueue")?;
-    }
-    Ok(())
+    store::analyze(db)
+        .await
+        .context("ANALYZE after the enqueue")
 }
 
 /// Phases 1–3: enqueue, drain with the runtime, paced latency.
@@ -307,7 +290,7 @@ async fn runtime_phases(
     queue: &QueueName,
     opts: BenchOptions,
 ) -> anyhow::Result<RuntimePhases> {
-    let (commits0, wal0) = (db::commits(), wal_syncs(db).await);
+    let (commits0, wal0) = (db::commits(), store::wal_syncs(db).await);
     // 1. Enqueue.
     let start = Instant::now();
     enqueue_all(db, project, queue, opts).await?;
@@ -346,7 +329,7 @@ async fn runtime_phases(
     }
     let drain_secs = start.elapsed().as_secs_f64();
     pb.finish();
-    let (commits1, wal1) = (db::commits(), wal_syncs(db).await);
+    let (commits1, wal1) = (db::commits(), store::wal_syncs(db).await);
 
     // 3. Latency at half of peak. Like application servers, PRODUCERS tasks each enqueue one
     // job per call; first flat out for a second (the peak rate of single-job enqueues
@@ -422,12 +405,9 @@ pub async fn run(config: &Config, opts: BenchOptions) -> anyhow::Result<()> {
 
     // Leave nothing behind.
     let mut tx = db.begin().await?;
-    on_db!(tx.ex(), c => {
-        sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND queue = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await?;
-        sqlx::query("DELETE FROM queue_counts WHERE project_id = $1 AND queue = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await?;
-        sqlx::query("DELETE FROM queue_minutes WHERE project_id = $1 AND queue = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await?;
-        sqlx::query("DELETE FROM queues WHERE project_id = $1 AND name = $2").bind(project.as_str()).bind(queue.as_str()).execute(&mut *c).await.map(|_| ())
-    }).context("cleaning up the bench queue")?;
+    store::drop_queue(&mut tx, &project, &queue)
+        .await
+        .context("cleaning up the bench queue")?;
     tx.commit().await?;
 
     let jobs = opts.jobs as f64;

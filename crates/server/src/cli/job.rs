@@ -82,7 +82,8 @@ pub(super) async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<
                 config.max_queues_per_project,
             )
             .await?;
-            let out = store::enqueue(&mut tx, &project, std::slice::from_ref(&new)).await?;
+            let out = switchboard_queue::enqueue_in(&mut tx, &project, std::slice::from_ref(&new))
+                .await?;
             tx.commit().await?;
             if !out[0].created {
                 eprintln!("switchboard: the unique key is held by this existing job");
@@ -92,9 +93,11 @@ pub(super) async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<
         JobCommand::Get { id, project } => {
             let project = project_for(&db, project).await?;
             let mut conn = db.read().await?;
-            let job = store::get(conn.ex(), &project, &id)
-                .await?
-                .with_context(|| format!("no job {id}"))?;
+            let job = match switchboard_queue::JobId::parse(&id) {
+                Ok(job) => store::get(conn.ex(), &project, &job).await?,
+                Err(_) => None,
+            }
+            .with_context(|| format!("no job {id}"))?;
             let errors = store::attempt_errors(conn.ex(), &job.id).await?;
             say!(
                 "{}",
@@ -103,6 +106,7 @@ pub(super) async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<
         }
         JobCommand::Retry { id, project } => {
             let project = project_for(&db, project).await?;
+            let id = crate::queue::job_id(&id).map_err(api_err)?;
             let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Retry)
                 .await
                 .map_err(api_err)?;
@@ -110,6 +114,7 @@ pub(super) async fn job_cmd(config: &Config, cmd: JobCommand) -> anyhow::Result<
         }
         JobCommand::Cancel { id, project } => {
             let project = project_for(&db, project).await?;
+            let id = crate::queue::job_id(&id).map_err(api_err)?;
             let job = service::job_op(&db, &cli_actor(&project), &id, JobOp::Cancel)
                 .await
                 .map_err(api_err)?;

@@ -440,6 +440,6 @@ fn cli_error(e: PlatformError) -> anyhow::Error {
 }
 
 /// A refusal in the API's words (its detail), for commands whose service answers in them.
-fn api_err(e: crate::error::ApiError) -> anyhow::Error {
-    anyhow::anyhow!("{}", e.problem().detail)
+fn api_err(e: impl Into<crate::error::ApiError>) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.into().problem().detail)
 }

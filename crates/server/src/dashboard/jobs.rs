@@ -9,7 +9,7 @@ use super::components::{
 use super::page::{done_message, esc, span, ts, FormData, Page, PageError, PageResult, QueryData};
 use super::DashboardUser;
 use crate::auth::ClientInfo;
-use crate::error::ApiError;
+use crate::queue::job_id;
 use crate::queue::jobs::load_detail;
 use crate::queue::service::{self, JobOp};
 use crate::state::AppState;
@@ -22,7 +22,7 @@ use std::fmt::Write;
 use switchboard_core::time::Timestamp;
 use switchboard_queue::history::{self, Run};
 use switchboard_queue::store::{self, JobFilter};
-use switchboard_queue::{Job, JobId, JobKind, JobState, QueueName, Runner};
+use switchboard_queue::{Job, JobId, JobKind, JobState, QueueError, QueueName, Runner};
 
 /// The routes.
 pub fn router() -> Router<AppState> {
@@ -481,8 +481,14 @@ async fn bulk(
     let (mut changed, mut skipped) = (0i64, 0i64);
     let mut queues: Vec<String> = Vec::new();
     for id in ids {
-        match service::job_op(&state.db, &ctx, id, op).await {
-            Ok(job) => {
+        let done = match job_id(id) {
+            Ok(id) => service::job_op(&state.db, &ctx, &id, op)
+                .await
+                .map(|j| (id, j)),
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok((id, job)) => {
                 changed += 1;
                 match op {
                     JobOp::Retry => {
@@ -490,13 +496,11 @@ async fn bulk(
                             queues.push(job.queue.to_string());
                         }
                     }
-                    JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(id),
+                    JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(&id),
                 }
             }
             // Gone meanwhile, or in a state the action does not apply to.
-            Err(e) if e.status() == StatusCode::NOT_FOUND || e.status() == StatusCode::CONFLICT => {
-                skipped += 1
-            }
+            Err(QueueError::NotFound(_) | QueueError::WrongState(_)) => skipped += 1,
             Err(e) => return Err(e.into()),
         }
     }
@@ -629,7 +633,7 @@ async fn job_page(
     Path(id): Path<String>,
     q: QueryData,
 ) -> PageResult<Response> {
-    let d = load_detail(&state, &me.0.project_id, &id).await?;
+    let d = load_detail(&state, &me.0.project_id, &job_id(&id)?).await?;
     let j = &d.job;
     let id = j.id.as_str();
     let runs = history::runs(j, &d.errors);
@@ -807,15 +811,14 @@ async fn job_action(
         );
         return Ok(Page::new("Please confirm", Some(&me.0), body).into_response());
     }
-    let job = service::job_op(&state.db, &me.audit(&client), &id, op)
-        .await
-        .map_err(|e: ApiError| PageError::from(e))?;
+    let job_id = job_id(&id)?;
+    let job = service::job_op(&state.db, &me.audit(&client), &job_id, op).await?;
     match op {
         JobOp::Retry => state
             .runtime
             .wakeups()
             .wake(me.0.project_id.as_str(), job.queue.as_str()),
-        JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(&id),
+        JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(&job_id),
     }
     let to = match op {
         JobOp::Delete => href(

@@ -393,9 +393,9 @@ async fn live_values(
     let mut values = LiveValues::default();
     let list = health(&state, project, only.as_ref()).await?;
     queue_values(&mut values, &list);
-    if let Some(id) = q.get("job") {
+    if let Some(Ok(id)) = q.get("job").map(switchboard_queue::JobId::parse) {
         let mut conn = state.db.read().await?;
-        if let Some(job) = store::get(conn.ex(), project, id).await? {
+        if let Some(job) = store::get(conn.ex(), project, &id).await? {
             super::jobs::job_values(&mut values, &job);
         }
     }

@@ -376,7 +376,7 @@ async fn queue_action(
                     |s| apply_patch(s, &patch),
                 )
                 .await
-                .map_err(|e: ApiError| PageError::from(e)),
+                .map_err(PageError::from),
                 Err(fields) => Err(PageError::from(ApiError::invalid(fields))),
             };
             match saved {

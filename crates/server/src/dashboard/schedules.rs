@@ -11,6 +11,7 @@ use super::DashboardUser;
 use crate::auth::ClientInfo;
 use crate::error::{ApiError, FieldError};
 use crate::queue::schedules::{self as api, ScheduleIn};
+use crate::queue::{schedule_id, service};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -134,7 +135,7 @@ async fn list_page(
     let mut rows = Vec::with_capacity(list.len());
     for s in &list {
         let last_job = match &s.last_job_id {
-            Some(j) => store::get(conn.ex(), &me.0.project_id, j.as_str()).await?,
+            Some(j) => store::get(conn.ex(), &me.0.project_id, j).await?,
             None => None,
         };
         let last = match (&s.last_run_at, last_job) {
@@ -386,8 +387,9 @@ async fn render(
     form: Option<(EditForm, BTreeMap<String, String>)>,
 ) -> PageResult<Response> {
     let project = &me.0.project_id;
+    let id = schedule_id(id)?;
     let mut conn = state.db.read().await?;
-    let s = repo::get(conn.ex(), project, id)
+    let s = repo::get(conn.ex(), project, &id)
         .await?
         .ok_or_else(|| PageError::not_found("schedule"))?;
     // Its jobs carry `schedule:<id>`: newest first within its queue, one page.
@@ -511,6 +513,7 @@ async fn schedule_action(
     me.may_change(&headers)?;
     let ctx = me.audit(&client);
     let page = format!("/dashboard/schedules/{id}");
+    let sid = schedule_id(&id)?;
     let back = super::jobs::back_to(form.get("back"), &page);
     let done = |to: &str, done: &str| -> Response {
         Redirect::to(&super::jobs::with_outcome(to, &[("done", done)])).into_response()
@@ -521,7 +524,7 @@ async fn schedule_action(
                 paused: Some(action == "pause"),
                 ..ScheduleIn::default()
             };
-            api::update(&state, &ctx, &id, input).await?;
+            api::update(&state, &ctx, &sid, input).await?;
             Ok(done(
                 &back,
                 if action == "pause" {
@@ -532,14 +535,14 @@ async fn schedule_action(
             ))
         }
         "trigger" => {
-            let job = api::trigger_now(&state, &ctx, &id).await?;
+            let job = api::trigger_now(&state, &ctx, &sid).await?;
             Ok(done(&format!("/dashboard/jobs/{job}"), "triggered"))
         }
         "delete" => {
             if !form.confirmed() {
                 let name = {
                     let mut conn = state.db.read().await?;
-                    repo::get(conn.ex(), &me.0.project_id, &id)
+                    repo::get(conn.ex(), &me.0.project_id, &sid)
                         .await?
                         .ok_or_else(|| PageError::not_found("schedule"))?
                         .name
@@ -553,15 +556,15 @@ async fn schedule_action(
                 );
                 return Ok(Page::new("Please confirm", Some(&me.0), body).into_response());
             }
-            api::delete(&state, &ctx, &id).await?;
+            service::delete_schedule(&state.db, &ctx, &sid).await?;
             Ok(done("/dashboard/schedules", "schedule-deleted"))
         }
         "edit" => {
             let values = EditForm::from_form(&form);
             let saved = match values.input() {
-                Ok(input) => api::update(&state, &ctx, &id, input)
+                Ok(input) => api::update(&state, &ctx, &sid, input)
                     .await
-                    .map_err(|e: ApiError| PageError::from(e)),
+                    .map_err(PageError::from),
                 Err(fields) => Err(PageError::from(ApiError::invalid(fields))),
             };
             match saved {

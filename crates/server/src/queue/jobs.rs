@@ -2,7 +2,7 @@
 //! worker's heartbeat / complete / fail with the lease token.
 
 use super::service::{self, JobOp};
-use super::{invalid, validate_spec};
+use super::{invalid, job_id, validate_spec};
 use crate::auth::{scope, Authed};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
@@ -15,7 +15,7 @@ use switchboard_core::id::ProjectId;
 use switchboard_core::rules::{self, Chars, Int, Items, Text};
 use switchboard_core::time;
 use switchboard_queue::store::{self, Enqueued, FailOptions, JobFilter};
-use switchboard_queue::{AttemptError, Job, JobSpec, JobState, NewJob, QueueName};
+use switchboard_queue::{AttemptError, Job, JobId, JobSpec, JobState, NewJob, QueueName};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -247,7 +247,11 @@ async fn list_jobs(
 }
 
 /// Loads a job with its attempt errors.
-pub async fn load_detail(state: &AppState, project: &ProjectId, id: &str) -> ApiResult<JobDetail> {
+pub async fn load_detail(
+    state: &AppState,
+    project: &ProjectId,
+    id: &JobId,
+) -> ApiResult<JobDetail> {
     let mut conn = state.db.read().await?;
     let job = store::get(conn.ex(), project, id)
         .await?
@@ -266,7 +270,9 @@ async fn get_job(
     auth: Authed<scope::JobsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<JobDetail>> {
-    load_detail(&state, auth.project(), &id).await.map(Json)
+    load_detail(&state, auth.project(), &job_id(&id)?)
+        .await
+        .map(Json)
 }
 
 /// Runs `op` with its audit event, then wakes the queue or signals the job's worker.
@@ -276,13 +282,14 @@ pub async fn admin_op(
     id: &str,
     op: JobOp,
 ) -> ApiResult<Job> {
-    let job = service::job_op(&state.db, &auth.audit(), id, op).await?;
+    let id = job_id(id)?;
+    let job = service::job_op(&state.db, &auth.audit(), &id, op).await?;
     match op {
         JobOp::Retry => state
             .runtime
             .wakeups()
             .wake(auth.project().as_str(), job.queue.as_str()),
-        JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(id),
+        JobOp::Cancel | JobOp::Delete => state.runtime.signal_cancel(&id),
     }
     Ok(job)
 }
@@ -375,7 +382,7 @@ async fn heartbeat(
         .gatherer()
         .heartbeat(
             auth.project(),
-            &id,
+            &job_id(&id)?,
             &input.lease_token,
             lease,
             input.progress,
@@ -412,7 +419,12 @@ async fn complete(
     let job = state
         .runtime
         .gatherer()
-        .complete(auth.project(), &id, &input.lease_token, input.result)
+        .complete(
+            auth.project(),
+            &job_id(&id)?,
+            &input.lease_token,
+            input.result,
+        )
         .await?;
     Ok(Json(job))
 }
@@ -459,7 +471,13 @@ async fn fail(
     let job = state
         .runtime
         .gatherer()
-        .fail(auth.project(), &id, &input.lease_token, &input.error, opts)
+        .fail(
+            auth.project(),
+            &job_id(&id)?,
+            &input.lease_token,
+            &input.error,
+            opts,
+        )
         .await?;
     Ok(Json(job))
 }

@@ -7,15 +7,18 @@
 pub mod jobs;
 pub mod queues;
 pub mod schedules;
-pub mod service;
+
+/// The queue's services (in the queue crate), which the routes, the dashboard and the CLI
+/// call.
+pub use switchboard_queue::service;
 
 use crate::error::{codes, ApiError, FieldError};
 use switchboard_core::time::Timestamp;
 use switchboard_queue::egress::Egress;
 use switchboard_queue::runtime::Runtime;
-use switchboard_queue::store::QueueError;
-use switchboard_queue::{Invalid, JobSpec, NewJob};
+use switchboard_queue::{Invalid, JobId, JobSpec, NewJob, QueueError, ScheduleId};
 
+/// Every refusal of the queue engine as an HTTP problem (the one place they are mapped).
 impl From<QueueError> for ApiError {
     fn from(e: QueueError) -> Self {
         match e {
@@ -23,12 +26,23 @@ impl From<QueueError> for ApiError {
             QueueError::StaleLease => ApiError::new(codes::STALE_LEASE, e.to_string()),
             QueueError::Cancelled => ApiError::new(codes::JOB_CANCELLED, e.to_string()),
             QueueError::WrongState(m) => ApiError::new(codes::INVALID_STATE, m),
-            QueueError::Invalid(i) => invalid(vec![i], ""),
+            QueueError::Invalid(list) => invalid(list, ""),
             QueueError::QueueLimit { .. } => ApiError::new(codes::QUEUE_LIMIT, e.to_string()),
             QueueError::ScheduleLimit(m) => ApiError::new(codes::SCHEDULE_LIMIT, m),
+            QueueError::ScheduleNameTaken => ApiError::new(codes::NAME_TAKEN, e.to_string()),
             QueueError::Db(e) => e.into(),
         }
     }
+}
+
+/// A job id from a path: one that cannot be an id names no job (404, as an unknown one).
+pub fn job_id(id: &str) -> Result<JobId, QueueError> {
+    JobId::parse(id).map_err(|_| QueueError::NotFound("job"))
+}
+
+/// A schedule id from a path (404 when it cannot be one).
+pub fn schedule_id(id: &str) -> Result<ScheduleId, QueueError> {
+    ScheduleId::parse(id).map_err(|_| QueueError::NotFound("schedule"))
 }
 
 /// 422 from domain complaints, with field paths under `prefix` (e.g. `jobs[3].`).

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use switchboard_core::rules::{self, Chars, Int, Text};
 use switchboard_core::time;
 use switchboard_queue::store;
-use switchboard_queue::{ClaimedJob, JobState, QueueInfo, QueueName, QueueSettings, RateLimit};
+use switchboard_queue::{
+    ClaimedJob, Invalid, JobState, QueueError, QueueInfo, QueueName, QueueSettings, RateLimit,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -181,14 +183,11 @@ mod double_option {
 }
 
 /// Applies a patch over settings with the API's validation (every bad field at once).
-pub fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSettings> {
+pub fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> Result<QueueSettings, QueueError> {
     let mut errors = Vec::new();
-    let mut check = |result: Result<(), String>, field: &str| {
+    let mut check = |result: Result<(), String>, field: &'static str| {
         if let Err(message) = result {
-            errors.push(crate::error::FieldError {
-                field: field.into(),
-                message,
-            });
+            errors.push(Invalid::new(field, message));
         }
     };
     let range = |rule: Int, v: i32| rule.check(i64::from(v)).map(|_| ());
@@ -235,7 +234,7 @@ pub fn apply_patch(mut s: QueueSettings, p: &QueuePatch) -> ApiResult<QueueSetti
     if errors.is_empty() {
         Ok(s)
     } else {
-        Err(ApiError::invalid(errors))
+        Err(QueueError::Invalid(errors))
     }
 }
 
@@ -244,7 +243,7 @@ async fn save(
     auth: &Authed<scope::QueuesWrite>,
     name: &QueueName,
     action: &str,
-    change: impl FnOnce(QueueSettings) -> ApiResult<QueueSettings>,
+    change: impl FnOnce(QueueSettings) -> Result<QueueSettings, QueueError>,
 ) -> ApiResult<QueueInfo> {
     let max = state.runtime.limits().queues;
     service::save_settings(&state.db, &auth.audit(), name, action, max, change).await?;
@@ -502,6 +501,6 @@ async fn push_secret(
     State(state): State<AppState>,
     auth: Authed<scope::QueuesWrite>,
 ) -> ApiResult<Json<PushSecret>> {
-    let secret = state.runtime.push_secret(auth.project().as_str()).await?;
+    let secret = state.runtime.push_secret(auth.project()).await?;
     Ok(Json(PushSecret { secret }))
 }

@@ -1,20 +1,21 @@
 //! `/v1/schedules`: cron schedules that enqueue a job per tick.
 
-use super::{invalid, validate_spec};
+use super::service;
+use super::{invalid, schedule_id, validate_spec};
 use crate::auth::{scope, Authed};
-use crate::error::{codes, ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json, Path, Query};
 use crate::page::{Page, PageParams};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use switchboard_core::audit::{self, AuditContext, Change};
+use switchboard_core::audit::AuditContext;
 use switchboard_core::rules::{Chars, Int, Text};
 use switchboard_core::time;
 use switchboard_queue::cron::{CronSpec, Misfire, Overlap, Schedule};
 use switchboard_queue::runtime::Runtime;
-use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, ScheduleId};
+use switchboard_queue::{schedules as repo, Invalid, JobId, JobSpec, QueueError, ScheduleId};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -120,8 +121,8 @@ pub fn out(s: Schedule) -> ScheduleOut {
     }
 }
 
-/// Applies input over `base`, validating everything.
-fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Schedule> {
+/// Applies input over `base`, validating everything (every bad field at once).
+fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> Result<Schedule, QueueError> {
     let mut errors: Vec<Invalid> = Vec::new();
     let mut s = base;
     if let Some(n) = input.name {
@@ -190,7 +191,7 @@ fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Sche
         s.paused = p;
     }
     if !errors.is_empty() {
-        return Err(invalid(errors, ""));
+        return Err(QueueError::Invalid(errors));
     }
     if cron_changed || s.last_run_at.is_none() {
         if let Some(spec) = spec {
@@ -198,34 +199,6 @@ fn build(base: Schedule, input: ScheduleIn, runtime: &Runtime) -> ApiResult<Sche
         }
     }
     Ok(s)
-}
-
-/// Whether a schedule fires more than once a minute (counted against its own cap).
-fn frequent(s: &Schedule) -> bool {
-    CronSpec::parse(&s.cron, &s.timezone).is_ok_and(|c| c.more_than_once_a_minute())
-}
-
-async fn audit_schedule(
-    tx: &mut switchboard_core::db::Tx,
-    ctx: &AuditContext,
-    action: &str,
-    before: Option<&Schedule>,
-    after: Option<&Schedule>,
-    id: &str,
-) -> Result<(), sqlx::Error> {
-    audit::record(
-        tx,
-        ctx,
-        Change {
-            action,
-            entity_type: "schedule",
-            entity_id: id,
-            before: before.and_then(|b| serde_json::to_value(b).ok()),
-            after: after.and_then(|a| serde_json::to_value(a).ok()),
-        },
-    )
-    .await
-    .map(|_| ())
 }
 
 /// Lists schedules by name.
@@ -289,28 +262,7 @@ async fn create_schedule(
         created_at: now,
     };
     let s = build(base, input, &state.runtime)?;
-    let mut tx = state.db.begin().await?;
-    let limits = state.runtime.limits();
-    repo::check_limits(&mut tx, auth.project(), &s.id, true, frequent(&s), &limits).await?;
-    repo::save(tx.ex(), auth.project(), &s, true)
-        .await
-        .map_err(|e| {
-            ApiError::unique(
-                e,
-                codes::NAME_TAKEN,
-                "a schedule with this name already exists",
-            )
-        })?;
-    audit_schedule(
-        &mut tx,
-        &auth.audit(),
-        "schedule.create",
-        None,
-        Some(&s),
-        s.id.as_str(),
-    )
-    .await?;
-    tx.commit().await?;
+    service::create_schedule(&state.db, &auth.audit(), &s, &state.runtime.limits()).await?;
     Ok((StatusCode::CREATED, Json(out(s))))
 }
 
@@ -324,6 +276,7 @@ async fn get_schedule(
     auth: Authed<scope::SchedulesRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ScheduleOut>> {
+    let id = schedule_id(&id)?;
     let mut conn = state.db.read().await?;
     repo::get(conn.ex(), auth.project(), &id)
         .await?
@@ -343,48 +296,25 @@ async fn update_schedule(
     Path(id): Path<String>,
     Json(input): Json<ScheduleIn>,
 ) -> ApiResult<Json<ScheduleOut>> {
-    update(&state, &auth.audit(), &id, input)
+    update(&state, &auth.audit(), &schedule_id(&id)?, input)
         .await
         .map(|s| Json(out(s)))
+        .map_err(ApiError::from)
 }
 
-/// Changes a schedule, audited as `schedule.update` (API and dashboard).
+/// Changes a schedule by `input` (validated as on creation), audited as `schedule.update`
+/// (API and dashboard).
 pub async fn update(
     state: &AppState,
     ctx: &AuditContext,
-    id: &str,
+    id: &ScheduleId,
     input: ScheduleIn,
-) -> ApiResult<Schedule> {
-    let project = &ctx.project_id;
-    let mut tx = state.db.begin().await?;
-    let before = repo::get(tx.ex(), project, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let after = build(before.clone(), input, &state.runtime)?;
-    // Only a change that makes it fire more than once a minute is counted against the cap.
-    let newly_frequent = frequent(&after) && !frequent(&before);
+) -> Result<Schedule, QueueError> {
     let limits = state.runtime.limits();
-    repo::check_limits(&mut tx, project, &after.id, false, newly_frequent, &limits).await?;
-    repo::save(tx.ex(), project, &after, false)
-        .await
-        .map_err(|e| {
-            ApiError::unique(
-                e,
-                codes::NAME_TAKEN,
-                "a schedule with this name already exists",
-            )
-        })?;
-    audit_schedule(
-        &mut tx,
-        ctx,
-        "schedule.update",
-        Some(&before),
-        Some(&after),
-        id,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(after)
+    service::update_schedule(&state.db, ctx, id, &limits, |before| {
+        build(before, input, &state.runtime)
+    })
+    .await
 }
 
 /// Deletes a schedule (jobs it already enqueued stay).
@@ -397,21 +327,8 @@ async fn delete_schedule(
     auth: Authed<scope::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    delete(&state, &auth.audit(), &id).await?;
+    service::delete_schedule(&state.db, &auth.audit(), &schedule_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deletes a schedule, audited as `schedule.delete` (API and dashboard).
-pub async fn delete(state: &AppState, ctx: &AuditContext, id: &str) -> ApiResult<()> {
-    let project = &ctx.project_id;
-    let mut tx = state.db.begin().await?;
-    let before = repo::get(tx.ex(), project, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("schedule"))?;
-    repo::delete(tx.ex(), project, id).await?;
-    audit_schedule(&mut tx, ctx, "schedule.delete", Some(&before), None, id).await?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Answer of a manual trigger.
@@ -432,37 +349,21 @@ async fn trigger(
     auth: Authed<scope::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Triggered>)> {
-    let job_id = trigger_now(&state, &auth.audit(), &id).await?;
+    let job_id = trigger_now(&state, &auth.audit(), &schedule_id(&id)?).await?;
     Ok((StatusCode::CREATED, Json(Triggered { job_id })))
 }
 
-/// Enqueues one run of a schedule now, audited (API and dashboard).
-pub async fn trigger_now(state: &AppState, ctx: &AuditContext, id: &str) -> ApiResult<JobId> {
-    let project = &ctx.project_id;
-    let mut tx = state.db.begin().await?;
-    let s = repo::get(tx.ex(), project, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let job_id = repo::enqueue_run(
-        &mut tx,
-        project,
-        &s,
-        None,
-        state.runtime.local_kinds(),
-        state.runtime.admission(),
-    )
-    .await?;
-    let change = Change {
-        action: "schedule.trigger",
-        entity_type: "schedule",
-        entity_id: id,
-        before: None,
-        after: Some(serde_json::json!({ "job_id": job_id })),
-    };
-    audit::record(&mut tx, ctx, change).await?;
-    tx.commit().await?;
-    if let Some(q) = s.job.get("queue").and_then(|q| q.as_str()) {
-        state.runtime.wakeups().wake(project.as_str(), q);
-    }
-    Ok(job_id)
+/// Enqueues one run of a schedule now, audited as `schedule.trigger` (API and dashboard),
+/// and wakes its queue on this node at once.
+pub async fn trigger_now(
+    state: &AppState,
+    ctx: &AuditContext,
+    id: &ScheduleId,
+) -> Result<JobId, QueueError> {
+    let rt = &state.runtime;
+    let job =
+        service::trigger_schedule(&state.db, ctx, id, rt.local_kinds(), rt.admission()).await?;
+    rt.wakeups()
+        .wake(ctx.project_id.as_str(), job.queue.as_str());
+    Ok(job.id)
 }

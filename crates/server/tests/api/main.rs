@@ -8,6 +8,7 @@ mod helpers;
 
 mod e2e_audit;
 mod e2e_auth;
+mod e2e_builtins;
 mod e2e_cli;
 mod e2e_dashboard;
 mod e2e_egress;

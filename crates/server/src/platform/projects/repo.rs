@@ -87,3 +87,14 @@ pub async fn schema_exists(ex: Exec<'_>) -> Result<bool, sqlx::Error> {
     let n: i64 = on_db!(ex, c => sqlx::query(sql).fetch_one(c).await?.try_get("n")?);
     Ok(n > 0)
 }
+
+/// The id of a project named `name` (the first, when several share it).
+pub async fn find_by_name(ex: Exec<'_>, name: &str) -> Result<Option<ProjectId>, sqlx::Error> {
+    on_db!(ex, c => {
+        let row = sqlx::query("SELECT id FROM projects WHERE name = $1 LIMIT 1")
+            .bind(name)
+            .fetch_optional(c)
+            .await?;
+        row.map(|r| r.try_get("id").map(ProjectId::from_db)).transpose()
+    })
+}
