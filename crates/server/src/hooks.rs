@@ -132,8 +132,6 @@ impl std::fmt::Debug for Registry {
 
 /// Longest provider name.
 const MAX_PROVIDER_LEN: usize = 40;
-/// Longest path key.
-const MAX_KEY_LEN: usize = 200;
 
 /// A provider name: lower-case letters, digits and `-`, starting with a letter.
 fn valid_provider(name: &str) -> bool {
@@ -198,32 +196,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(receive_keyed))
 }
 
-/// The provider path parameter's schema.
-fn provider_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_PROVIDER_LEN))
-        .pattern(Some("^[a-z][a-z0-9-]*$"))
-        .build()
-}
-
-/// The key path parameter's schema.
-fn key_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_KEY_LEN))
-        .pattern(Some("^[A-Za-z0-9._~-]+$"))
-        .build()
-}
-
 /// A provider's callback. No API key: the provider's signature, checked by its handler over
 /// the exact bytes received, is the credential. The body may be of any media type. A
 /// provider this node has not registered answers 404.
 #[utoipa::path(post, path = "/hooks/{provider}", tag = "hooks", security(()),
     params(("provider" = String, Path, description = "The provider (`stripe`, `eskiz`, …)",
-        schema_with = provider_schema)),
+        min_length = 1, max_length = 40, pattern = "^[a-z][a-z0-9-]*$")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "The provider's payload, byte for byte (any media type)"),
     responses(
@@ -244,9 +222,9 @@ async fn receive(
 /// capability, e.g. the project's provider account id) tells which project it is for.
 #[utoipa::path(post, path = "/hooks/{provider}/{key}", tag = "hooks", security(()),
     params(("provider" = String, Path, description = "The provider (`stripe`, `eskiz`, …)",
-        schema_with = provider_schema),
+        min_length = 1, max_length = 40, pattern = "^[a-z][a-z0-9-]*$"),
         ("key" = String, Path, description = "What the capability put in the callback URL",
-        schema_with = key_schema)),
+        min_length = 1, max_length = 200, pattern = "^[A-Za-z0-9._~-]+$")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream",
         description = "The provider's payload, byte for byte (any media type)"),
     responses(
@@ -278,9 +256,14 @@ async fn dispatch(
     };
     let limit = state.config.hooks_body_limit;
     let (parts, body) = req.into_parts();
-    let body = Streamed::new(&parts.headers, body, limit as u64, "SWITCHBOARD_HOOKS_BODY_LIMIT")?
-        .collect()
-        .await?;
+    let body = Streamed::new(
+        &parts.headers,
+        body,
+        limit as u64,
+        "SWITCHBOARD_HOOKS_BODY_LIMIT",
+    )?
+    .collect()
+    .await?;
     let request = HookRequest {
         provider: provider.clone(),
         key,

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod hooks;
 pub mod idempotency;
 pub mod middleware;
 pub mod openapi;
