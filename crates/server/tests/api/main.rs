@@ -14,6 +14,7 @@ mod e2e_egress;
 mod e2e_errors;
 mod e2e_fairness;
 mod e2e_health;
+mod e2e_hooks;
 mod e2e_idempotency;
 mod e2e_jobs;
 mod e2e_keys;
