@@ -158,7 +158,10 @@ async fn hook_errors_are_problems(b: Backend) {
         "internal",
     )
     .await;
-    assert!(!v["detail"].as_str().unwrap().contains("store failed"), "{v}");
+    assert!(
+        !v["detail"].as_str().unwrap().contains("store failed"),
+        "{v}"
+    );
     // An API key changes nothing: the signature is the credential.
     let r = app
         .req(Method::POST, "/hooks/strict")
@@ -171,13 +174,33 @@ async fn hook_errors_are_problems(b: Backend) {
 
 async fn unknown_providers_are_404(b: Backend) {
     let (app, seen) = spawn(b, |_| {}).await;
-    for path in ["/hooks/nobody", "/hooks/nobody/acct", "/hooks/ECHO", "/hooks/echo-"] {
-        let r = app.client.post(app.url(path)).body("x").send().await.unwrap();
+    for path in [
+        "/hooks/nobody",
+        "/hooks/nobody/acct",
+        "/hooks/ECHO",
+        "/hooks/echo-",
+    ] {
+        let r = app
+            .client
+            .post(app.url(path))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         let v = problem(r, 404, "not-found").await;
-        assert!(v["detail"].as_str().unwrap().contains("takes callbacks"), "{v}");
+        assert!(
+            v["detail"].as_str().unwrap().contains("takes callbacks"),
+            "{v}"
+        );
     }
     for path in ["/hooks", "/hooks/", "/hooks/echo/a/b"] {
-        let r = app.client.post(app.url(path)).body("x").send().await.unwrap();
+        let r = app
+            .client
+            .post(app.url(path))
+            .body("x")
+            .send()
+            .await
+            .unwrap();
         problem(r, 404, "not-found").await;
     }
     let r = app.client.get(app.url("/hooks/echo")).send().await.unwrap();
@@ -226,7 +249,11 @@ async fn hooks_have_a_body_limit_of_their_own(b: Backend) {
     .await;
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("body-too-large"), "{body}");
-    assert_eq!(seen.lock().unwrap().len(), 1, "refused bodies never reach it");
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        1,
+        "refused bodies never reach it"
+    );
     let (status, body) = raw_exchange(
         &app,
         "POST /hooks/echo HTTP/1.1\r\nTransfer-Encoding: chunked",
@@ -283,7 +310,11 @@ async fn hooks_are_rate_limited_per_ip(b: Backend) {
 async fn hooks_are_in_the_openapi_document(b: Backend) {
     let (app, _) = spawn(b, |_| {}).await;
     let doc = json_of(
-        app.client.get(app.url("/openapi.json")).send().await.unwrap(),
+        app.client
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap(),
         200,
     )
     .await;

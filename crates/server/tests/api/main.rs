@@ -25,6 +25,7 @@ mod e2e_reliability;
 mod e2e_scenarios;
 mod e2e_schedules;
 mod e2e_spec;
+mod e2e_streaming;
 mod e2e_tenancy;
 mod e2e_traps;
 mod e2e_users;
