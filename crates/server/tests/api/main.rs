@@ -9,6 +9,7 @@ mod helpers;
 mod e2e_audit;
 mod e2e_auth;
 mod e2e_cli;
+mod e2e_config_sections;
 mod e2e_dashboard;
 mod e2e_egress;
 mod e2e_errors;
