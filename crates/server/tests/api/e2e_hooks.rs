@@ -96,25 +96,26 @@ async fn a_registered_hook_gets_the_exact_bytes_and_headers_without_an_api_key(b
         .unwrap();
     assert_eq!(r.status(), 202);
 
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 3, "every delivery reached the handler");
-    let first = &seen[0];
-    assert_eq!(first.provider, "echo");
-    assert_eq!(first.key.as_deref(), Some("acct_01.x-y~z"));
-    assert_eq!(first.body.as_ref(), body.as_slice(), "byte for byte");
-    assert_eq!(first.headers["x-signature"], "t=1,v1=abc");
-    assert_eq!(first.headers["x-provider-weird"], "spaced  value");
-    assert_eq!(
-        first.headers["content-type"],
-        "application/x-www-form-urlencoded"
-    );
-    assert_eq!(first.uri.query(), Some("event=delivered&id=7"));
-    assert_eq!(first.uri.path(), "/hooks/echo/acct_01.x-y~z");
-    assert_eq!(first.client.ip.as_deref(), Some("127.0.0.1"));
-    assert!(first.client.request_id.is_some());
-    assert_eq!(seen[2].key, None);
-    assert_eq!(seen[2].body.as_ref(), b"{}");
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "every delivery reached the handler");
+        let first = &seen[0];
+        assert_eq!(first.provider, "echo");
+        assert_eq!(first.key.as_deref(), Some("acct_01.x-y~z"));
+        assert_eq!(first.body.as_ref(), body.as_slice(), "byte for byte");
+        assert_eq!(first.headers["x-signature"], "t=1,v1=abc");
+        assert_eq!(first.headers["x-provider-weird"], "spaced  value");
+        assert_eq!(
+            first.headers["content-type"],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(first.uri.query(), Some("event=delivered&id=7"));
+        assert_eq!(first.uri.path(), "/hooks/echo/acct_01.x-y~z");
+        assert_eq!(first.client.ip.as_deref(), Some("127.0.0.1"));
+        assert!(first.client.request_id.is_some());
+        assert_eq!(seen[2].key, None);
+        assert_eq!(seen[2].body.as_ref(), b"{}");
+    }
 
     // Nothing of it was kept as an idempotent response.
     let mut conn = app.state.db.read().await.unwrap();
