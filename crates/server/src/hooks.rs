@@ -182,11 +182,6 @@ impl Registry {
             None => Ok(self),
         }
     }
-
-    /// The registered names.
-    pub fn providers(&self) -> impl Iterator<Item = &str> {
-        self.handlers.keys().map(String::as_str)
-    }
 }
 
 /// The routes of this group (mounted by [`crate::app::router`] with its own layers).
@@ -280,6 +275,38 @@ async fn dispatch(
                 tracing::warn!(provider, ip = ?client.ip, reason, "hook signature rejected");
             }
             Err(e.into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn nothing(_: AppState, _: HookRequest) -> Result<HookResponse, HookError> {
+        Ok(HookResponse::ok())
+    }
+
+    #[test]
+    fn names_are_checked_and_never_registered_twice() {
+        let merged = Registry::new()
+            .with("stripe", nothing)
+            .merge(Registry::new().with("eskiz-2", nothing))
+            .unwrap();
+        assert_eq!(format!("{merged:?}"), r#"{"eskiz-2", "stripe"}"#);
+        let twice = merged.merge(Registry::new().with("stripe", nothing));
+        assert_eq!(
+            twice.unwrap_err(),
+            "hook provider `stripe` is registered twice"
+        );
+        for bad in ["", "Stripe", "2go", "a/b", "pay_me", &"a".repeat(41)] {
+            let e = Registry::new()
+                .merge(Registry::new().with(bad, nothing))
+                .unwrap_err();
+            assert!(
+                e.contains("must be 1 to 40 lower-case letters"),
+                "{bad}: {e}"
+            );
         }
     }
 }

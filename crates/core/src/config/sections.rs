@@ -110,11 +110,6 @@ impl Sections {
         self.insert(&parts, value.into(), &|p| format!("set in code: {p}"))
     }
 
-    /// Whether no section was given.
-    pub fn is_empty(&self) -> bool {
-        self.root.is_empty()
-    }
-
     fn lookup(&self, name: &str) -> Option<&toml::Value> {
         let mut parts = name.split('.');
         let mut value = self.root.get(parts.next()?)?;
