@@ -10,8 +10,9 @@
 # body, a push target this node may not reach); docs/api.md says so.
 #
 # `DELETE /v1/api-keys/{id}` runs separately with a key of its own, so the run cannot
-# revoke the credential it uses. Jobs are not executed (SWITCHBOARD_RUN_JOBS=false): the
-# fuzzer's push targets are arbitrary hosts. Takes about three minutes on 2 cores.
+# revoke the credential it uses; `/hooks/*` (no API key) runs separately on one worker
+# (see below). Jobs are not executed (SWITCHBOARD_RUN_JOBS=false): the fuzzer's push
+# targets are arbitrary hosts. Takes about three minutes on 2 cores.
 #
 # Check settings: .ci/schemathesis.toml. Environment: SCHEMATHESIS_EXAMPLES (cases per operation, default 100), SCHEMATHESIS_SEED.
 set -euo pipefail
@@ -78,6 +79,7 @@ env -u REDIS_URL \
   SWITCHBOARD_RATE_LIMIT_PER_MINUTE=10000000 \
   SWITCHBOARD_RATE_LIMIT_BURST=10000000 \
   SWITCHBOARD_AUTH_RATE_LIMIT_PER_MINUTE=10000000 \
+  SWITCHBOARD_HOOKS_RATE_LIMIT_PER_MINUTE=10000000 \
   SWITCHBOARD_RUN_JOBS=false \
   SWITCHBOARD_LOG_LEVEL=warn \
   "$bin" serve >"$data/server.log" 2>&1 &
@@ -113,10 +115,18 @@ st_home="$target/schemathesis"
 mkdir -p "$st_home"
 
 status=0
-log "schemathesis: every operation but DELETE /v1/api-keys/{id}"
+log "schemathesis: every operation but DELETE /v1/api-keys/{id} and /hooks/*"
 (cd "$st_home" && "$st" --config-file "$config" run "$base/openapi.json" "${common[@]}" \
   -H "Authorization: Bearer $key" \
-  --exclude-operation-id revoke_key) || status=$?
+  --exclude-operation-id revoke_key --exclude-path-regex '^/hooks/') || status=$?
+
+# Provider callbacks (no provider registered: every call is a 404) run on one worker: two
+# workers starting on two operations with path parameters at once trip a race in CPython
+# 3.11's `ast` module inside hypothesis ("SystemError: AST constructor recursion depth
+# mismatch"), a crash of the fuzzer, not a finding.
+log "schemathesis: /hooks/*, on one worker"
+(cd "$st_home" && "$st" --config-file "$config" run "$base/openapi.json" "${common[@]}" \
+  --workers 1 --include-path-regex '^/hooks/') || status=$?
 
 log "schemathesis: DELETE /v1/api-keys/{id}, with a key of its own"
 own=$(curl -sf -X POST "$base/v1/api-keys" -H "Authorization: Bearer $key" \

@@ -2,7 +2,15 @@
 //!
 //! Every setting has one file key and one environment variable. A bad value is reported as
 //! one line naming where it came from (the variable, or `file:key`) and what is wrong.
+//!
+//! Capabilities keep their settings in sections of their own (`[smtp]`,
+//! `[providers.eskiz]`, `SWITCHBOARD_S3__BUCKET`): see [`sections`].
 
+mod sections;
+
+pub use sections::{Section, Sections};
+
+use crate::crypto;
 use secrecy::SecretString;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -94,6 +102,18 @@ pub struct Config {
     pub max_schedules_per_project: u32,
     /// Most of one project's cron schedules that may fire more than once a minute.
     pub max_frequent_schedules_per_project: u32,
+    /// Key sealing provider credentials and other secrets kept in the database; when unset
+    /// one is generated and kept in the database, so every node of a cluster shares it.
+    pub secret_key: Option<crypto::Key>,
+    /// Earlier keys, still accepted for opening what they sealed (key rotation).
+    pub secret_key_previous: Vec<crypto::Key>,
+    /// Largest body accepted on `/hooks/*` (provider callbacks), in bytes.
+    pub hooks_body_limit: usize,
+    /// Provider callbacks per minute per client IP on `/hooks/*` (also the burst).
+    pub hooks_rate_limit_per_minute: u32,
+    /// Capabilities' sections (`[smtp]`, `SWITCHBOARD_S3__BUCKET`), read with
+    /// [`Config::section`].
+    pub sections: Sections,
 }
 
 /// Hosts, addresses and ranges that HTTP-push jobs may reach although they are not public
@@ -227,6 +247,13 @@ const KEYS: &[(&str, &str)] = &[
         "max_frequent_schedules_per_project",
         "SWITCHBOARD_MAX_FREQUENT_SCHEDULES_PER_PROJECT",
     ),
+    ("secret_key", "SWITCHBOARD_SECRET_KEY"),
+    ("secret_key_previous", "SWITCHBOARD_SECRET_KEY_PREVIOUS"),
+    ("hooks_body_limit", "SWITCHBOARD_HOOKS_BODY_LIMIT"),
+    (
+        "hooks_rate_limit_per_minute",
+        "SWITCHBOARD_HOOKS_RATE_LIMIT_PER_MINUTE",
+    ),
 ];
 
 /// The environment variable that names the config file.
@@ -234,6 +261,7 @@ pub const CONFIG_FILE_ENV: &str = "SWITCHBOARD_CONFIG";
 
 struct Raw {
     values: HashMap<&'static str, (String, String)>,
+    sections: Sections,
 }
 
 impl Raw {
@@ -336,6 +364,11 @@ impl Config {
             max_queues_per_project: 1_000,
             max_schedules_per_project: 500,
             max_frequent_schedules_per_project: 20,
+            secret_key: None,
+            secret_key_previous: Vec::new(),
+            hooks_body_limit: 1024 * 1024,
+            hooks_rate_limit_per_minute: 1200,
+            sections: Sections::default(),
         }
     }
 
@@ -343,6 +376,7 @@ impl Config {
     pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Config, ConfigError> {
         let mut raw = Raw {
             values: HashMap::new(),
+            sections: Sections::default(),
         };
         if let Some(path) = file {
             read_file(path, &mut raw)?;
@@ -352,6 +386,8 @@ impl Config {
                 raw.values.insert(key, (v.clone(), (*var).to_owned()));
             }
         }
+        raw.sections.add_env(env.iter())?;
+        raw.sections.check_declared()?;
 
         let data_dir = raw
             .string("data_dir")
@@ -551,8 +587,44 @@ impl Config {
                 d.max_frequent_schedules_per_project,
                 number("a number of schedules"),
             )?,
+            // The messages never repeat a key: it is a secret.
+            secret_key: raw.parse("secret_key", None, |s| match s.trim() {
+                "" => Ok(None),
+                key => crypto::Key::parse(key).map(Some),
+            })?,
+            secret_key_previous: raw.parse("secret_key_previous", Vec::new(), |s| {
+                s.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .enumerate()
+                    .map(|(i, k)| crypto::Key::parse(k).map_err(|e| format!("key {} {e}", i + 1)))
+                    .collect()
+            })?,
+            hooks_body_limit: raw.parse(
+                "hooks_body_limit",
+                d.hooks_body_limit,
+                |s| match number::<usize>("a size in bytes")(s)? {
+                    n if n >= 1024 => Ok(n),
+                    _ => Err(format!("`{s}` must be at least 1024 bytes")),
+                },
+            )?,
+            hooks_rate_limit_per_minute: raw.parse(
+                "hooks_rate_limit_per_minute",
+                d.hooks_rate_limit_per_minute,
+                positive("a number of requests"),
+            )?,
             data_dir: d.data_dir,
+            sections: raw.sections,
         })
+    }
+
+    /// Section `name` (`"smtp"`, `"providers.eskiz"`) read into `T`; `None` when the
+    /// configuration does not mention it (see [`sections`]).
+    pub fn section<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        self.sections.get(name)
     }
 
     /// The URL printed for people: the public URL, or one built from the listen address.
@@ -579,6 +651,14 @@ fn read_file(path: &Path, raw: &mut Raw) -> Result<(), ConfigError> {
     })?;
     for (key, value) in table {
         let origin = format!("{file_origin}:{key}");
+        let value = match value {
+            // A table is a capability's section, checked against what it declares.
+            toml::Value::Table(t) => {
+                raw.sections.add_file_table(&file_origin, &key, t)?;
+                continue;
+            }
+            other => other,
+        };
         let Some((known, _)) = KEYS.iter().find(|(k, _)| *k == key) else {
             return Err(ConfigError {
                 origin,
@@ -799,6 +879,309 @@ mod tests {
             ("SWITCHBOARD_METRICS_TOKEN", "short"),
             ("SWITCHBOARD_METRICS_LISTEN", "nowhere"),
             ("SWITCHBOARD_METRICS_MAX_QUEUES", "0"),
+        ] {
+            let e = Config::load(None, &env(&[(var, bad)])).unwrap_err();
+            assert_eq!(e.origin, var, "{e}");
+        }
+    }
+
+    /// A capability's section, as a test declares it.
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct S3 {
+        bucket: String,
+        #[serde(default = "default_region")]
+        region: String,
+        #[serde(default)]
+        port: Option<u16>,
+        #[serde(default)]
+        path_style: bool,
+        #[serde(default)]
+        tags: Vec<String>,
+    }
+
+    fn default_region() -> String {
+        "us-east-1".into()
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Eskiz {
+        email: String,
+        password: SecretString,
+        #[serde(default)]
+        retries: u32,
+    }
+
+    crate::config_section!("s3", S3);
+    crate::config_section!("providers.eskiz", Eskiz);
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sb.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn sections_come_from_file_tables() {
+        use secrecy::ExposeSecret;
+        let (_dir, path) = file(
+            "listen = \"127.0.0.1:9000\"\n[s3]\nbucket = \"media\"\nport = 9000\npath_style = true\ntags = [\"a\", \"b\"]\n\n[providers.eskiz]\nemail = \"ops@example.com\"\npassword = \"pw\"\n",
+        );
+        let c = Config::load(Some(&path), &HashMap::new()).unwrap();
+        assert_eq!(
+            c.listen.to_string(),
+            "127.0.0.1:9000",
+            "flat keys still work"
+        );
+        let s3: S3 = c.section("s3").unwrap().unwrap();
+        assert_eq!(
+            s3,
+            S3 {
+                bucket: "media".into(),
+                region: "us-east-1".into(),
+                port: Some(9000),
+                path_style: true,
+                tags: vec!["a".into(), "b".into()],
+            }
+        );
+        let eskiz: Eskiz = c.section("providers.eskiz").unwrap().unwrap();
+        assert_eq!(eskiz.email, "ops@example.com");
+        assert_eq!(eskiz.password.expose_secret(), "pw");
+        // Absent sections are None; nothing of a section shows in Debug output.
+        let none: Option<S3> = Config::load(None, &HashMap::new())
+            .unwrap()
+            .section("s3")
+            .unwrap();
+        assert!(none.is_none());
+        assert!(!format!("{c:?}").contains("\"pw\""), "{c:?}");
+    }
+
+    #[test]
+    fn environment_overrides_one_key_of_a_table() {
+        let (_dir, path) = file("[s3]\nbucket = \"media\"\nregion = \"eu-west-1\"\n");
+        let c = Config::load(
+            Some(&path),
+            &env(&[
+                ("SWITCHBOARD_S3__BUCKET", "other"),
+                ("SWITCHBOARD_S3__PORT", " 9000 "),
+                ("SWITCHBOARD_S3__PATH_STYLE", "yes"),
+                ("SWITCHBOARD_S3__TAGS", "x, y,"),
+            ]),
+        )
+        .unwrap();
+        let s3: S3 = c.section("s3").unwrap().unwrap();
+        assert_eq!(s3.bucket, "other", "the variable wins");
+        assert_eq!(s3.region, "eu-west-1", "the file's other keys stay");
+        assert_eq!((s3.port, s3.path_style), (Some(9000), true));
+        assert_eq!(s3.tags, vec!["x".to_owned(), "y".to_owned()]);
+
+        // The environment alone makes a section; nested paths too; empty means unset.
+        let c = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_PROVIDERS__ESKIZ__EMAIL", "a@b.c"),
+                ("SWITCHBOARD_PROVIDERS__ESKIZ__PASSWORD", "12345"),
+                ("SWITCHBOARD_S3__BUCKET", "b"),
+                ("SWITCHBOARD_S3__PORT", ""),
+            ]),
+        )
+        .unwrap();
+        let eskiz: Eskiz = c.section("providers.eskiz").unwrap().unwrap();
+        assert_eq!(eskiz.email, "a@b.c");
+        let s3: S3 = c.section("s3").unwrap().unwrap();
+        assert_eq!((s3.bucket.as_str(), s3.port), ("b", None));
+    }
+
+    #[test]
+    fn precedence_is_defaults_then_file_then_environment() {
+        let (_dir, path) =
+            file("[providers.eskiz]\nemail = \"file@x.y\"\npassword = \"p\"\nretries = \"3\"\n");
+        let c = Config::load(Some(&path), &HashMap::new()).unwrap();
+        let e: Eskiz = c.section("providers.eskiz").unwrap().unwrap();
+        assert_eq!((e.email.as_str(), e.retries), ("file@x.y", 3));
+        let c = Config::load(
+            Some(&path),
+            &env(&[("SWITCHBOARD_PROVIDERS__ESKIZ__RETRIES", "7")]),
+        )
+        .unwrap();
+        let e: Eskiz = c.section("providers.eskiz").unwrap().unwrap();
+        assert_eq!((e.email.as_str(), e.retries), ("file@x.y", 7));
+        let (_dir, path) = file("[providers.eskiz]\nemail = \"file@x.y\"\npassword = \"p\"\n");
+        let e: Eskiz = Config::load(Some(&path), &HashMap::new())
+            .unwrap()
+            .section("providers.eskiz")
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.retries, 0, "the struct's default");
+        // Code can set sections too (tests build the config struct directly).
+        let mut c = Config::with_data_dir("/tmp/x");
+        c.sections.set("s3.bucket", "code").unwrap();
+        let s3: S3 = c.section("s3").unwrap().unwrap();
+        assert_eq!(s3.bucket, "code");
+    }
+
+    #[test]
+    fn bad_section_values_name_the_variable_or_file_key() {
+        let e = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_S3__BUCKET", "b"),
+                ("SWITCHBOARD_S3__PORT", "lots"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_S3__PORT");
+        assert!(e.message.contains("`lots` is not a whole number"), "{e}");
+        let e = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_S3__BUCKET", "b"),
+                ("SWITCHBOARD_S3__PORT", "70000"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_S3__PORT", "{e}");
+        let e = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_S3__BUCKET", "b"),
+                ("SWITCHBOARD_S3__PATH_STYLE", "maybe"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SWITCHBOARD_S3__PATH_STYLE: `maybe` is not a boolean (true/false)"
+        );
+
+        let (_dir, path) = file("[s3]\nbucket = \"b\"\nport = true\n");
+        let e = Config::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert!(e.origin.ends_with("sb.toml:s3.port"), "{e}");
+        assert!(e.message.contains("expected u16"), "{e}");
+        let (_dir, path) = file("[s3]\nregion = \"x\"\n");
+        let e = Config::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert!(e.origin.ends_with("sb.toml:s3"), "{e}");
+        assert_eq!(e.message, "the setting `bucket` is required");
+        // The whole message is one line.
+        assert_eq!(e.to_string().lines().count(), 1);
+    }
+
+    #[test]
+    fn unknown_keys_and_sections_are_refused() {
+        let (_dir, path) = file("[s3]\nbucket = \"b\"\nbukcet = \"typo\"\n");
+        let e = Config::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert!(e.origin.ends_with("sb.toml:s3.bukcet"), "{e}");
+        assert_eq!(
+            e.message,
+            "unknown setting of [s3] (known: bucket, region, port, path_style, tags)"
+        );
+        let e = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_S3__BUCKET", "b"),
+                ("SWITCHBOARD_S3__REGOIN", "x"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_S3__REGOIN");
+        assert!(e.message.starts_with("unknown setting of [s3]"), "{e}");
+
+        let (_dir, path) = file("[smpt]\nhost = \"x\"\n");
+        let e = Config::load(Some(&path), &HashMap::new()).unwrap_err();
+        assert!(e.origin.ends_with("sb.toml:smpt"), "{e}");
+        assert_eq!(
+            e.message,
+            "unknown section `smpt` (known: providers.eskiz, s3)"
+        );
+        let e =
+            Config::load(None, &env(&[("SWITCHBOARD_PROVIDERS__ESKZ__EMAIL", "x")])).unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_PROVIDERS__ESKZ__EMAIL");
+        assert!(
+            e.message.starts_with("unknown section `providers.eskz`"),
+            "{e}"
+        );
+        for bad in [
+            "SWITCHBOARD_S3__",
+            "SWITCHBOARD___X",
+            "SWITCHBOARD_S3__BUCKET__",
+            "SWITCHBOARD_S-3__X",
+        ] {
+            let e = Config::load(None, &env(&[(bad, "x")])).unwrap_err();
+            assert_eq!(e.origin, bad);
+            assert!(e.message.starts_with("not a section setting"), "{e}");
+        }
+        // A value where a table is expected, and the other way round.
+        let e = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_S3__BUCKET", "b"),
+                ("SWITCHBOARD_S3__BUCKET__NAME", "x"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.message.contains("not a table"), "{e}");
+    }
+
+    #[test]
+    fn secret_key_settings() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert!(c.secret_key.is_none() && c.secret_key_previous.is_empty());
+        let (a, b) = (crypto::Key::generate(), crypto::Key::generate());
+        let c = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_SECRET_KEY", &a.encode()),
+                (
+                    "SWITCHBOARD_SECRET_KEY_PREVIOUS",
+                    &format!("{}, {}", b.encode(), a.encode()),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.secret_key.as_ref().map(crypto::Key::id), Some(a.id()));
+        assert_eq!(c.secret_key_previous.len(), 2);
+        let e =
+            Config::load(None, &env(&[("SWITCHBOARD_SECRET_KEY", "hunter2-hunter2")])).unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_SECRET_KEY");
+        assert!(e.message.contains("32 bytes"), "{e}");
+        assert!(
+            !e.to_string().contains("hunter2"),
+            "a key is never echoed: {e}"
+        );
+        let e = Config::load(
+            None,
+            &env(&[(
+                "SWITCHBOARD_SECRET_KEY_PREVIOUS",
+                &format!("{},short", a.encode()),
+            )]),
+        )
+        .unwrap_err();
+        assert_eq!(e.origin, "SWITCHBOARD_SECRET_KEY_PREVIOUS");
+        assert!(e.message.starts_with("key 2 must be 32 bytes"), "{e}");
+    }
+
+    #[test]
+    fn hooks_settings() {
+        let c = Config::load(None, &HashMap::new()).unwrap();
+        assert_eq!(
+            (c.hooks_body_limit, c.hooks_rate_limit_per_minute),
+            (1024 * 1024, 1200)
+        );
+        let c = Config::load(
+            None,
+            &env(&[
+                ("SWITCHBOARD_HOOKS_BODY_LIMIT", "65536"),
+                ("SWITCHBOARD_HOOKS_RATE_LIMIT_PER_MINUTE", "30"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.hooks_body_limit, c.hooks_rate_limit_per_minute),
+            (65536, 30)
+        );
+        for (var, bad) in [
+            ("SWITCHBOARD_HOOKS_BODY_LIMIT", "10"),
+            ("SWITCHBOARD_HOOKS_RATE_LIMIT_PER_MINUTE", "0"),
         ] {
             let e = Config::load(None, &env(&[(var, bad)])).unwrap_err();
             assert_eq!(e.origin, var, "{e}");

@@ -8,7 +8,7 @@ use crate::middleware as mw;
 use crate::openapi::ApiDoc;
 use crate::platform::{api_keys, audit, health, login, projects, users};
 use crate::state::{AppState, Inner};
-use crate::{builtins, dashboard, idempotency, queue, telemetry};
+use crate::{builtins, dashboard, hooks, idempotency, queue, telemetry};
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
@@ -18,6 +18,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchboard_core::config::Config;
+use switchboard_core::crypto::Keyring;
 use switchboard_core::db::Db;
 use switchboard_core::ratelimit::RateLimiter;
 use switchboard_queue::limits::Limits;
@@ -38,6 +39,17 @@ pub struct Application {
     router: Router,
     /// Credentials created by this start, if it was the first.
     pub bootstrap: Option<Credentials>,
+}
+
+/// What a node serves beyond this build's capabilities: provider callbacks and streaming
+/// routes added by the program embedding it (tests use this for routes of their own).
+#[derive(Default)]
+pub struct Extras {
+    /// More providers for `/hooks/{provider}`.
+    pub hooks: hooks::Registry,
+    /// More routes for the streaming group (see [`streaming_routes`]); they are not in the
+    /// OpenAPI document.
+    pub streaming: Router<AppState>,
 }
 
 /// Connects to the database and Redis named by `config` and brings the schema up to date.
@@ -94,10 +106,23 @@ impl Application {
         config: Config,
         runtime: RuntimeBuilder,
     ) -> anyhow::Result<Application> {
+        Self::build_extended(config, runtime, Extras::default()).await
+    }
+
+    /// Like [`Application::build_with`], serving `extras` too.
+    pub async fn build_extended(
+        config: Config,
+        runtime: RuntimeBuilder,
+        extras: Extras,
+    ) -> anyhow::Result<Application> {
+        let hooks = hooks::Registry::builtin()
+            .merge(extras.hooks)
+            .map_err(anyhow::Error::msg)?;
         let (db, redis) = connect(&config).await?;
         let passwords = Passwords::from_config(&config);
         let bootstrap = bootstrap::bootstrap(&db, &config, &passwords).await?;
         let secret = bootstrap::jwt_secret(&db, &config).await?;
+        let secrets = Keyring::load(&db, &config).await?;
         let limiter = match &redis {
             Some(conn) => RateLimiter::redis(conn.clone(), &config.redis_prefix),
             None => RateLimiter::memory(),
@@ -125,8 +150,10 @@ impl Application {
             db,
             redis,
             limiter,
+            secrets,
+            hooks,
         });
-        let router = router(state.clone());
+        let router = router(state.clone(), extras.streaming);
         Ok(Application {
             listener,
             metrics_listener,
@@ -225,15 +252,27 @@ fn api_routers() -> (OpenApiRouter<AppState>, utoipa::openapi::OpenApi) {
     let (_, mut doc) = protected.clone().split_for_parts();
     let (_, public) = login::http::public_router().split_for_parts();
     let (_, health) = health::router().split_for_parts();
+    let (_, streaming) = streaming_routes().split_for_parts();
+    let (_, hooks) = hooks::router().split_for_parts();
     doc.merge(public);
     doc.merge(health);
+    doc.merge(streaming);
+    doc.merge(hooks);
     utoipa::Modify::modify(&crate::openapi::ProblemResponses, &mut doc);
     utoipa::Modify::modify(&crate::openapi::CrossFieldRules, &mut doc);
     (protected, doc)
 }
 
-/// Every route with every layer.
-pub fn router(state: AppState) -> Router {
+/// Routes whose handlers take the request body as a stream (uploads), authenticated like
+/// every `/v1` route but with no `Idempotency-Key` layer and no global body limit: each
+/// handler reads with [`crate::extract::Streamed`] and a limit of its own. Storage adds its
+/// upload routes here.
+pub fn streaming_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+}
+
+/// Every route with every layer; `streaming` joins the streaming group.
+pub fn router(state: AppState, streaming: Router<AppState>) -> Router {
     let (protected, doc) = api_routers();
     let protected: Router<AppState> = Router::from(protected)
         .layer(from_fn_with_state(state.clone(), idempotency::idempotency))
@@ -245,11 +284,23 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), mw::rate_limit_ip));
     let health: Router<AppState> =
         Router::from(health::router()).layer(from_fn(mw::reject_unknown_query));
+    // Nothing reads the body before these handlers do (no Idempotency-Key layer); the body
+    // limit is theirs, not `SWITCHBOARD_BODY_LIMIT`, which binds only body extractors.
+    let streaming: Router<AppState> = Router::from(streaming_routes())
+        .merge(streaming)
+        .layer(from_fn(mw::reject_unknown_query))
+        .layer(from_fn_with_state(state.clone(), mw::rate_limit_principal))
+        .layer(from_fn_with_state(state.clone(), authenticate));
+    // Provider callbacks: no API key, no query check (providers add their own parameters).
+    let hooks: Router<AppState> = Router::from(hooks::router())
+        .layer(from_fn_with_state(state.clone(), mw::rate_limit_hooks));
 
     let mut app = Router::new()
         .merge(protected)
         .merge(public)
         .merge(health)
+        .merge(streaming)
+        .merge(hooks)
         .merge(dashboard::router(state.clone()))
         .fallback(mw::not_found)
         .method_not_allowed_fallback(mw::method_not_allowed)

@@ -7,11 +7,10 @@ use crate::platform::api_keys;
 use crate::platform::projects::{self, Project};
 use crate::platform::users::{self, User};
 use secrecy::ExposeSecret;
-use sqlx::Row;
 use switchboard_core::config::Config;
 use switchboard_core::db::Db;
 use switchboard_core::id::{ProjectId, UserId};
-use switchboard_core::{on_db, secret, time};
+use switchboard_core::{secret, settings, time};
 
 /// What to show the person who started the node, once.
 pub struct Credentials {
@@ -91,18 +90,6 @@ pub async fn jwt_secret(db: &Db, config: &Config) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = &config.jwt_secret {
         return Ok(s.expose_secret().as_bytes().to_vec());
     }
-    let candidate = secret::random_token("");
-    let mut tx = db.begin().await?;
-    let value: String = on_db!(tx.ex(), c => {
-        sqlx::query("INSERT INTO settings (name, value) VALUES ('jwt_secret', $1) ON CONFLICT DO NOTHING")
-            .bind(&candidate)
-            .execute(&mut *c)
-            .await?;
-        sqlx::query("SELECT value FROM settings WHERE name = 'jwt_secret'")
-            .fetch_one(&mut *c)
-            .await?
-            .try_get("value")?
-    });
-    tx.commit().await?;
+    let value = settings::get_or_create(db, "jwt_secret", || secret::random_token("")).await?;
     Ok(value.into_bytes())
 }

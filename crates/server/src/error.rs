@@ -75,6 +75,9 @@ pub mod codes {
         /// A rotated refresh token came back.
         REFRESH_TOKEN_REUSED = (UNAUTHORIZED, "refresh-token-reused",
             "an already-rotated refresh token was presented; its whole login is revoked");
+        /// A provider callback's signature does not verify.
+        INVALID_SIGNATURE = (UNAUTHORIZED, "invalid-signature",
+            "a provider callback under `/hooks/` whose signature does not verify (logged with the client IP)");
         /// The credential lacks the scope.
         FORBIDDEN = (FORBIDDEN, "forbidden",
             "the credential lacks the operation's scope");
@@ -125,7 +128,7 @@ pub mod codes {
             "the job was cancelled while the worker held it: stop working on it");
         /// The body is too large.
         BODY_TOO_LARGE = (PAYLOAD_TOO_LARGE, "body-too-large",
-            "the body is larger than `SWITCHBOARD_BODY_LIMIT` (the detail gives the limit in bytes)");
+            "the body is larger than the route's limit: `SWITCHBOARD_BODY_LIMIT`, `SWITCHBOARD_HOOKS_BODY_LIMIT` under `/hooks/`, or an upload's own (the detail gives it in bytes)");
         /// Not JSON.
         UNSUPPORTED_MEDIA_TYPE = (UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type",
             "a body without `Content-Type: application/json`");

@@ -28,6 +28,95 @@ pub fn too_large(limit: Option<BodyLimit>) -> ApiError {
     ApiError::new(codes::BODY_TOO_LARGE, detail)
 }
 
+/// A request body read chunk by chunk as it arrives, with a limit of the route's own: what
+/// the hooks and streaming groups' handlers take. Nothing buffers such a body before the
+/// handler and `SWITCHBOARD_BODY_LIMIT` does not apply to it (that limit binds extractors
+/// that collect the body, such as [`Json`]).
+pub struct Streamed {
+    body: axum::body::Body,
+    limit: u64,
+    read: u64,
+    setting: &'static str,
+}
+
+impl Streamed {
+    /// `body`, of which at most `limit` bytes are accepted (`setting` names where the limit
+    /// comes from, for the 413). A `Content-Length` over the limit is refused at once.
+    pub fn new(
+        headers: &axum::http::HeaderMap,
+        body: axum::body::Body,
+        limit: u64,
+        setting: &'static str,
+    ) -> Result<Streamed, ApiError> {
+        let streamed = Streamed {
+            body,
+            limit,
+            read: 0,
+            setting,
+        };
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match declared {
+            Some(n) if n > limit => Err(streamed.too_large()),
+            _ => Ok(streamed),
+        }
+    }
+
+    fn too_large(&self) -> ApiError {
+        ApiError::new(
+            codes::BODY_TOO_LARGE,
+            format!(
+                "the request body is larger than this route's limit of {} bytes ({})",
+                self.limit, self.setting
+            ),
+        )
+    }
+
+    /// The next chunk as it arrives, `None` at the end: 413 once more than the limit has
+    /// arrived, 400 when the body breaks off.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        use axum::body::HttpBody;
+        loop {
+            let frame =
+                std::future::poll_fn(|cx| std::pin::Pin::new(&mut self.body).poll_frame(cx)).await;
+            let data = match frame {
+                None => return Ok(None),
+                Some(Err(e)) => {
+                    return Err(ApiError::bad_request(format!(
+                        "the request body could not be read: {e}"
+                    )))
+                }
+                // Trailers carry no body bytes.
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => data,
+                    Err(_) => continue,
+                },
+            };
+            self.read += data.len() as u64;
+            if self.read > self.limit {
+                return Err(self.too_large());
+            }
+            return Ok(Some(data));
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    /// The whole body (within the limit), for handlers that need it at once (signatures).
+    pub async fn collect(mut self) -> Result<Bytes, ApiError> {
+        let mut all = bytes::BytesMut::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all.freeze())
+    }
+}
+
 /// Deepest nesting of arrays and objects a body may have (serde_json's recursion limit:
 /// deeper documents are refused before they can exhaust the stack).
 pub const MAX_JSON_DEPTH: usize = 127;

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
+pub mod hooks;
 pub mod idempotency;
 pub mod middleware;
 pub mod openapi;

@@ -380,19 +380,35 @@ pub fn principal_rate(state: &AppState) -> Rate {
     }
 }
 
-/// Per-client-IP token bucket on login endpoints.
-pub async fn rate_limit_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let ip = req
-        .extensions()
+/// The client IP the request came from, as [`client_info`] decided it.
+fn client_ip_of(req: &Request) -> String {
+    req.extensions()
         .get::<ClientInfo>()
         .and_then(|c| c.ip.clone())
-        .unwrap_or_else(|| "unknown".into());
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Per-client-IP token bucket on login endpoints.
+pub async fn rate_limit_ip(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = client_ip_of(&req);
     let per_minute = state.config.auth_rate_limit_per_minute;
     let rate = Rate {
         capacity: per_minute,
         per_minute,
     };
     limited(&state, format!("ip:{ip}"), rate, req, next).await
+}
+
+/// Per-client-IP token bucket on provider callbacks (`/hooks/*`), apart from the login one:
+/// a provider's burst of callbacks must not lock its IP out of logging in, nor the reverse.
+pub async fn rate_limit_hooks(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let ip = client_ip_of(&req);
+    let per_minute = state.config.hooks_rate_limit_per_minute;
+    let rate = Rate {
+        capacity: per_minute,
+        per_minute,
+    };
+    limited(&state, format!("hooks:{ip}"), rate, req, next).await
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ use utoipa::{Modify, OpenApi};
         (name = "workers", description = "Pull workers: claim, heartbeat, complete, fail"),
         (name = "queues", description = "Queue counts, settings and operations"),
         (name = "schedules", description = "Cron schedules"),
+        (name = "hooks", description = "Provider callbacks: no API key, verified by the provider's signature"),
     )
 )]
 pub struct ApiDoc;
@@ -67,8 +68,13 @@ struct Kind {
     scoped: bool,
     /// Under `/v1` (rate-limited, reaches the database).
     api: bool,
+    /// A provider callback under `/hooks/` (rate-limited per IP, any query parameters).
+    callback: bool,
     /// Takes a JSON body.
     body: bool,
+    /// Takes a body of another media type, read as it arrives with a limit of the route's
+    /// own (the hooks and streaming groups, which no `Idempotency-Key` layer wraps).
+    raw_body: bool,
     /// Takes query parameters.
     query: bool,
     /// A POST behind the `Idempotency-Key` layer.
@@ -82,32 +88,46 @@ impl Kind {
             .as_array()
             .and_then(|reqs| reqs.iter().find_map(|r| r["bearer"].as_array()));
         let authenticated = bearer.is_some();
+        let body = op
+            .request_body
+            .as_ref()
+            .map(|b| b.content.keys().any(|media| media.contains("json")));
+        let raw_body = body == Some(false);
         Kind {
             authenticated,
             scoped: bearer.is_some_and(|scopes| !scopes.is_empty()),
             api: path.starts_with("/v1/"),
-            body: op.request_body.is_some(),
+            callback: path.starts_with("/hooks/"),
+            body: body == Some(true),
+            raw_body,
             query: op
                 .parameters
                 .iter()
                 .flatten()
                 .any(|p| p.parameter_in == ParameterIn::Query),
-            idempotent: authenticated && method == "post",
+            idempotent: authenticated && method == "post" && !raw_body,
         }
     }
 
     /// The codes every operation of this kind can answer.
     fn codes(&self) -> Vec<Code> {
-        // Every operation refuses query parameters it does not declare.
-        let mut out = vec![codes::INVALID_QUERY];
+        // Every operation but a provider's callback refuses query parameters it does not
+        // declare.
+        let mut out = Vec::new();
+        if !self.callback {
+            out.push(codes::INVALID_QUERY);
+        }
         if self.authenticated {
             out.push(codes::UNAUTHORIZED);
         }
         if self.scoped {
             out.push(codes::FORBIDDEN);
         }
-        if self.api {
+        if self.api || self.callback {
             out.extend([codes::RATE_LIMITED, codes::DATABASE_UNAVAILABLE]);
+        }
+        if self.raw_body {
+            out.push(codes::BODY_TOO_LARGE);
         }
         if self.body {
             out.extend([
@@ -592,19 +612,30 @@ mod tests {
                     "{method} {path}"
                 );
             }
-            if path.starts_with("/v1/") {
+            let callback = path.starts_with("/hooks/");
+            if path.starts_with("/v1/") || callback {
                 assert!(has("429", "rate-limited"), "{method} {path}");
                 assert!(has("503", "database-unavailable"), "{method} {path}");
             }
-            if op.get("requestBody").is_some() {
-                assert!(has("400", "malformed-json"), "{method} {path}");
+            let media: Vec<String> = op["requestBody"]["content"]
+                .as_object()
+                .map(|c| c.keys().cloned().collect())
+                .unwrap_or_default();
+            let json = media.iter().any(|m| m.contains("json"));
+            if !media.is_empty() {
                 assert!(has("413", "body-too-large"), "{method} {path}");
-                assert!(has("415", "unsupported-media-type"), "{method} {path}");
-                assert!(has("422", "validation-failed"), "{method} {path}");
+                assert_eq!(has("400", "malformed-json"), json, "{method} {path}");
+                assert_eq!(
+                    has("415", "unsupported-media-type"),
+                    json,
+                    "{method} {path}"
+                );
+                assert_eq!(has("422", "validation-failed"), json, "{method} {path}");
             }
-            // Unknown query parameters are refused everywhere.
-            assert!(has("400", "invalid-query"), "{method} {path}");
-            if scopes.is_some() && method == "post" {
+            // Unknown query parameters are refused everywhere but in provider callbacks.
+            assert_eq!(has("400", "invalid-query"), !callback, "{method} {path}");
+            // A raw body is read as it arrives: no Idempotency-Key layer buffers it.
+            if scopes.is_some() && method == "post" && (json || media.is_empty()) {
                 assert!(has("409", "idempotency-key-in-use"), "{method} {path}");
                 assert!(has("422", "idempotency-key-reused"), "{method} {path}");
                 let header = op["parameters"]
@@ -615,6 +646,57 @@ mod tests {
                     "{method} {path} does not declare its Idempotency-Key header"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn provider_callbacks_are_public_raw_and_say_404_without_a_provider() {
+        let ops: Vec<_> = operations()
+            .into_iter()
+            .filter(|(path, _, _)| path.starts_with("/hooks/"))
+            .collect();
+        let paths: Vec<(&str, &str)> = ops
+            .iter()
+            .map(|(p, m, _)| (p.as_str(), m.as_str()))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                ("/hooks/{provider}", "post"),
+                ("/hooks/{provider}/{key}", "post")
+            ]
+        );
+        for (path, _, op) in &ops {
+            assert_eq!(op["tags"], serde_json::json!(["hooks"]), "{path}");
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{}]),
+                "{path}: no API key"
+            );
+            assert!(
+                op["requestBody"]["content"]["application/octet-stream"].is_object(),
+                "{path}: {}",
+                op["requestBody"]
+            );
+            for (status, code) in [
+                ("404", "not-found"),
+                ("413", "body-too-large"),
+                ("429", "rate-limited"),
+                ("401", "invalid-signature"),
+            ] {
+                assert!(
+                    op["responses"][status]["description"]
+                        .as_str()
+                        .is_some_and(|d| d.contains(&format!("`{code}`"))),
+                    "{path} {status}"
+                );
+            }
+            let header = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["name"] == "Idempotency-Key");
+            assert!(!header, "{path}");
         }
     }
 

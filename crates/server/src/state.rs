@@ -30,6 +30,10 @@ pub struct Inner {
     pub metrics: PrometheusHandle,
     /// The queue runtime of this node (handlers, wake-ups, push signing).
     pub runtime: switchboard_queue::runtime::Runtime,
+    /// Seals and opens secrets kept in the database (provider credentials).
+    pub secrets: switchboard_core::crypto::Keyring,
+    /// The providers `/hooks/{provider}` takes callbacks from.
+    pub hooks: crate::hooks::Registry,
 }
 
 impl AppState {

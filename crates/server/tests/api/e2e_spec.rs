@@ -218,6 +218,10 @@ async fn unknown_query_parameters_are_refused_everywhere(b: Backend) {
     let spec = spec(&app).await;
     let mut walked = 0;
     for (template, item) in spec["paths"].as_object().unwrap() {
+        // Provider callbacks take whatever query their provider adds (e2e_hooks).
+        if template.starts_with("/hooks/") {
+            continue;
+        }
         let path = template
             .replace("{id}", "x_01")
             .replace("{name}", "a-queue");

@@ -6,7 +6,7 @@ use sqlx::Connection;
 use switchboard_core::config::{Config, PushAllow};
 use switchboard_core::db::Backend;
 use switchboard_queue::runtime::{Runtime, RuntimeBuilder};
-use switchboard_server::app::Application;
+use switchboard_server::app::{Application, Extras};
 use switchboard_server::state::AppState;
 use tokio::sync::oneshot;
 
@@ -110,11 +110,34 @@ pub async fn spawn_runtime(backend: Backend, runtime: RuntimeBuilder) -> TestApp
     spawn_full(config, Some(dir), runtime).await
 }
 
+/// Starts a node on `backend` that also serves `extras` (hooks, streaming routes of the
+/// test's own), after letting the test adjust its configuration.
+pub async fn spawn_extras(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config),
+    extras: Extras,
+) -> TestApp {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = test_config(backend, dir.path()).await;
+    adjust(&mut config);
+    spawn_extended(config, Some(dir), Runtime::builder(), extras).await
+}
+
 /// Starts a node with this configuration and runtime.
 pub async fn spawn_full(
     config: Config,
     dir: Option<tempfile::TempDir>,
     runtime: RuntimeBuilder,
+) -> TestApp {
+    spawn_extended(config, dir, runtime, Extras::default()).await
+}
+
+/// Starts a node with this configuration, runtime and extras.
+pub async fn spawn_extended(
+    config: Config,
+    dir: Option<tempfile::TempDir>,
+    runtime: RuntimeBuilder,
+    extras: Extras,
 ) -> TestApp {
     use secrecy::ExposeSecret;
     // Server logs of a failing test, with SWITCHBOARD_TEST_LOG=warn.
@@ -124,7 +147,7 @@ pub async fn spawn_full(
         .as_ref()
         .map(|k| k.expose_secret().to_owned())
         .unwrap_or_default();
-    let app = Application::build_with(config.clone(), runtime)
+    let app = Application::build_extended(config.clone(), runtime, extras)
         .await
         .expect("build app");
     let addr = format!("http://127.0.0.1:{}", app.port());
@@ -295,4 +318,52 @@ pub async fn wait_for(
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Sends one request over a raw connection to `app`, for what reqwest cannot send (a body
+/// in pieces with pauses, chunked encoding): `head` is the request line and headers (no
+/// blank line; `Host` and `Connection: close` are added), then each of `parts` is written,
+/// with `after(i)` awaited after part `i`. Returns the answer's status and body text.
+pub async fn raw_exchange<F, Fut>(
+    app: &TestApp,
+    head: &str,
+    parts: &[&[u8]],
+    after: F,
+) -> (u16, String)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app.addr.trim_start_matches("http://");
+    let mut sock = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "{head}\r\nHost: {host}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        app.key
+    );
+    // The server may answer (413) and close before everything is written: not an error here.
+    let mut open = sock.write_all(head.as_bytes()).await.is_ok();
+    for (i, part) in parts.iter().enumerate() {
+        if open {
+            open = sock.write_all(part).await.is_ok();
+        }
+        after(i).await;
+    }
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        sock.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
