@@ -10,6 +10,7 @@ pub mod fcm;
 pub mod playmobile;
 pub mod resend;
 pub mod sendgrid;
+pub mod smtp;
 pub mod telegram;
 pub mod twilio;
 pub mod whatsapp;
