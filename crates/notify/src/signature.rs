@@ -149,6 +149,19 @@ pub fn sendgrid_verify(
     key.verify(&message, &sig).is_ok()
 }
 
+/// Meta's `X-Hub-Signature-256` (WhatsApp Cloud API webhooks): `sha256=` + hex of
+/// HMAC-SHA256 with the app secret over the raw body.
+pub fn meta_verify(app_secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(given) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(app_secret.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    constant_time_eq(expected.as_bytes(), given.to_ascii_lowercase().as_bytes())
+}
+
 /// Compares two byte strings in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
@@ -356,6 +369,40 @@ mod tests {
             &B64.encode(other_sig)
         ));
         assert!(!sendgrid_verify("not base64!", SG_TS, &body, SG_SIG));
+    }
+
+    const META_VECTOR: &str = "0bf7374433906636bed1653bc7c64affb42fa5da9a39e251ab95c2e3a9c06923";
+
+    #[test]
+    fn meta_signature_is_hmac_sha256_of_the_raw_body() {
+        // Computed independently: printf '%s' '{"object":"whatsapp_business_account"}' |
+        //   openssl dgst -sha256 -hmac app-secret
+        let body = br#"{"object":"whatsapp_business_account"}"#;
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"app-secret").unwrap();
+        mac.update(body);
+        let hex_sig = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(hex_sig, META_VECTOR);
+        assert!(meta_verify(
+            "app-secret",
+            body,
+            &format!("sha256={META_VECTOR}")
+        ));
+        assert!(meta_verify(
+            "app-secret",
+            body,
+            &format!("sha256={}", META_VECTOR.to_uppercase())
+        ));
+        assert!(!meta_verify(
+            "other",
+            body,
+            &format!("sha256={META_VECTOR}")
+        ));
+        assert!(!meta_verify(
+            "app-secret",
+            b"{}",
+            &format!("sha256={META_VECTOR}")
+        ));
+        assert!(!meta_verify("app-secret", body, META_VECTOR));
     }
 
     #[test]

@@ -10,7 +10,10 @@ pub mod fcm;
 pub mod playmobile;
 pub mod resend;
 pub mod sendgrid;
+pub mod smtp;
+pub mod telegram;
 pub mod twilio;
+pub mod whatsapp;
 
 use std::time::Duration;
 
