@@ -6,7 +6,9 @@
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::{by_status, excerpt, read_capped, retry_after, unreachable, Receipt, SendError, Sms};
+use super::{
+    by_status, excerpt, parse, read_capped, retry_after, unreachable, Receipt, SendError, Sms,
+};
 
 /// Eskiz's API root.
 pub const API: &str = "https://notify.eskiz.uz/api";
@@ -92,12 +94,7 @@ impl Eskiz {
                 _ => by_status(status, message, retry),
             });
         }
-        serde_json::from_str::<Login>(&body)
-            .map(|l| l.data.token)
-            .map_err(|_| SendError::Unavailable {
-                message: format!("unreadable login answer: {}", excerpt(&body)),
-                retry_after: None,
-            })
+        parse::<Login>(&body).map(|l| l.data.token)
     }
 
     async fn attempt(
@@ -133,10 +130,7 @@ impl Eskiz {
         let retry = retry_after(&response);
         let body = read_capped(response).await;
         if (200..300).contains(&status) {
-            let sent: Sent = serde_json::from_str(&body).map_err(|_| SendError::Unavailable {
-                message: format!("unreadable answer: {}", excerpt(&body)),
-                retry_after: None,
-            })?;
+            let sent: Sent = parse(&body)?;
             return Ok(Attempt::Done(Ok(Receipt {
                 message_id: Some(sent.id),
                 provider_status: sent.status,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{by_status, excerpt, read_capped, retry_after, unreachable, Receipt, SendError};
+use super::{by_status, excerpt, parse, read_capped, retry_after, unreachable, Receipt, SendError};
 
 /// FCM's API root.
 pub const API: &str = "https://fcm.googleapis.com";
@@ -157,10 +157,7 @@ impl Fcm {
                 _ => by_status(status, message, retry),
             });
         }
-        let token: Token = serde_json::from_str(&text).map_err(|_| SendError::Unavailable {
-            message: format!("unreadable token answer: {}", excerpt(&text)),
-            retry_after: None,
-        })?;
+        let token: Token = parse(&text)?;
         // Renewed a minute early, so a token never expires in flight.
         *cached = Some(Cached {
             token: token.access_token.clone(),

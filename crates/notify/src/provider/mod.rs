@@ -177,6 +177,15 @@ pub(crate) fn by_status(status: u16, message: String, retry: Option<Duration>) -
     }
 }
 
+/// A provider's success answer as `T`; one we cannot read means the provider is not behaving
+/// (retried like an outage), quoted as an excerpt.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, SendError> {
+    serde_json::from_str(text).map_err(|_| SendError::Unavailable {
+        message: format!("unreadable answer: {}", excerpt(text)),
+        retry_after: None,
+    })
+}
+
 /// A short excerpt of a provider's answer for messages (never the whole body).
 pub(crate) fn excerpt(body: &str) -> String {
     let trimmed = body.trim();

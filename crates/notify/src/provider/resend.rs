@@ -6,7 +6,9 @@
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{by_status, excerpt, read_capped, retry_after, unreachable, Email, Receipt, SendError};
+use super::{
+    by_status, excerpt, parse, read_capped, retry_after, unreachable, Email, Receipt, SendError,
+};
 
 /// Resend's API root.
 pub const API: &str = "https://api.resend.com";
@@ -98,10 +100,7 @@ pub async fn send(
     let retry = retry_after(&response);
     let text = read_capped(response).await;
     if status == 200 {
-        let created: Created = serde_json::from_str(&text).map_err(|_| SendError::Unavailable {
-            message: format!("unreadable answer: {}", excerpt(&text)),
-            retry_after: None,
-        })?;
+        let created: Created = parse(&text)?;
         return Ok(Receipt {
             message_id: Some(created.id),
             provider_status: "sent".into(),

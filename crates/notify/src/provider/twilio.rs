@@ -5,7 +5,9 @@
 
 use serde::Deserialize;
 
-use super::{by_status, excerpt, read_capped, retry_after, unreachable, Receipt, SendError, Sms};
+use super::{
+    by_status, excerpt, parse, read_capped, retry_after, unreachable, Receipt, SendError, Sms,
+};
 
 /// Twilio's API root.
 pub const API: &str = "https://api.twilio.com";
@@ -108,10 +110,7 @@ pub async fn send(
     let retry = retry_after(&response);
     let body = read_capped(response).await;
     if status == 201 || status == 200 {
-        let created: Created = serde_json::from_str(&body).map_err(|_| SendError::Unavailable {
-            message: format!("unreadable answer: {}", excerpt(&body)),
-            retry_after: None,
-        })?;
+        let created: Created = parse(&body)?;
         return Ok(Receipt {
             message_id: Some(created.sid),
             provider_status: created.status,
