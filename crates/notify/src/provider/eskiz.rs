@@ -141,37 +141,36 @@ impl Eskiz {
         Ok(Attempt::Done(Err(by_status(status, message, retry))))
     }
 
+    /// The cached token, or a new login's when none is cached or the cached one is `refused`
+    /// (unless another send already replaced it).
+    async fn token(
+        &self,
+        client: &reqwest::Client,
+        refused: Option<&str>,
+    ) -> Result<String, SendError> {
+        let mut cached = self.token.lock().await;
+        match cached.as_deref() {
+            Some(t) if Some(t) != refused => Ok(t.to_string()),
+            _ => {
+                let t = self.login(client).await?;
+                *cached = Some(t.clone());
+                Ok(t)
+            }
+        }
+    }
+
     /// Sends one SMS (logging in first when no token is cached, and once more on 401).
     pub async fn send(
         &self,
         client: &reqwest::Client,
         sms: &Sms<'_>,
     ) -> Result<Receipt, SendError> {
-        let mut cached = self.token.lock().await;
-        let token = match cached.as_ref() {
-            Some(t) => t.clone(),
-            None => {
-                let t = self.login(client).await?;
-                *cached = Some(t.clone());
-                t
-            }
-        };
-        drop(cached);
-        match self.attempt(client, &token, sms).await? {
-            Attempt::Done(result) => return result,
-            Attempt::Expired => {}
+        let token = self.token(client, None).await?;
+        if let Attempt::Done(result) = self.attempt(client, &token, sms).await? {
+            return result;
         }
-        // Expired: one new login (unless another send already replaced the token), one replay.
-        let mut cached = self.token.lock().await;
-        let fresh = match cached.as_ref() {
-            Some(t) if *t != token => t.clone(),
-            _ => {
-                let t = self.login(client).await?;
-                *cached = Some(t.clone());
-                t
-            }
-        };
-        drop(cached);
+        // Expired: one new login, one replay.
+        let fresh = self.token(client, Some(&token)).await?;
         match self.attempt(client, &fresh, sms).await? {
             Attempt::Done(result) => result,
             Attempt::Expired => Err(SendError::Misconfigured {
